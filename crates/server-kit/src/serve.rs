@@ -1,0 +1,119 @@
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::ApiError;
+
+/// Largest request body any service accepts; bigger ones get 413 with a JSON body.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// An environment variable, or `default` when it is unset or empty.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Binds `addr` (port 0 picks a free one) and, when `FLEET_ANNOUNCE` is set, prints
+/// `fleet:listening <label> <addr>` so `fleet up` and the tests learn the real port.
+pub async fn bind(addr: &str, label: &str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    if std::env::var_os("FLEET_ANNOUNCE").is_some() {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "fleet:listening {label} {local}")?;
+        out.flush()?;
+    }
+    tracing::info!(%local, "{label} listening");
+    Ok(listener)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// What `/readyz` asks: `Ok` when the service can do its work (its database answers, say).
+pub type Readiness =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// `/healthz` (the process is alive) and `/readyz` (it can serve), untraced by the middleware.
+pub fn health_router(readiness: Option<Readiness>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let result = match readiness {
+                        Some(check) => check().await,
+                        None => Ok(()),
+                    };
+                    match result {
+                        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+                            .into_response(),
+                        Err(reason) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(serde_json::json!({"status": "not_ready", "reason": reason})),
+                        )
+                            .into_response(),
+                    }
+                }
+            }),
+        )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+/// Serves `app` until Ctrl-C/SIGTERM, then drains in-flight requests before returning.
+/// Adds the JSON 404/405 fallbacks and the body limit every service shares and, when `traced`,
+/// the server-span middleware (outermost, so 404s and 413s are traced too).
+pub async fn serve(listener: TcpListener, app: Router, traced: bool) -> anyhow::Result<()> {
+    let mut app = app
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    if traced {
+        app = app.layer(axum::middleware::from_fn(fleet_telemetry::server::trace_requests));
+    }
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}

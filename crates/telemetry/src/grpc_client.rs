@@ -1,0 +1,128 @@
+//! gRPC CLIENT spans: a tower layer around a tonic `Channel` that starts the span and injects
+//! the context into the request metadata.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tracing::field::Empty;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::propagation;
+use crate::status::{grpc_code_name, grpc_status_from_headers};
+
+/// `PaymentServiceClient::new(GrpcClientTraceLayer::new("127.0.0.1", 50051).layer(channel))`.
+#[derive(Debug, Clone)]
+pub struct GrpcClientTraceLayer {
+    server_address: String,
+    server_port: u16,
+}
+
+impl GrpcClientTraceLayer {
+    pub fn new(server_address: impl Into<String>, server_port: u16) -> Self {
+        Self {
+            server_address: server_address.into(),
+            server_port,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for GrpcClientTraceLayer {
+    type Service = GrpcClientTrace<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcClientTrace {
+            inner,
+            server_address: self.server_address.clone(),
+            server_port: self.server_port,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcClientTrace<S> {
+    inner: S,
+    server_address: String,
+    server_port: u16,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for GrpcClientTrace<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+    ReqBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        let method = req.uri().path().trim_start_matches('/').to_owned();
+        let span = tracing::info_span!(
+            "rpc.client",
+            otel.name = %method,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            rpc.system.name = "grpc",
+            rpc.method = %method,
+            rpc.response.status_code = Empty,
+            server.address = %self.server_address,
+            server.port = i64::from(self.server_port),
+            error.type = Empty,
+        );
+        propagation::inject(&span.context(), req.headers_mut());
+        let future = self.inner.call(req);
+        Box::pin(
+            async move {
+                let result = future.await;
+                let span = tracing::Span::current();
+                match &result {
+                    Ok(response) => {
+                        let (code, message) = grpc_status_from_headers(response.headers());
+                        span.record("rpc.response.status_code", grpc_code_name(code));
+                        if code != 0 {
+                            span.record("error.type", grpc_code_name(code));
+                            span.record("otel.status_code", "ERROR");
+                            if let Some(message) = message {
+                                span.record("otel.status_description", message);
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        // tonic reports a transport failure to the caller as UNAVAILABLE.
+                        span.record("rpc.response.status_code", "UNAVAILABLE");
+                        span.record("error.type", "UNAVAILABLE");
+                        span.record("otel.status_code", "ERROR");
+                        span.record("otel.status_description", err.to_string());
+                    }
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// A lazily connecting channel to `addr` (`http://host:port`) with the trace layer on it, so a
+/// service may start before the one it calls.
+pub fn traced_channel(
+    addr: &str,
+    timeout: std::time::Duration,
+) -> Result<GrpcClientTrace<tonic::transport::Channel>, tonic::transport::Error> {
+    let endpoint = tonic::transport::Endpoint::from_shared(addr.to_owned())?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(timeout);
+    let uri = endpoint.uri().clone();
+    let host = uri.host().unwrap_or("localhost").to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    Ok(tower::Layer::layer(
+        &GrpcClientTraceLayer::new(host, port),
+        endpoint.connect_lazy(),
+    ))
+}

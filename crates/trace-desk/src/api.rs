@@ -1,0 +1,580 @@
+//! The Tempo-compatible HTTP API (port 3200 by default) and `/metrics`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use prost::Message as _;
+use serde_json::{Value, json};
+
+use crate::jsonpb;
+use crate::search::{self, SearchError, SearchParams};
+use crate::store::{self, Store, StoredSpan, TraceId};
+
+/// Tempo version reported by `/api/status/buildinfo` (the API subset mirrors it).
+pub const TEMPO_COMPAT_VERSION: &str = "2.10.0";
+
+/// Intrinsic tag names reported by the tag endpoints.
+pub const INTRINSIC_TAGS: [&str; 8] = [
+    "duration",
+    "kind",
+    "name",
+    "rootName",
+    "rootServiceName",
+    "status",
+    "statusMessage",
+    "traceDuration",
+];
+
+/// The API router.
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/ready", get(|| async { "ready" }))
+        .route("/api/echo", get(|| async { "echo" }))
+        .route("/api/status/buildinfo", get(buildinfo))
+        .route("/metrics", get(metrics))
+        .route("/api/traces/{trace_id}", get(trace_v1))
+        .route("/api/v2/traces/{trace_id}", get(trace_v2))
+        .route("/api/search", get(search_handler))
+        .route("/api/search/tags", get(tags_v1))
+        .route("/api/v2/search/tags", get(tags_v2))
+        .route("/api/search/tag/{tag}/values", get(tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .with_state(store)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, body.into()).into_response()
+}
+
+fn json_response(value: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+async fn buildinfo() -> Response {
+    json_response(json!({
+        "version": TEMPO_COMPAT_VERSION,
+        "revision": concat!("trace-desk-", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+async fn metrics(State(store): State<Store>) -> Response {
+    let s = store.stats();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "trace_desk_spans_received_total",
+        "counter",
+        "Spans accepted by the OTLP receivers.",
+        s.spans_received,
+    );
+    metric(
+        "trace_desk_spans_rejected_total",
+        "counter",
+        "Spans refused at intake because of invalid ids.",
+        s.spans_rejected,
+    );
+    metric(
+        "trace_desk_spans_held",
+        "gauge",
+        "Spans currently held in memory.",
+        s.spans_held,
+    );
+    metric(
+        "trace_desk_traces_held",
+        "gauge",
+        "Traces currently held in memory.",
+        s.traces_held,
+    );
+    metric(
+        "trace_desk_traces_evicted_total",
+        "counter",
+        "Whole traces evicted, oldest first, to stay within the span bound.",
+        s.traces_evicted,
+    );
+    metric(
+        "trace_desk_spans_evicted_total",
+        "counter",
+        "Spans evicted with their traces.",
+        s.spans_evicted,
+    );
+    metric(
+        "trace_desk_max_spans",
+        "gauge",
+        "Configured bound on held spans.",
+        s.max_spans,
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// Parses a hex trace id as Tempo does: case-insensitive, at most 32 hex digits,
+/// shorter ids left-padded with zeros.
+pub fn parse_trace_id(input: &str) -> Result<TraceId, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("invalid trace id: empty".to_string());
+    }
+    if let Some((i, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "invalid trace id: trace IDs can only contain hex characters: invalid character '{c}' at position {}",
+            i + 1
+        ));
+    }
+    if s.len() > 32 {
+        return Err("invalid trace id: trace IDs can't be larger than 128 bits".to_string());
+    }
+    let padded = format!("{s:0>32}");
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(padded, &mut id).map_err(|e| format!("invalid trace id: {e}"))?;
+    Ok(id)
+}
+
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|part| {
+                let mt = part.split(';').next().unwrap_or_default().trim();
+                mt.eq_ignore_ascii_case("application/protobuf")
+                    || mt.eq_ignore_ascii_case("application/x-protobuf")
+            })
+        })
+}
+
+fn protobuf_response(bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/protobuf"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Looks a trace up for the trace-by-id endpoints, applying `start`/`end`.
+fn lookup(
+    store: &Store,
+    raw_id: &str,
+    params: &HashMap<String, String>,
+) -> Result<Vec<StoredSpan>, Response> {
+    let id = parse_trace_id(raw_id).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+    let seconds = |name: &str| -> Result<Option<u64>, Response> {
+        match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid {name}: expected unix seconds, got {v:?}"),
+                )
+            }),
+        }
+    };
+    let (start, end) = (seconds("start")?, seconds("end")?);
+    let not_found = || text(StatusCode::NOT_FOUND, "trace not found");
+    let spans = store.trace(&id).ok_or_else(not_found)?;
+    let first = spans.iter().map(|s| s.span.start_time_unix_nano).min();
+    let last = spans.iter().map(|s| s.span.end_time_unix_nano).max();
+    if let (Some(end), Some(first)) = (end, first)
+        && first >= end.saturating_add(1).saturating_mul(1_000_000_000)
+    {
+        return Err(not_found());
+    }
+    if let (Some(start), Some(last)) = (start, last)
+        && last < start.saturating_mul(1_000_000_000)
+    {
+        return Err(not_found());
+    }
+    Ok(spans)
+}
+
+/// `tempopb.TraceByIDResponse` for v2 protobuf answers.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    trace: Option<TracesData>,
+}
+
+async fn trace_v1(
+    State(store): State<Store>,
+    Path(trace_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let spans = match lookup(&store, &trace_id, &params) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let batches = store::group_spans(&spans);
+    if wants_protobuf(&headers) {
+        return protobuf_response(
+            TracesData {
+                resource_spans: batches,
+            }
+            .encode_to_vec(),
+        );
+    }
+    let batches: Vec<Value> = batches.iter().map(jsonpb::resource_spans).collect();
+    json_response(json!({ "batches": batches }))
+}
+
+async fn trace_v2(
+    State(store): State<Store>,
+    Path(trace_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let spans = match lookup(&store, &trace_id, &params) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let batches = store::group_spans(&spans);
+    if wants_protobuf(&headers) {
+        return protobuf_response(
+            TraceByIdResponse {
+                trace: Some(TracesData {
+                    resource_spans: batches,
+                }),
+            }
+            .encode_to_vec(),
+        );
+    }
+    let batches: Vec<Value> = batches.iter().map(jsonpb::resource_spans).collect();
+    json_response(json!({ "trace": { "resourceSpans": batches } }))
+}
+
+async fn search_handler(
+    State(store): State<Store>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match SearchParams::from_query(&params) {
+        Ok(p) => json_response(search::search(&store, &p)),
+        Err(e @ SearchError::BadRequest(_)) | Err(e @ SearchError::TraceQlUnsupported) => {
+            text(StatusCode::BAD_REQUEST, e.to_string())
+        }
+    }
+}
+
+/// Attribute key sets per scope.
+#[derive(Debug, Default)]
+struct TagSets {
+    resource: BTreeSet<String>,
+    span: BTreeSet<String>,
+    event: BTreeSet<String>,
+    link: BTreeSet<String>,
+    instrumentation: BTreeSet<String>,
+}
+
+fn collect_tags(store: &Store) -> TagSets {
+    let mut t = TagSets::default();
+    store.for_each_trace(|_, spans| {
+        for s in spans {
+            t.resource
+                .extend(s.resource.attributes.iter().map(|kv| kv.key.clone()));
+            t.span
+                .extend(s.span.attributes.iter().map(|kv| kv.key.clone()));
+            t.instrumentation
+                .extend(s.scope.attributes.iter().map(|kv| kv.key.clone()));
+            for e in &s.span.events {
+                t.event.extend(e.attributes.iter().map(|kv| kv.key.clone()));
+            }
+            for l in &s.span.links {
+                t.link.extend(l.attributes.iter().map(|kv| kv.key.clone()));
+            }
+        }
+    });
+    t
+}
+
+fn intrinsics() -> BTreeSet<String> {
+    INTRINSIC_TAGS.iter().map(|s| s.to_string()).collect()
+}
+
+async fn tags_v1(
+    State(store): State<Store>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let scope = params.get("scope").map(|s| s.trim()).unwrap_or_default();
+    let t = collect_tags(&store);
+    let names: BTreeSet<String> = match scope {
+        "" | "all" | "none" => t.resource.union(&t.span).cloned().collect(),
+        "resource" => t.resource,
+        "span" => t.span,
+        "intrinsic" => intrinsics(),
+        "event" => t.event,
+        "link" => t.link,
+        "instrumentation" => t.instrumentation,
+        other => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("invalid scope {other:?}: use resource, span, intrinsic, event, link or instrumentation"),
+            );
+        }
+    };
+    json_response(json!({ "tagNames": names }))
+}
+
+async fn tags_v2(
+    State(store): State<Store>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let scope = params.get("scope").map(|s| s.trim()).unwrap_or_default();
+    let t = collect_tags(&store);
+    let all = [
+        ("resource", t.resource),
+        ("span", t.span),
+        ("intrinsic", intrinsics()),
+        ("event", t.event),
+        ("link", t.link),
+        ("instrumentation", t.instrumentation),
+    ];
+    let scopes: Vec<Value> = match scope {
+        "" | "all" | "none" => all
+            .into_iter()
+            .filter(|(name, tags)| {
+                matches!(*name, "resource" | "span" | "intrinsic") || !tags.is_empty()
+            })
+            .map(|(name, tags)| json!({"name": name, "tags": tags}))
+            .collect(),
+        wanted => {
+            let Some((name, tags)) = all.into_iter().find(|(name, _)| *name == wanted) else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid scope {wanted:?}: use resource, span, intrinsic, event, link or instrumentation"),
+                );
+            };
+            vec![json!({"name": name, "tags": tags})]
+        }
+    };
+    json_response(json!({ "scopes": scopes }))
+}
+
+async fn tag_values_v1(State(store): State<Store>, Path(tag): Path<String>) -> Response {
+    let mut values: BTreeSet<String> = BTreeSet::new();
+    store.for_each_trace(|_, spans| {
+        for s in spans {
+            for kv in s
+                .span
+                .attributes
+                .iter()
+                .chain(s.resource.attributes.iter())
+            {
+                if kv.key == tag
+                    && let Some(v) = kv.value.as_ref().and_then(jsonpb::value_as_string)
+                {
+                    values.insert(v);
+                }
+            }
+        }
+    });
+    json_response(json!({ "tagValues": values }))
+}
+
+/// Where a v2 tag-values lookup searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttrScope {
+    Resource,
+    Span,
+    Any,
+    Event,
+    Link,
+    Instrumentation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TagRef {
+    Attr(AttrScope, String),
+    Intrinsic(&'static str),
+}
+
+fn parse_scoped_tag(tag: &str) -> Result<TagRef, String> {
+    let scoped = [
+        ("resource.", AttrScope::Resource),
+        ("span.", AttrScope::Span),
+        ("event.", AttrScope::Event),
+        ("link.", AttrScope::Link),
+        ("instrumentation.", AttrScope::Instrumentation),
+        (".", AttrScope::Any),
+    ];
+    for (prefix, scope) in scoped {
+        if let Some(rest) = tag.strip_prefix(prefix) {
+            if rest.is_empty() {
+                break;
+            }
+            return Ok(TagRef::Attr(scope, rest.to_string()));
+        }
+    }
+    let intrinsic = match tag {
+        "name" | "span:name" => "name",
+        "status" | "span:status" => "status",
+        "kind" | "span:kind" => "kind",
+        "statusMessage" | "span:statusMessage" => "statusMessage",
+        "rootName" | "trace:rootName" => "rootName",
+        "rootServiceName" | "trace:rootService" => "rootServiceName",
+        "duration" | "span:duration" => "duration",
+        "traceDuration" | "trace:duration" => "traceDuration",
+        _ => {
+            return Err(format!(
+                "invalid tag {tag:?}: use a scoped attribute (resource.x, span.x, .x) or an intrinsic (name, status, kind, ...)"
+            ));
+        }
+    };
+    Ok(TagRef::Intrinsic(intrinsic))
+}
+
+fn kind_keyword(kind: i32) -> &'static str {
+    match kind {
+        1 => "internal",
+        2 => "server",
+        3 => "client",
+        4 => "producer",
+        5 => "consumer",
+        _ => "unspecified",
+    }
+}
+
+async fn tag_values_v2(State(store): State<Store>, Path(tag): Path<String>) -> Response {
+    let tag_ref = match parse_scoped_tag(&tag) {
+        Ok(t) => t,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    // (type, value) pairs, sorted and unique.
+    let mut values: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    let mut add_kv = |kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str| {
+        for kv in kvs {
+            if kv.key == key
+                && let Some((ty, v)) = kv.value.as_ref().and_then(jsonpb::typed_value)
+            {
+                values.insert((v, ty));
+            }
+        }
+    };
+    let mut intrinsic_values: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    store.for_each_trace(|_, spans| match &tag_ref {
+        TagRef::Attr(scope, key) => {
+            for s in spans {
+                match scope {
+                    AttrScope::Resource => add_kv(&s.resource.attributes, key),
+                    AttrScope::Span => add_kv(&s.span.attributes, key),
+                    AttrScope::Any => {
+                        add_kv(&s.resource.attributes, key);
+                        add_kv(&s.span.attributes, key);
+                    }
+                    AttrScope::Instrumentation => add_kv(&s.scope.attributes, key),
+                    AttrScope::Event => {
+                        for e in &s.span.events {
+                            add_kv(&e.attributes, key);
+                        }
+                    }
+                    AttrScope::Link => {
+                        for l in &s.span.links {
+                            add_kv(&l.attributes, key);
+                        }
+                    }
+                }
+            }
+        }
+        TagRef::Intrinsic(which) => match *which {
+            "name" => {
+                for s in spans {
+                    intrinsic_values.insert((s.span.name.clone(), "string"));
+                }
+            }
+            "status" => {
+                for s in spans {
+                    intrinsic_values.insert((search::status_text(s).to_string(), "keyword"));
+                }
+            }
+            "kind" => {
+                for s in spans {
+                    intrinsic_values.insert((kind_keyword(s.span.kind).to_string(), "keyword"));
+                }
+            }
+            "statusMessage" => {
+                for s in spans {
+                    if let Some(st) = &s.span.status
+                        && !st.message.is_empty()
+                    {
+                        intrinsic_values.insert((st.message.clone(), "string"));
+                    }
+                }
+            }
+            "rootName" | "rootServiceName" => {
+                if let Some(root) = search::root_span(spans) {
+                    let v = if *which == "rootName" {
+                        root.span.name.clone()
+                    } else {
+                        root.service_name().unwrap_or_default().to_string()
+                    };
+                    intrinsic_values.insert((v, "string"));
+                }
+            }
+            _ => {}
+        },
+    });
+    values.extend(intrinsic_values);
+    let tag_values: Vec<Value> = values
+        .into_iter()
+        .filter(|(v, _)| !v.is_empty())
+        .map(|(v, ty)| json!({"type": ty, "value": v}))
+        .collect();
+    json_response(json!({ "tagValues": tag_values }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids() {
+        let mut expected = [0u8; 16];
+        expected[15] = 0xab;
+        assert_eq!(parse_trace_id("AB"), Ok(expected));
+        assert_eq!(parse_trace_id("0ab"), Ok(expected));
+        assert!(parse_trace_id("xyz").is_err());
+        assert!(parse_trace_id(&"1".repeat(33)).is_err());
+        assert!(parse_trace_id("").is_err());
+    }
+
+    #[test]
+    fn scoped_tags() {
+        assert_eq!(
+            parse_scoped_tag("resource.service.name"),
+            Ok(TagRef::Attr(AttrScope::Resource, "service.name".into()))
+        );
+        assert_eq!(
+            parse_scoped_tag(".foo"),
+            Ok(TagRef::Attr(AttrScope::Any, "foo".into()))
+        );
+        assert_eq!(parse_scoped_tag("status"), Ok(TagRef::Intrinsic("status")));
+        assert!(parse_scoped_tag("foo").is_err());
+    }
+}

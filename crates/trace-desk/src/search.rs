@@ -1,0 +1,537 @@
+//! Tempo search (`/api/search`) over the in-memory store: legacy `tags`
+//! (logfmt), duration bounds, time window, limit, spans per spanset.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use serde_json::{Map, Value, json};
+
+use crate::jsonpb;
+use crate::store::{StoredSpan, Store, TraceId};
+
+/// Service name Tempo reports for a trace whose root span has not arrived.
+pub const ROOT_NOT_RECEIVED: &str = "<root span not yet received>";
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// A request that search cannot answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    /// A parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A TraceQL query other than match-all.
+    #[error(
+        "TraceQL queries are not supported by the trace desk yet (only q={{}} is); use the legacy tags, minDuration and maxDuration parameters"
+    )]
+    TraceQlUnsupported,
+}
+
+/// Parsed search parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchParams {
+    /// `key=value` pairs that must all hold on one span.
+    pub tags: Vec<(String, String)>,
+    /// Minimum trace duration in nanoseconds.
+    pub min_duration_ns: Option<u64>,
+    /// Maximum trace duration in nanoseconds.
+    pub max_duration_ns: Option<u64>,
+    /// Most traces returned.
+    pub limit: usize,
+    /// Window start, unix seconds.
+    pub start: Option<u64>,
+    /// Window end, unix seconds.
+    pub end: Option<u64>,
+    /// Spans per spanset.
+    pub spss: usize,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        Self {
+            tags: Vec::new(),
+            min_duration_ns: None,
+            max_duration_ns: None,
+            limit: 20,
+            start: None,
+            end: None,
+            spss: 3,
+        }
+    }
+}
+
+fn positive(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, SearchError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(SearchError::BadRequest(format!(
+                "invalid {name}: must be a positive number, got {v:?}"
+            ))),
+        },
+    }
+}
+
+fn unix_seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, SearchError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            SearchError::BadRequest(format!("invalid {name}: expected unix seconds, got {v:?}"))
+        }),
+    }
+}
+
+fn duration_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<u64>, SearchError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => parse_go_duration(v)
+            .map(Some)
+            .map_err(|e| SearchError::BadRequest(format!("invalid {name}: {e}"))),
+    }
+}
+
+/// True when a TraceQL query selects every trace (`{}` with optional spaces).
+fn is_match_all(q: &str) -> bool {
+    let q: String = q.chars().filter(|c| !c.is_whitespace()).collect();
+    q.is_empty() || q == "{}"
+}
+
+impl SearchParams {
+    /// Parses Tempo's query parameters.
+    pub fn from_query(params: &HashMap<String, String>) -> Result<Self, SearchError> {
+        if let Some(q) = params.get("q")
+            && !is_match_all(q)
+        {
+            return Err(SearchError::TraceQlUnsupported);
+        }
+        let tags = match params.get("tags") {
+            Some(t) => parse_logfmt(t).map_err(|e| SearchError::BadRequest(format!("invalid tags: {e}")))?,
+            None => Vec::new(),
+        };
+        let min_duration_ns = duration_param(params, "minDuration")?;
+        let max_duration_ns = duration_param(params, "maxDuration")?;
+        if let (Some(min), Some(max)) = (min_duration_ns, max_duration_ns)
+            && max < min
+        {
+            return Err(SearchError::BadRequest(
+                "invalid maxDuration: must be greater than minDuration".to_string(),
+            ));
+        }
+        let start = unix_seconds(params, "start")?;
+        let end = unix_seconds(params, "end")?;
+        if let (Some(s), Some(e)) = (start, end)
+            && e < s
+        {
+            return Err(SearchError::BadRequest(
+                "invalid start: must be less than or equal to end".to_string(),
+            ));
+        }
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(Self {
+            tags,
+            min_duration_ns,
+            max_duration_ns,
+            limit: positive(params, "limit")?.map_or(20, to_usize),
+            start,
+            end,
+            spss: positive(params, "spss")?.map_or(3, to_usize),
+        })
+    }
+}
+
+/// Parses logfmt: `k=v k2="quoted value"`.
+pub fn parse_logfmt(input: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut chars = input.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(format!("expected key=value, found {key:?} without a value"));
+        }
+        if key.is_empty() {
+            return Err("empty key".to_string());
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some('n') => value.push('\n'),
+                        Some('t') => value.push('\t'),
+                        Some(other) => value.push(other),
+                        None => break,
+                    },
+                    '"' => {
+                        closed = true;
+                        break;
+                    }
+                    other => value.push(other),
+                }
+            }
+            if !closed {
+                return Err(format!("unterminated quoted value for {key:?}"));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Parses a Go duration (`300ms`, `1.5s`, `2m`, `1h30m`, `0`) into nanoseconds.
+pub fn parse_go_duration(input: &str) -> Result<u64, String> {
+    let s = input.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if s.starts_with('-') {
+        return Err(format!("negative duration {input:?}"));
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err("empty duration".to_string());
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!("invalid duration {input:?}"));
+        }
+        let number: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("invalid duration {input:?}"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale: f64 = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(format!("missing unit in duration {input:?}")),
+            other => return Err(format!("unknown unit {other:?} in duration {input:?}")),
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    if !total.is_finite() || total > u64::MAX as f64 {
+        return Err(format!("duration {input:?} out of range"));
+    }
+    Ok(total.round() as u64)
+}
+
+/// `status.code` intrinsic text for a span.
+pub fn status_text(span: &StoredSpan) -> &'static str {
+    match span.span.status.as_ref().map(|s| s.code) {
+        Some(2) => "error",
+        Some(1) => "ok",
+        _ => "unset",
+    }
+}
+
+fn find_attr<'a>(span: &'a StoredSpan, key: &str) -> impl Iterator<Item = &'a KeyValue> {
+    let key = key.to_string();
+    span.span
+        .attributes
+        .iter()
+        .chain(span.resource.attributes.iter())
+        .filter(move |kv| kv.key == key)
+}
+
+fn tag_matches(span: &StoredSpan, key: &str, value: &str) -> bool {
+    match key {
+        "name" => span.span.name == value,
+        "status.code" => status_text(span) == value,
+        _ => find_attr(span, key).any(|kv| {
+            kv.value
+                .as_ref()
+                .and_then(jsonpb::value_as_string)
+                .is_some_and(|v| v == value)
+        }),
+    }
+}
+
+/// The root span of a trace: one without a parent, else one whose parent is not
+/// in the trace (earliest start wins in both cases).
+pub fn root_span(spans: &[StoredSpan]) -> Option<&StoredSpan> {
+    let true_root = spans
+        .iter()
+        .filter(|s| s.span.parent_span_id.is_empty())
+        .min_by_key(|s| s.span.start_time_unix_nano);
+    if true_root.is_some() {
+        return true_root;
+    }
+    let ids: HashSet<&[u8]> = spans.iter().map(|s| s.span.span_id.as_slice()).collect();
+    spans
+        .iter()
+        .filter(|s| !ids.contains(s.span.parent_span_id.as_slice()))
+        .min_by_key(|s| s.span.start_time_unix_nano)
+}
+
+/// Tempo's hex form of a trace id in search results (leading zeros trimmed).
+pub fn trace_id_hex(id: &TraceId) -> String {
+    let h = hex::encode(id);
+    h.trim_start_matches('0').to_string()
+}
+
+struct Hit {
+    start_ns: u64,
+    value: Value,
+}
+
+fn spanset_span(span: &StoredSpan, tags: &[(String, String)]) -> Value {
+    let mut attrs: Vec<Value> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (key, _) in tags {
+        if key == "name" || key == "status.code" || !seen.insert(key.as_str()) {
+            continue;
+        }
+        if let Some(kv) = find_attr(span, key).next() {
+            attrs.push(jsonpb::key_value(kv));
+        }
+    }
+    if !seen.contains("service.name")
+        && let Some(kv) = span
+            .resource
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+    {
+        attrs.push(jsonpb::key_value(kv));
+    }
+    let mut m = Map::new();
+    m.insert("spanID".into(), json!(hex::encode(&span.span.span_id)));
+    if !span.span.name.is_empty() {
+        m.insert("name".into(), json!(span.span.name));
+    }
+    m.insert(
+        "startTimeUnixNano".into(),
+        json!(span.span.start_time_unix_nano.to_string()),
+    );
+    let dur = span
+        .span
+        .end_time_unix_nano
+        .saturating_sub(span.span.start_time_unix_nano);
+    if dur != 0 {
+        m.insert("durationNanos".into(), json!(dur.to_string()));
+    }
+    if !attrs.is_empty() {
+        m.insert("attributes".into(), Value::Array(attrs));
+    }
+    Value::Object(m)
+}
+
+fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Option<Hit> {
+    let start_ns = spans.iter().map(|s| s.span.start_time_unix_nano).min()?;
+    let end_ns = spans
+        .iter()
+        .map(|s| s.span.end_time_unix_nano.max(s.span.start_time_unix_nano))
+        .max()?;
+    let duration_ns = end_ns.saturating_sub(start_ns);
+    if let Some(end) = params.end
+        && start_ns >= end.saturating_add(1).saturating_mul(NANOS_PER_SEC)
+    {
+        return None;
+    }
+    if let Some(start) = params.start
+        && end_ns < start.saturating_mul(NANOS_PER_SEC)
+    {
+        return None;
+    }
+    if params.min_duration_ns.is_some_and(|min| duration_ns < min)
+        || params.max_duration_ns.is_some_and(|max| duration_ns > max)
+    {
+        return None;
+    }
+    let mut matched: Vec<&StoredSpan> = spans
+        .iter()
+        .filter(|s| params.tags.iter().all(|(k, v)| tag_matches(s, k, v)))
+        .collect();
+    if matched.is_empty() {
+        return None;
+    }
+    matched.sort_by_key(|s| s.span.start_time_unix_nano);
+
+    let mut trace = Map::new();
+    trace.insert("traceID".into(), json!(trace_id_hex(id)));
+    match root_span(spans) {
+        Some(root) => {
+            let svc = root.service_name().unwrap_or_default();
+            if !svc.is_empty() {
+                trace.insert("rootServiceName".into(), json!(svc));
+            }
+            if !root.span.name.is_empty() {
+                trace.insert("rootTraceName".into(), json!(root.span.name));
+            }
+        }
+        None => {
+            trace.insert("rootServiceName".into(), json!(ROOT_NOT_RECEIVED));
+        }
+    }
+    trace.insert("startTimeUnixNano".into(), json!(start_ns.to_string()));
+    let duration_ms = u32::try_from(duration_ns / 1_000_000).unwrap_or(u32::MAX);
+    if duration_ms != 0 {
+        trace.insert("durationMs".into(), json!(duration_ms));
+    }
+    let spanset = json!({
+        "spans": matched
+            .iter()
+            .take(params.spss)
+            .map(|s| spanset_span(s, &params.tags))
+            .collect::<Vec<_>>(),
+        "matched": matched.len(),
+    });
+    trace.insert("spanSet".into(), spanset.clone());
+    trace.insert("spanSets".into(), json!([spanset]));
+
+    let mut stats: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for s in spans {
+        let e = stats
+            .entry(s.service_name().unwrap_or_default().to_string())
+            .or_default();
+        e.0 += 1;
+        if status_text(s) == "error" {
+            e.1 += 1;
+        }
+    }
+    let stats: Map<String, Value> = stats
+        .into_iter()
+        .map(|(svc, (count, errors))| {
+            let mut m = Map::new();
+            if count != 0 {
+                m.insert("spanCount".into(), json!(count));
+            }
+            if errors != 0 {
+                m.insert("errorCount".into(), json!(errors));
+            }
+            (svc, Value::Object(m))
+        })
+        .collect();
+    trace.insert("serviceStats".into(), Value::Object(stats));
+    Some(Hit {
+        start_ns,
+        value: Value::Object(trace),
+    })
+}
+
+/// Runs a search and renders Tempo's `SearchResponse` JSON.
+pub fn search(store: &Store, params: &SearchParams) -> Value {
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut inspected: u64 = 0;
+    store.for_each_trace(|id, spans| {
+        inspected += 1;
+        if let Some(hit) = trace_hit(id, spans, params) {
+            hits.push(hit);
+        }
+    });
+    // Newest first; traces were visited oldest-received first, so a stable sort
+    // keeps later arrivals ahead among equal start times after the reverse.
+    hits.reverse();
+    hits.sort_by(|a, b| b.start_ns.cmp(&a.start_ns));
+    let traces: Vec<Value> = hits
+        .into_iter()
+        .take(params.limit)
+        .map(|h| h.value)
+        .collect();
+    json!({
+        "traces": traces,
+        "metrics": {
+            "inspectedTraces": inspected,
+            "inspectedBytes": "0",
+            "completedJobs": 1,
+            "totalJobs": 1,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt() {
+        assert_eq!(
+            parse_logfmt(r#"service.name=order-api  http.response.status_code=500 name="POST /checkout""#),
+            Ok(vec![
+                ("service.name".to_string(), "order-api".to_string()),
+                ("http.response.status_code".to_string(), "500".to_string()),
+                ("name".to_string(), "POST /checkout".to_string()),
+            ])
+        );
+        assert_eq!(parse_logfmt("  "), Ok(vec![]));
+        assert!(parse_logfmt("novalue").is_err());
+        assert!(parse_logfmt(r#"a="open"#).is_err());
+        assert_eq!(
+            parse_logfmt(r#"a="say \"hi\"""#),
+            Ok(vec![("a".to_string(), "say \"hi\"".to_string())])
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("100ms"), Ok(100_000_000));
+        assert_eq!(parse_go_duration("1.5s"), Ok(1_500_000_000));
+        assert_eq!(parse_go_duration("2m"), Ok(120_000_000_000));
+        assert_eq!(parse_go_duration("1h30m"), Ok(5_400_000_000_000));
+        assert_eq!(parse_go_duration("250us"), Ok(250_000));
+        assert_eq!(parse_go_duration("0"), Ok(0));
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("ms").is_err());
+        assert!(parse_go_duration("5x").is_err());
+        assert!(parse_go_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn traceql() {
+        let q = |v: &str| {
+            let mut m = HashMap::new();
+            m.insert("q".to_string(), v.to_string());
+            SearchParams::from_query(&m)
+        };
+        assert!(q("{}").is_ok());
+        assert!(q(" { } ").is_ok());
+        assert!(q("").is_ok());
+        assert_eq!(
+            q(r#"{ span.http.route = "/x" }"#),
+            Err(SearchError::TraceQlUnsupported)
+        );
+    }
+
+    #[test]
+    fn trimmed_trace_id() {
+        let mut id = [0u8; 16];
+        id[15] = 0xab;
+        assert_eq!(trace_id_hex(&id), "ab");
+    }
+}

@@ -1,0 +1,213 @@
+//! Shared helpers for the trace desk's integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message as _;
+use serde_json::Value;
+use trace_desk::{DeskConfig, RunningDesk};
+
+pub const T0: u64 = 1_700_000_000_000_000_000;
+pub const MS: u64 = 1_000_000;
+
+pub async fn desk(max_spans: usize) -> RunningDesk {
+    trace_desk::start(DeskConfig::ephemeral(max_spans))
+        .await
+        .expect("desk starts")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+pub fn kv(key: &str, value: Av) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+pub fn s(v: &str) -> Av {
+    Av::StringValue(v.to_string())
+}
+
+pub fn trace_id(n: u64) -> Vec<u8> {
+    let mut id = vec![0xa0; 8];
+    id.extend_from_slice(&n.to_be_bytes());
+    id
+}
+
+pub fn span_id(n: u64) -> Vec<u8> {
+    (0x1000_0000_0000_0000u64 + n).to_be_bytes().to_vec()
+}
+
+/// A span description for hand-made exports.
+#[derive(Clone)]
+pub struct Sp {
+    pub trace: u64,
+    pub id: u64,
+    pub parent: Option<u64>,
+    pub name: &'static str,
+    pub kind: i32,
+    pub start_ms: u64,
+    pub dur_ms: u64,
+    pub attrs: Vec<KeyValue>,
+    pub error: bool,
+}
+
+impl Sp {
+    pub fn new(trace: u64, id: u64, name: &'static str) -> Self {
+        Self {
+            trace,
+            id,
+            parent: None,
+            name,
+            kind: 2,
+            start_ms: 0,
+            dur_ms: 10,
+            attrs: vec![],
+            error: false,
+        }
+    }
+    pub fn parent(mut self, p: u64) -> Self {
+        self.parent = Some(p);
+        self
+    }
+    pub fn at(mut self, start_ms: u64, dur_ms: u64) -> Self {
+        self.start_ms = start_ms;
+        self.dur_ms = dur_ms;
+        self
+    }
+    pub fn attr(mut self, k: &str, v: Av) -> Self {
+        self.attrs.push(kv(k, v));
+        self
+    }
+    pub fn error(mut self) -> Self {
+        self.error = true;
+        self
+    }
+    pub fn kind(mut self, k: i32) -> Self {
+        self.kind = k;
+        self
+    }
+    pub fn to_span(&self) -> Span {
+        Span {
+            trace_id: trace_id(self.trace),
+            span_id: span_id(self.id),
+            parent_span_id: self.parent.map(span_id).unwrap_or_default(),
+            name: self.name.to_string(),
+            kind: self.kind,
+            start_time_unix_nano: T0 + self.start_ms * MS,
+            end_time_unix_nano: T0 + (self.start_ms + self.dur_ms) * MS,
+            attributes: self.attrs.clone(),
+            status: Some(Status {
+                message: if self.error { "boom".into() } else { String::new() },
+                code: if self.error { 2 } else { 0 },
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+pub fn request(service: &str, spans: &[Sp]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s(service)),
+                    kv("deployment.environment.name", s("test")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "hand-made".into(),
+                    version: "1.0".into(),
+                    ..Default::default()
+                }),
+                spans: spans.iter().map(Sp::to_span).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+pub async fn post_protobuf(desk: &RunningDesk, req: &ExportTraceServiceRequest) {
+    let resp = client()
+        .post(format!("http://{}/v1/traces", desk.otlp_http_addr()))
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+}
+
+pub async fn get(desk: &RunningDesk, path_and_query: &str) -> reqwest::Response {
+    client()
+        .get(format!("http://{}{}", desk.api_addr(), path_and_query))
+        .send()
+        .await
+        .expect("get")
+}
+
+pub async fn get_json(desk: &RunningDesk, path_and_query: &str) -> Value {
+    let resp = get(desk, path_and_query).await;
+    let status = resp.status();
+    let body = resp.text().await.expect("body");
+    assert_eq!(status, 200, "GET {path_and_query}: {body}");
+    serde_json::from_str(&body).expect("json body")
+}
+
+pub fn hex_trace(n: u64) -> String {
+    hex::encode(trace_id(n))
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Polls `/api/traces/{id}` until it answers 200 with `want_spans` spans.
+pub async fn wait_for_trace(desk: &RunningDesk, hex_id: &str, want_spans: usize) -> Value {
+    for _ in 0..100 {
+        let resp = get(desk, &format!("/api/traces/{hex_id}")).await;
+        if resp.status() == 200 {
+            let v: Value = resp.json().await.expect("json");
+            if all_spans(&v["batches"]).len() >= want_spans {
+                return v;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("trace {hex_id} did not arrive with {want_spans} spans");
+}
+
+/// All span objects of a `batches` / `resourceSpans` array.
+pub fn all_spans(batches: &Value) -> Vec<Value> {
+    let mut out = vec![];
+    for rs in batches.as_array().cloned().unwrap_or_default() {
+        for ss in rs["scopeSpans"].as_array().cloned().unwrap_or_default() {
+            out.extend(ss["spans"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    out
+}
+
+pub fn resource_attr(rs: &Value, key: &str) -> Option<Value> {
+    rs["resource"]["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| kv["value"].clone())
+}

@@ -1,0 +1,196 @@
+//! The gRPC service, its outbox, and the router that serves both beside the health endpoints.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use fleet_proto::notification::v1::notification_service_server::{
+    NotificationService, NotificationServiceServer,
+};
+use fleet_proto::notification::v1::{
+    Email, ListOutboxRequest, ListOutboxResponse, SendEmailRequest, SendEmailResponse,
+};
+use fleet_server_kit::ApiError;
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use crate::Config;
+
+/// Sent emails, newest last, bounded.
+#[derive(Clone)]
+pub struct Outbox {
+    emails: Arc<Mutex<VecDeque<Email>>>,
+    capacity: usize,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            emails: Arc::new(Mutex::new(VecDeque::new())),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn push(&self, email: Email) {
+        let mut emails = self.emails.lock().unwrap_or_else(|p| p.into_inner());
+        while emails.len() >= self.capacity {
+            emails.pop_front();
+        }
+        emails.push_back(email);
+    }
+
+    /// Newest first; `to` empty means everyone.
+    pub fn list(&self, to: &str, limit: usize) -> Vec<Email> {
+        let emails = self.emails.lock().unwrap_or_else(|p| p.into_inner());
+        emails
+            .iter()
+            .rev()
+            .filter(|e| to.is_empty() || e.to.eq_ignore_ascii_case(to))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A plausible address: one `@`, something on each side, a dot in the domain, no spaces.
+pub fn valid_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    address.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn money(cents: i64, currency: &str) -> String {
+    format!("{}.{:02} {}", cents / 100, (cents % 100).abs(), currency.to_uppercase())
+}
+
+fn render(req: &SendEmailRequest) -> (String, String) {
+    let subject = format!("Your order {} is confirmed", req.order_id);
+    let mut body = format!("Thank you for your order {}.\n\n", req.order_id);
+    for line in &req.lines {
+        body.push_str(&format!(
+            "  {} x {} ({}) at {}\n",
+            line.quantity,
+            line.name,
+            line.sku,
+            money(line.unit_price_cents, &req.currency)
+        ));
+    }
+    body.push_str(&format!("\nTotal: {}\n", money(req.total_cents, &req.currency)));
+    (subject, body)
+}
+
+pub struct Notifications {
+    outbox: Outbox,
+}
+
+#[tonic::async_trait]
+impl NotificationService for Notifications {
+    async fn send_email(&self, request: Request<SendEmailRequest>) -> Result<Response<SendEmailResponse>, Status> {
+        let req = request.into_inner();
+        let span = tracing::info_span!("sendEmail", otel.kind = "internal", app.order.id = %req.order_id);
+        async {
+            if !valid_email(&req.to) {
+                return Err(Status::invalid_argument("to must be a valid email address"));
+            }
+            if req.order_id.trim().is_empty() {
+                return Err(Status::invalid_argument("order_id is required"));
+            }
+            let (subject, body) = render(&req);
+            let message_id = format!("<{}@notification.fleet>", uuid::Uuid::new_v4());
+            let sent_at_unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            self.outbox.push(Email {
+                message_id: message_id.clone(),
+                to: req.to.clone(),
+                subject,
+                body,
+                order_id: req.order_id.clone(),
+                sent_at_unix_ms,
+            });
+            tracing::info!(%message_id, "email sent");
+            Ok(Response::new(SendEmailResponse { message_id }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn list_outbox(&self, request: Request<ListOutboxRequest>) -> Result<Response<ListOutboxResponse>, Status> {
+        let req = request.into_inner();
+        let limit = if req.limit <= 0 { 100 } else { req.limit.min(1000) as usize };
+        Ok(Response::new(ListOutboxResponse {
+            emails: self.outbox.list(&req.to, limit),
+        }))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OutboxQuery {
+    #[serde(default)]
+    to: String,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutboxEmail {
+    message_id: String,
+    to: String,
+    subject: String,
+    body: String,
+    order_id: String,
+    sent_at_unix_ms: i64,
+}
+
+async fn outbox_http(State(outbox): State<Outbox>, query: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let emails: Vec<OutboxEmail> = outbox
+        .list(&q.to, q.limit.unwrap_or(100).min(1000))
+        .into_iter()
+        .map(|e| OutboxEmail {
+            message_id: e.message_id,
+            to: e.to,
+            subject: e.subject,
+            body: e.body,
+            order_id: e.order_id,
+            sent_at_unix_ms: e.sent_at_unix_ms,
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "emails": emails })))
+}
+
+/// gRPC (NotificationService, grpc.health.v1), `GET /outbox`, `/healthz`, `/readyz` on one port.
+pub async fn router(config: &Config) -> axum::Router {
+    let outbox = Outbox::new(config.outbox_capacity);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<NotificationServiceServer<Notifications>>().await;
+    let grpc = tonic::service::Routes::new(NotificationServiceServer::new(Notifications { outbox: outbox.clone() }))
+        .add_service(health)
+        .into_axum_router();
+    grpc.route("/outbox", get(outbox_http).with_state(outbox))
+        .merge(fleet_server_kit::health_router(None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_email;
+
+    #[test]
+    fn emails() {
+        assert!(valid_email("ada@example.com"));
+        assert!(!valid_email("ada@"));
+        assert!(!valid_email("ada example@x.com"));
+        assert!(!valid_email("ada@localhost"));
+        assert!(!valid_email("a@b@c.com"));
+    }
+}

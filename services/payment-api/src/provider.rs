@@ -1,0 +1,107 @@
+//! The payment provider's "SDK": one HTTP call, wrapped in a `stripe-sdk.request` span as a
+//! vendor SDK would, with the HTTP CLIENT span beneath it.
+
+use fleet_telemetry::http_client::TracedClient;
+use serde::Deserialize;
+use tracing::Instrument as _;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("card declined: {decline_code}: {message}")]
+    Declined { decline_code: String, message: String },
+    #[error("payment provider timed out")]
+    Timeout,
+    #[error("payment provider unreachable: {0}")]
+    Unreachable(String),
+    #[error("payment provider failed: {0}")]
+    Failed(String),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    code: Option<String>,
+    decline_code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderClient {
+    base_url: String,
+    http: TracedClient,
+}
+
+impl ProviderClient {
+    pub fn new(base_url: &str, timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()?;
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            http: TracedClient::new(client),
+        })
+    }
+
+    pub async fn create_charge(
+        &self,
+        amount_cents: i64,
+        currency: &str,
+        card_number: &str,
+        description: &str,
+    ) -> Result<Charge, ProviderError> {
+        let span = tracing::info_span!("stripe-sdk.request", otel.kind = "internal", app.payment.amount_cents = amount_cents);
+        async {
+            let request = self
+                .http
+                .inner()
+                .post(format!("{}/v1/charges", self.base_url))
+                .json(&serde_json::json!({
+                    "amount": amount_cents,
+                    "currency": currency,
+                    "card_number": card_number,
+                    "description": description,
+                }))
+                .build()
+                .map_err(|e| ProviderError::Failed(e.to_string()))?;
+            let response = self.http.send(request, Some("/v1/charges")).await.map_err(|e| {
+                if e.is_timeout() {
+                    ProviderError::Timeout
+                } else {
+                    ProviderError::Unreachable(e.to_string())
+                }
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                return response
+                    .json::<Charge>()
+                    .await
+                    .map_err(|e| ProviderError::Failed(format!("unreadable charge: {e}")));
+            }
+            let detail = response.json::<ErrorBody>().await.ok().map(|b| b.error);
+            if status == reqwest::StatusCode::PAYMENT_REQUIRED {
+                let detail = detail.unwrap_or(ErrorDetail { code: None, decline_code: None, message: None });
+                return Err(ProviderError::Declined {
+                    decline_code: detail.decline_code.or(detail.code).unwrap_or_else(|| "card_declined".into()),
+                    message: detail.message.unwrap_or_else(|| "card declined".into()),
+                });
+            }
+            Err(ProviderError::Failed(format!(
+                "provider answered {status}{}",
+                detail.and_then(|d| d.message).map(|m| format!(": {m}")).unwrap_or_default()
+            )))
+        }
+        .instrument(span)
+        .await
+    }
+}

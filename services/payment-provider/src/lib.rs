@@ -1,0 +1,108 @@
+//! A stand-in for a third-party payment provider (think Stripe): its own process, its own
+//! rules, and no telemetry at all — in a trace it appears only as payment-api's client span.
+//!
+//! `POST /v1/charges` with `{"amount":1999,"currency":"usd","card_number":"4242…"}` answers
+//! 200 with a charge, or 402 with a Stripe-shaped decline for these test cards:
+//!
+//! | card | outcome |
+//! | --- | --- |
+//! | 4000 0000 0000 0002 | `card_declined` / `generic_decline` |
+//! | 4000 0000 0000 9995 | `card_declined` / `insufficient_funds` |
+//! | 4000 0000 0000 0069 | `expired_card` |
+//! | 4000 0000 0000 0119 | 500 `processing_error` (a provider fault) |
+//! | anything else | success |
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use fleet_server_kit::{env_or, ApiJson};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `LISTEN_ADDR`, default `0.0.0.0:8090`.
+    pub listen_addr: String,
+    /// `PROVIDER_LATENCY_MS`, default 30: how long the provider "thinks" per charge.
+    pub latency: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let latency_ms: u64 = env_or("PROVIDER_LATENCY_MS", "30")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("PROVIDER_LATENCY_MS: {e}"))?;
+        Ok(Self {
+            listen_addr: env_or("LISTEN_ADDR", "0.0.0.0:8090"),
+            latency: Duration::from_millis(latency_ms),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChargeRequest {
+    pub amount: i64,
+    pub currency: String,
+    pub card_number: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    pub object: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+fn card_error(status: StatusCode, code: &str, decline_code: Option<&str>, message: &str) -> Response {
+    let kind = if status == StatusCode::PAYMENT_REQUIRED { "card_error" } else { "api_error" };
+    let mut error = serde_json::json!({"type": kind, "code": code, "message": message});
+    if let Some(d) = decline_code {
+        error["decline_code"] = serde_json::Value::from(d);
+    }
+    (status, Json(serde_json::json!({ "error": error }))).into_response()
+}
+
+async fn create_charge(
+    axum::extract::State(config): axum::extract::State<Config>,
+    ApiJson(req): ApiJson<ChargeRequest>,
+) -> Response {
+    tokio::time::sleep(config.latency).await;
+    if req.amount <= 0 {
+        return card_error(StatusCode::BAD_REQUEST, "amount_too_small", None, "amount must be positive");
+    }
+    match req.card_number.as_str() {
+        "4000000000000002" => card_error(StatusCode::PAYMENT_REQUIRED, "card_declined", Some("generic_decline"), "Your card was declined."),
+        "4000000000009995" => card_error(StatusCode::PAYMENT_REQUIRED, "card_declined", Some("insufficient_funds"), "Your card has insufficient funds."),
+        "4000000000000069" => card_error(StatusCode::PAYMENT_REQUIRED, "expired_card", Some("expired_card"), "Your card has expired."),
+        "4000000000000119" => card_error(StatusCode::INTERNAL_SERVER_ERROR, "processing_error", None, "An error occurred while processing your card."),
+        _ => Json(Charge {
+            id: format!("ch_{}", uuid::Uuid::new_v4().simple()),
+            object: "charge".into(),
+            amount: req.amount,
+            currency: req.currency.to_lowercase(),
+            status: "succeeded".into(),
+        })
+        .into_response(),
+    }
+}
+
+pub fn router(config: Config) -> Router {
+    Router::new()
+        .route("/v1/charges", post(create_charge))
+        .with_state(config)
+        .merge(fleet_server_kit::health_router(None))
+}
+
+/// Runs the provider until Ctrl-C/SIGTERM. Plain logs only: a third party sends us no spans.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt().with_target(false).try_init();
+    let config = Config::from_env()?;
+    let listener = fleet_server_kit::bind(&config.listen_addr, "payment-provider").await?;
+    fleet_server_kit::serve(listener, router(config), false).await
+}

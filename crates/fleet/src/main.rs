@@ -1,1 +1,65 @@
-fn main() {}
+//! `fleet`: run the whole tracing fleet on a laptop, or any one of its services.
+
+mod up;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "fleet",
+    version,
+    about = "A traced checkout fleet for learning distributed tracing with Grafana Tempo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the trace desk, the payment provider and the four services, each its own process.
+    Up(up::UpArgs),
+    /// Run one service in this process (configured from the environment, as in a container).
+    Run {
+        #[arg(value_enum)]
+        service: Service,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Service {
+    ApiGateway,
+    OrderApi,
+    PaymentApi,
+    Notification,
+    PaymentProvider,
+    Desk,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::ApiGateway => "api-gateway",
+            Service::OrderApi => "order-api",
+            Service::PaymentApi => "payment-api",
+            Service::Notification => "notification",
+            Service::PaymentProvider => "payment-provider",
+            Service::Desk => "desk",
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Up(args) => up::up(args).await,
+        Command::Run { service } => match service {
+            Service::ApiGateway => api_gateway::run_from_env().await,
+            Service::OrderApi => order_api::run_from_env().await,
+            Service::PaymentApi => payment_api::run_from_env().await,
+            Service::Notification => notification::run_from_env().await,
+            Service::PaymentProvider => payment_provider::run_from_env().await,
+            Service::Desk => trace_desk::run_from_env().await,
+        },
+    }
+}

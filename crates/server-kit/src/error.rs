@@ -19,6 +19,9 @@ pub struct ApiError {
     /// The upstream service that failed, for 502/503/504.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dependency: Option<String>,
+    /// Anything else the caller needs, e.g. the id of an order whose payment failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -29,11 +32,17 @@ impl ApiError {
             message: message.into(),
             field: None,
             dependency: None,
+            details: None,
         }
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid_{field}"), message).with_field(field)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid_{field}"),
+            message,
+        )
+        .with_field(field)
     }
 
     pub fn not_found(code: impl Into<String>, message: impl Into<String>) -> Self {
@@ -110,5 +119,34 @@ where
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A plausible email address: one `@`, something on each side, a dot in the domain, no spaces.
+pub fn valid_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    address.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_email;
+
+    #[test]
+    fn emails() {
+        assert!(valid_email("ada@example.com"));
+        assert!(!valid_email("ada@"));
+        assert!(!valid_email("ada example@x.com"));
+        assert!(!valid_email("ada@localhost"));
+        assert!(!valid_email("a@b@c.com"));
     }
 }

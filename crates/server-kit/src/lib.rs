@@ -4,5 +4,5 @@
 mod error;
 mod serve;
 
-pub use error::{ApiError, ApiJson};
-pub use serve::{bind, env_or, health_router, serve, shutdown_signal, Readiness};
+pub use error::{ApiError, ApiJson, valid_email};
+pub use serve::{Readiness, bind, env_or, health_router, serve, shutdown_signal};

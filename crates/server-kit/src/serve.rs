@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::ApiError;
@@ -69,7 +69,10 @@ pub type Readiness =
 /// `/healthz` (the process is alive) and `/readyz` (it can serve), untraced by the middleware.
 pub fn health_router(readiness: Option<Readiness>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -80,11 +83,16 @@ pub fn health_router(readiness: Option<Readiness>) -> Router {
                         None => Ok(()),
                     };
                     match result {
-                        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+                        Ok(()) => (
+                            StatusCode::OK,
+                            axum::Json(serde_json::json!({"status": "ready"})),
+                        )
                             .into_response(),
                         Err(reason) => (
                             StatusCode::SERVICE_UNAVAILABLE,
-                            axum::Json(serde_json::json!({"status": "not_ready", "reason": reason})),
+                            axum::Json(
+                                serde_json::json!({"status": "not_ready", "reason": reason}),
+                            ),
                         )
                             .into_response(),
                     }
@@ -98,7 +106,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 /// Serves `app` until Ctrl-C/SIGTERM, then drains in-flight requests before returning.
@@ -110,10 +122,15 @@ pub async fn serve(listener: TcpListener, app: Router, traced: bool) -> anyhow::
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     if traced {
-        app = app.layer(axum::middleware::from_fn(fleet_telemetry::server::trace_requests));
+        app = app.layer(axum::middleware::from_fn(
+            fleet_telemetry::server::trace_requests,
+        ));
     }
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }

@@ -17,7 +17,12 @@ pub struct DbTarget {
 impl DbTarget {
     /// A CLIENT span named `{operation} {collection}` with the database conventions.
     /// `query` must be the parameterised text, never one with literal values.
-    pub fn span(&self, operation: &'static str, collection: &'static str, query: &str) -> tracing::Span {
+    pub fn span(
+        &self,
+        operation: &'static str,
+        collection: &'static str,
+        query: &str,
+    ) -> tracing::Span {
         tracing::info_span!(
             "db.client",
             otel.name = %format_args!("{operation} {collection}"),

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tracing::field::Empty;
 use tracing::Instrument as _;
+use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::propagation;
@@ -48,7 +48,10 @@ pub struct GrpcClientTrace<S> {
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for GrpcClientTrace<S>
 where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: std::fmt::Display,
     ReqBody: Send + 'static,

@@ -3,8 +3,8 @@
 //! Written here rather than taken from reqwest-tracing, which supports OpenTelemetry only up to
 //! 0.32: beside a 0.33 stack it compiles, yet `traceparent` silently stops crossing the hop.
 
-use tracing::field::Empty;
 use tracing::Instrument as _;
+use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::propagation;
@@ -77,11 +77,21 @@ impl TracedClient {
                 }
             }
             Err(err) => {
-                span.record("error.type", if err.is_timeout() { "timeout" } else { "reqwest::Error" });
+                span.record(
+                    "error.type",
+                    if err.is_timeout() {
+                        "timeout"
+                    } else {
+                        "reqwest::Error"
+                    },
+                );
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", err.to_string());
                 span.in_scope(|| {
-                    tracing::warn!(error = err as &(dyn std::error::Error + 'static), "HTTP request failed")
+                    tracing::warn!(
+                        error = err as &(dyn std::error::Error + 'static),
+                        "HTTP request failed"
+                    )
                 });
             }
         }

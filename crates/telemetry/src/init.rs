@@ -1,17 +1,18 @@
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::logs::{JsonWithTraceIds, LogFormat};
+pub use crate::logs::LogFormat;
+use crate::logs::WithTraceIds;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -47,7 +48,10 @@ pub struct TelemetryConfig {
 }
 
 impl TelemetryConfig {
-    pub fn from_env(default_service_name: &str, service_version: &str) -> Result<Self, TelemetryError> {
+    pub fn from_env(
+        default_service_name: &str,
+        service_version: &str,
+    ) -> Result<Self, TelemetryError> {
         let sdk_disabled = std::env::var("OTEL_SDK_DISABLED")
             .map(|v| v.trim().eq_ignore_ascii_case("true"))
             .unwrap_or(false);
@@ -102,8 +106,10 @@ impl Drop for TelemetryGuard {
 
 fn resource(config: &TelemetryConfig) -> Resource {
     let named_in_env = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.trim().is_empty())
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
-            .is_ok_and(|v| v.split(',').any(|kv| kv.trim_start().starts_with("service.name=")));
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
+            v.split(',')
+                .any(|kv| kv.trim_start().starts_with("service.name="))
+        });
     // Detectors read OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; ours only fill gaps.
     let mut builder = Resource::builder().with_attributes([
         KeyValue::new("service.version", config.service_version.clone()),
@@ -134,17 +140,12 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
             EnvFilter::try_new("info,h2=warn,hyper=warn,tower=warn,sqlx=warn,opentelemetry=warn,reqwest=warn,tonic=warn")
         })
     };
-    type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
-    let fmt_layer: BoxedLayer = match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .event_format(JsonWithTraceIds)
-            .with_filter(filter()?)
-            .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(false)
-            .with_filter(filter()?)
-            .boxed(),
-    };
+    type BoxedLayer =
+        Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+    let fmt_layer: BoxedLayer = tracing_subscriber::fmt::layer()
+        .event_format(WithTraceIds(config.log_format))
+        .with_filter(filter()?)
+        .boxed();
 
     let (provider, service_name) = if config.sdk_disabled {
         // The no-op tracer still carries an incoming context downstream, as the API specifies.

@@ -17,5 +17,5 @@ pub mod propagation;
 pub mod server;
 pub mod status;
 
-pub use init::{init, TelemetryConfig, TelemetryError, TelemetryGuard};
+pub use init::{TelemetryConfig, TelemetryError, TelemetryGuard, init};
 pub use propagation::{current_trace_id, trace_id_of};

@@ -31,9 +31,9 @@ impl LogFormat {
     }
 }
 
-/// One JSON object per line with `trace_id` and `span_id` of the current span, so a log line
-/// leads straight to its trace.
-pub struct JsonWithTraceIds;
+/// One line per event carrying `trace_id` and `span_id` of the current span, so a log line
+/// leads straight to its trace: a JSON object, or `time LEVEL message key=value…` as text.
+pub struct WithTraceIds(pub LogFormat);
 
 #[derive(Default)]
 struct JsonVisitor(Map<String, Value>);
@@ -65,7 +65,7 @@ impl Visit for JsonVisitor {
     }
 }
 
-impl<S, N> FormatEvent<S, N> for JsonWithTraceIds
+impl<S, N> FormatEvent<S, N> for WithTraceIds
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -79,10 +79,7 @@ where
         let mut visitor = JsonVisitor::default();
         event.record(&mut visitor);
         let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Value::String(humantime_now()),
-        );
+        line.insert("timestamp".into(), Value::String(humantime_now()));
         line.insert(
             "level".into(),
             Value::String(event.metadata().level().to_string()),
@@ -111,7 +108,30 @@ where
                 }
             }
         }
-        writeln!(writer, "{}", Value::Object(line))
+        if self.0 == LogFormat::Json {
+            return writeln!(writer, "{}", Value::Object(line));
+        }
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut out = format!(
+            "{} {:>5} {}",
+            line.get("timestamp").map(text).unwrap_or_default(),
+            event.metadata().level(),
+            line.get("message").map(text).unwrap_or_default()
+        );
+        if let Some(Value::Object(fields)) = line.get("fields") {
+            for (k, v) in fields {
+                out.push_str(&format!(" {k}={}", text(v)));
+            }
+        }
+        for key in ["trace_id", "span_id"] {
+            if let Some(v) = line.get(key) {
+                out.push_str(&format!(" {key}={}", text(v)));
+            }
+        }
+        writeln!(writer, "{out}")
     }
 }
 

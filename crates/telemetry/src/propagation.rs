@@ -1,7 +1,7 @@
 //! W3C `traceparent`/`baggage` in and out of HTTP headers (gRPC metadata is HTTP/2 headers too).
 
-use opentelemetry::trace::{TraceContextExt as _, TraceId};
 use opentelemetry::Context;
+use opentelemetry::trace::{TraceContextExt as _, TraceId};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -12,7 +12,9 @@ pub fn extract(headers: &http::HeaderMap) -> Context {
 
 /// Writes `traceparent` (and `baggage`, when there is any) for `cx` into `headers`.
 pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderInjector(headers)));
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(cx, &mut HeaderInjector(headers))
+    });
 }
 
 /// Trace id of a tracing span, if it belongs to a valid trace.

@@ -12,15 +12,20 @@ use axum::response::Response;
 use http::{HeaderValue, Method};
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::TraceContextExt as _;
-use tracing::field::Empty;
 use tracing::Instrument as _;
+use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::propagation;
 use crate::status::{grpc_code_name, grpc_server_error, grpc_status_from_headers};
 
 /// Paths that probes hit every few seconds: traced, they would bury the traces learners look for.
-const UNTRACED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/grpc.health.v1.Health/Check"];
+const UNTRACED_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/grpc.health.v1.Health/Check",
+];
 
 /// Baggage entries copied onto server spans, at most, so a hostile header cannot bloat spans.
 const MAX_BAGGAGE_ATTRIBUTES: usize = 16;
@@ -34,7 +39,11 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
     }
     let parent = propagation::extract(req.headers());
     let grpc = is_grpc(req.headers());
-    let span = if grpc { rpc_span(&req) } else { http_span(&req) };
+    let span = if grpc {
+        rpc_span(&req)
+    } else {
+        http_span(&req)
+    };
     let _ = span.set_parent(parent.clone());
     for (key, (value, _)) in parent.baggage().iter().take(MAX_BAGGAGE_ATTRIBUTES) {
         span.set_attribute(key.clone(), value.clone());
@@ -135,7 +144,10 @@ pub fn method_attribute(method: &Method) -> &'static str {
 
 fn http_span(req: &Request) -> tracing::Span {
     let method = method_attribute(req.method());
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
     let name = match (&route, method) {
         (_, "_OTHER") => "HTTP".to_owned(),
         (Some(route), m) => format!("{m} {route}"),
@@ -170,7 +182,11 @@ fn http_span(req: &Request) -> tracing::Span {
         span.record("client.address", peer.ip().to_string());
         span.record("client.port", i64::from(peer.port()));
     }
-    if let Some(ua) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+    if let Some(ua) = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
         span.record("user_agent.original", ua);
     }
     span

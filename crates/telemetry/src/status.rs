@@ -35,7 +35,10 @@ pub fn grpc_status_from_headers(headers: &http::HeaderMap) -> (i32, Option<Strin
     match tonic::Status::from_header_map(headers) {
         Some(status) => {
             let message = status.message().to_owned();
-            (status.code() as i32, (!message.is_empty()).then_some(message))
+            (
+                status.code() as i32,
+                (!message.is_empty()).then_some(message),
+            )
         }
         None => (0, None),
     }
@@ -48,7 +51,10 @@ mod tests {
     #[test]
     fn decodes_grpc_message() {
         let mut h = http::HeaderMap::new();
-        h.insert("grpc-message", http::HeaderValue::from_static("card%20declined%3A%20x"));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("card%20declined%3A%20x"),
+        );
         h.insert("grpc-status", http::HeaderValue::from_static("9"));
         let (code, message) = grpc_status_from_headers(&h);
         assert_eq!((code, grpc_code_name(code)), (9, "FAILED_PRECONDITION"));

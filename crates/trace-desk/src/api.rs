@@ -55,7 +55,10 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 fn json_response(value: Value) -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         value.to_string(),
     )
         .into_response()
@@ -180,38 +183,51 @@ fn protobuf_response(bytes: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// Why a trace-by-id lookup gave no trace.
+#[derive(Debug)]
+enum LookupError {
+    BadRequest(String),
+    NotFound,
+}
+
+impl IntoResponse for LookupError {
+    fn into_response(self) -> Response {
+        match self {
+            LookupError::BadRequest(msg) => text(StatusCode::BAD_REQUEST, msg),
+            LookupError::NotFound => text(StatusCode::NOT_FOUND, "trace not found"),
+        }
+    }
+}
+
+fn unix_seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, LookupError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            LookupError::BadRequest(format!("invalid {name}: expected unix seconds, got {v:?}"))
+        }),
+    }
+}
+
 /// Looks a trace up for the trace-by-id endpoints, applying `start`/`end`.
 fn lookup(
     store: &Store,
     raw_id: &str,
     params: &HashMap<String, String>,
-) -> Result<Vec<StoredSpan>, Response> {
-    let id = parse_trace_id(raw_id).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
-    let seconds = |name: &str| -> Result<Option<u64>, Response> {
-        match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-                text(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid {name}: expected unix seconds, got {v:?}"),
-                )
-            }),
-        }
-    };
-    let (start, end) = (seconds("start")?, seconds("end")?);
-    let not_found = || text(StatusCode::NOT_FOUND, "trace not found");
-    let spans = store.trace(&id).ok_or_else(not_found)?;
+) -> Result<Vec<StoredSpan>, LookupError> {
+    let id = parse_trace_id(raw_id).map_err(LookupError::BadRequest)?;
+    let (start, end) = (unix_seconds(params, "start")?, unix_seconds(params, "end")?);
+    let spans = store.trace(&id).ok_or(LookupError::NotFound)?;
     let first = spans.iter().map(|s| s.span.start_time_unix_nano).min();
     let last = spans.iter().map(|s| s.span.end_time_unix_nano).max();
     if let (Some(end), Some(first)) = (end, first)
         && first >= end.saturating_add(1).saturating_mul(1_000_000_000)
     {
-        return Err(not_found());
+        return Err(LookupError::NotFound);
     }
     if let (Some(start), Some(last)) = (start, last)
         && last < start.saturating_mul(1_000_000_000)
     {
-        return Err(not_found());
+        return Err(LookupError::NotFound);
     }
     Ok(spans)
 }
@@ -231,7 +247,7 @@ async fn trace_v1(
 ) -> Response {
     let spans = match lookup(&store, &trace_id, &params) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let batches = store::group_spans(&spans);
     if wants_protobuf(&headers) {
@@ -254,7 +270,7 @@ async fn trace_v2(
 ) -> Response {
     let spans = match lookup(&store, &trace_id, &params) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let batches = store::group_spans(&spans);
     if wants_protobuf(&headers) {
@@ -335,7 +351,9 @@ async fn tags_v1(
         other => {
             return text(
                 StatusCode::BAD_REQUEST,
-                format!("invalid scope {other:?}: use resource, span, intrinsic, event, link or instrumentation"),
+                format!(
+                    "invalid scope {other:?}: use resource, span, intrinsic, event, link or instrumentation"
+                ),
             );
         }
     };
@@ -368,7 +386,9 @@ async fn tags_v2(
             let Some((name, tags)) = all.into_iter().find(|(name, _)| *name == wanted) else {
                 return text(
                     StatusCode::BAD_REQUEST,
-                    format!("invalid scope {wanted:?}: use resource, span, intrinsic, event, link or instrumentation"),
+                    format!(
+                        "invalid scope {wanted:?}: use resource, span, intrinsic, event, link or instrumentation"
+                    ),
                 );
             };
             vec![json!({"name": name, "tags": tags})]
@@ -381,12 +401,7 @@ async fn tag_values_v1(State(store): State<Store>, Path(tag): Path<String>) -> R
     let mut values: BTreeSet<String> = BTreeSet::new();
     store.for_each_trace(|_, spans| {
         for s in spans {
-            for kv in s
-                .span
-                .attributes
-                .iter()
-                .chain(s.resource.attributes.iter())
-            {
+            for kv in s.span.attributes.iter().chain(s.resource.attributes.iter()) {
                 if kv.key == tag
                     && let Some(v) = kv.value.as_ref().and_then(jsonpb::value_as_string)
                 {

@@ -95,7 +95,11 @@ impl DeskConfig {
     }
 }
 
-fn addr(value: Option<String>, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+fn addr(
+    value: Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
     let value = value.unwrap_or_else(|| default.to_string());
     value
         .trim()
@@ -144,13 +148,16 @@ mod tests {
 
     #[test]
     fn overrides_and_errors() {
-        let c = with(&[
-            ("DESK_API_ADDR", "0.0.0.0:9"),
-            ("DESK_MAX_SPANS", "10_000"),
-        ]);
+        let c = with(&[("DESK_API_ADDR", "0.0.0.0:9"), ("DESK_MAX_SPANS", "10_000")]);
         assert!(matches!(c, Ok(ref c) if c.api_addr.port() == 9 && c.max_spans == 10_000));
         let e = with(&[("DESK_OTLP_GRPC_ADDR", "nope")]);
-        assert!(matches!(e, Err(ConfigError::BadAddr { var: "DESK_OTLP_GRPC_ADDR", .. })));
+        assert!(matches!(
+            e,
+            Err(ConfigError::BadAddr {
+                var: "DESK_OTLP_GRPC_ADDR",
+                ..
+            })
+        ));
         let e = with(&[("DESK_MAX_SPANS", "-1")]);
         assert!(matches!(e, Err(ConfigError::BadNumber { .. })));
         let e = with(&[("DESK_MAX_SPANS", "0")]);

@@ -184,10 +184,7 @@ pub fn scope(s: &InstrumentationScope) -> Value {
 fn status(s: &Status) -> Value {
     let mut o = Obj::new().str("message", &s.message);
     if s.code != 0 {
-        o = o.opt(
-            "code",
-            Some(enum_value(status_code_name(s.code), s.code)),
-        );
+        o = o.opt("code", Some(enum_value(status_code_name(s.code), s.code)));
     }
     o.done()
 }

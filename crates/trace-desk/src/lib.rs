@@ -63,9 +63,14 @@ impl RunningDesk {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for (name, mut task) in self.tasks {
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+            let began = std::time::Instant::now();
+            let result = tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await;
+            tracing::debug!(listener = name, elapsed = ?began.elapsed(), "listener stopped");
+            match result {
                 Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(listener = name, error = %e, "server ended with an error"),
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(listener = name, error = %e, "server ended with an error")
+                }
                 Ok(Err(e)) => tracing::warn!(listener = name, error = %e, "server task failed"),
                 Err(_) => {
                     tracing::warn!(listener = name, "graceful shutdown timed out; aborting");
@@ -86,12 +91,10 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, Sock
     Ok((listener, local))
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        while !*rx.borrow_and_update() {
-            if rx.changed().await.is_err() {
-                return;
-            }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

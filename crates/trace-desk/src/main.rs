@@ -4,8 +4,10 @@
 
 use tracing_subscriber::EnvFilter;
 
+use std::process::ExitCode;
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -15,5 +17,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         builder.init();
     }
-    trace_desk::run_from_env().await
+    match trace_desk::run_from_env().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "trace desk failed");
+            eprintln!("trace-desk: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

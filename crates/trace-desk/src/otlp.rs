@@ -57,7 +57,11 @@ impl TraceService for GrpcIntake {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let outcome = self.store.ingest(request.into_inner().resource_spans);
-        tracing::debug!(accepted = outcome.accepted, rejected = outcome.rejected, "otlp grpc export");
+        tracing::debug!(
+            accepted = outcome.accepted,
+            rejected = outcome.rejected,
+            "otlp grpc export"
+        );
         Ok(tonic::Response::new(response_for(&outcome)))
     }
 }
@@ -126,9 +130,7 @@ fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
         .read_to_end(&mut out)
         .map_err(|e| format!("invalid gzip body: {e}"))?;
     if out.len() > MAX_BODY_BYTES {
-        return Err(format!(
-            "decompressed body exceeds {MAX_BODY_BYTES} bytes"
-        ));
+        return Err(format!("decompressed body exceeds {MAX_BODY_BYTES} bytes"));
     }
     Ok(out)
 }
@@ -141,9 +143,7 @@ async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Bytes
             return error_response(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Encoding::Json,
-                format!(
-                    "unsupported content type {other:?}: use {PROTOBUF} or {JSON}"
-                ),
+                format!("unsupported content type {other:?}: use {PROTOBUF} or {JSON}"),
             );
         }
     };
@@ -181,7 +181,11 @@ async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Bytes
         Err(msg) => return error_response(StatusCode::BAD_REQUEST, encoding, msg),
     };
     let outcome = store.ingest(request.resource_spans);
-    tracing::debug!(accepted = outcome.accepted, rejected = outcome.rejected, "otlp http export");
+    tracing::debug!(
+        accepted = outcome.accepted,
+        rejected = outcome.rejected,
+        "otlp http export"
+    );
     let response = response_for(&outcome);
     match encoding {
         Encoding::Protobuf => (
@@ -232,7 +236,10 @@ mod tests {
             Err(e) => panic!("OTLP/JSON did not parse: {e}"),
         };
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(span.span_id.len(), 8);
         assert!(span.parent_span_id.is_empty());
         assert_eq!(span.kind, 2);

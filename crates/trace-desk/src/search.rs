@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::{Map, Value, json};
 
 use crate::jsonpb;
-use crate::store::{StoredSpan, Store, TraceId};
+use crate::store::{Store, StoredSpan, TraceId};
 
 /// Service name Tempo reports for a trace whose root span has not arrived.
 pub const ROOT_NOT_RECEIVED: &str = "<root span not yet received>";
@@ -108,7 +108,8 @@ impl SearchParams {
             return Err(SearchError::TraceQlUnsupported);
         }
         let tags = match params.get("tags") {
-            Some(t) => parse_logfmt(t).map_err(|e| SearchError::BadRequest(format!("invalid tags: {e}")))?,
+            Some(t) => parse_logfmt(t)
+                .map_err(|e| SearchError::BadRequest(format!("invalid tags: {e}")))?,
             None => Vec::new(),
         };
         let min_duration_ns = duration_param(params, "minDuration")?;
@@ -458,7 +459,7 @@ pub fn search(store: &Store, params: &SearchParams) -> Value {
     // Newest first; traces were visited oldest-received first, so a stable sort
     // keeps later arrivals ahead among equal start times after the reverse.
     hits.reverse();
-    hits.sort_by(|a, b| b.start_ns.cmp(&a.start_ns));
+    hits.sort_by_key(|h| std::cmp::Reverse(h.start_ns));
     let traces: Vec<Value> = hits
         .into_iter()
         .take(params.limit)
@@ -482,7 +483,9 @@ mod tests {
     #[test]
     fn logfmt() {
         assert_eq!(
-            parse_logfmt(r#"service.name=order-api  http.response.status_code=500 name="POST /checkout""#),
+            parse_logfmt(
+                r#"service.name=order-api  http.response.status_code=500 name="POST /checkout""#
+            ),
             Ok(vec![
                 ("service.name".to_string(), "order-api".to_string()),
                 ("http.response.status_code".to_string(), "500".to_string()),

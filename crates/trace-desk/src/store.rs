@@ -224,11 +224,16 @@ impl Store {
 /// Sorts spans by start time (then end time, then span id) for stable output.
 pub fn sort_by_start(spans: &mut [StoredSpan]) {
     spans.sort_by(|a, b| {
-        (a.span.start_time_unix_nano, a.span.end_time_unix_nano, &a.span.span_id).cmp(&(
-            b.span.start_time_unix_nano,
-            b.span.end_time_unix_nano,
-            &b.span.span_id,
-        ))
+        (
+            a.span.start_time_unix_nano,
+            a.span.end_time_unix_nano,
+            &a.span.span_id,
+        )
+            .cmp(&(
+                b.span.start_time_unix_nano,
+                b.span.end_time_unix_nano,
+                &b.span.span_id,
+            ))
     });
 }
 

@@ -56,7 +56,9 @@ async fn send_pair(provider: SdkTracerProvider) -> Sent {
 }
 
 fn resource(service: &str) -> Resource {
-    Resource::builder().with_service_name(service.to_string()).build()
+    Resource::builder()
+        .with_service_name(service.to_string())
+        .build()
 }
 
 async fn check(desk: &trace_desk::RunningDesk, sent: &Sent, service: &str) {
@@ -72,7 +74,10 @@ async fn check(desk: &trace_desk::RunningDesk, sent: &Sent, service: &str) {
         };
         let batches = body.pointer(key).cloned().unwrap_or(Value::Null);
         let rs = &batches[0];
-        assert_eq!(resource_attr(rs, "service.name"), Some(json!({"stringValue": service})));
+        assert_eq!(
+            resource_attr(rs, "service.name"),
+            Some(json!({"stringValue": service}))
+        );
         let spans = all_spans(&batches);
         assert_eq!(spans.len(), 2, "{path}: {body}");
         let parent = spans
@@ -87,7 +92,10 @@ async fn check(desk: &trace_desk::RunningDesk, sent: &Sent, service: &str) {
         assert_eq!(child["traceId"], b64(&sent.trace_id));
         assert_eq!(parent["kind"], "SPAN_KIND_SERVER");
         assert_eq!(child["kind"], "SPAN_KIND_CLIENT");
-        assert!(parent.get("parentSpanId").is_none(), "root has no parentSpanId");
+        assert!(
+            parent.get("parentSpanId").is_none(),
+            "root has no parentSpanId"
+        );
         assert_eq!(child["parentSpanId"], b64(&sent.parent_id));
         // 64-bit integers are strings.
         let start = parent["startTimeUnixNano"].as_str().expect("string start");

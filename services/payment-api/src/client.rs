@@ -2,7 +2,7 @@
 
 use fleet_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse};
-use fleet_telemetry::grpc_client::{traced_channel, GrpcClientTrace};
+use fleet_telemetry::grpc_client::{GrpcClientTrace, traced_channel};
 use tonic::transport::Channel;
 
 #[derive(Debug, Clone)]
@@ -12,7 +12,10 @@ pub struct PaymentClient {
 
 impl PaymentClient {
     /// Connects lazily, so the service may start after its callers. `addr` is `http://host:port`.
-    pub fn connect_lazy(addr: &str, timeout: std::time::Duration) -> Result<Self, tonic::transport::Error> {
+    pub fn connect_lazy(
+        addr: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, tonic::transport::Error> {
         Ok(Self {
             inner: PaymentServiceClient::new(traced_channel(addr, timeout)?),
         })

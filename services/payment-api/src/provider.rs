@@ -8,7 +8,10 @@ use tracing::Instrument as _;
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("card declined: {decline_code}: {message}")]
-    Declined { decline_code: String, message: String },
+    Declined {
+        decline_code: String,
+        message: String,
+    },
     #[error("payment provider timed out")]
     Timeout,
     #[error("payment provider unreachable: {0}")]
@@ -60,7 +63,11 @@ impl ProviderClient {
         card_number: &str,
         description: &str,
     ) -> Result<Charge, ProviderError> {
-        let span = tracing::info_span!("stripe-sdk.request", otel.kind = "internal", app.payment.amount_cents = amount_cents);
+        let span = tracing::info_span!(
+            "stripe-sdk.request",
+            otel.kind = "internal",
+            app.payment.amount_cents = amount_cents
+        );
         async {
             let request = self
                 .http
@@ -74,13 +81,17 @@ impl ProviderClient {
                 }))
                 .build()
                 .map_err(|e| ProviderError::Failed(e.to_string()))?;
-            let response = self.http.send(request, Some("/v1/charges")).await.map_err(|e| {
-                if e.is_timeout() {
-                    ProviderError::Timeout
-                } else {
-                    ProviderError::Unreachable(e.to_string())
-                }
-            })?;
+            let response = self
+                .http
+                .send(request, Some("/v1/charges"))
+                .await
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        ProviderError::Timeout
+                    } else {
+                        ProviderError::Unreachable(e.to_string())
+                    }
+                })?;
             let status = response.status();
             if status.is_success() {
                 return response
@@ -90,15 +101,25 @@ impl ProviderClient {
             }
             let detail = response.json::<ErrorBody>().await.ok().map(|b| b.error);
             if status == reqwest::StatusCode::PAYMENT_REQUIRED {
-                let detail = detail.unwrap_or(ErrorDetail { code: None, decline_code: None, message: None });
+                let detail = detail.unwrap_or(ErrorDetail {
+                    code: None,
+                    decline_code: None,
+                    message: None,
+                });
                 return Err(ProviderError::Declined {
-                    decline_code: detail.decline_code.or(detail.code).unwrap_or_else(|| "card_declined".into()),
+                    decline_code: detail
+                        .decline_code
+                        .or(detail.code)
+                        .unwrap_or_else(|| "card_declined".into()),
                     message: detail.message.unwrap_or_else(|| "card declined".into()),
                 });
             }
             Err(ProviderError::Failed(format!(
                 "provider answered {status}{}",
-                detail.and_then(|d| d.message).map(|m| format!(": {m}")).unwrap_or_default()
+                detail
+                    .and_then(|d| d.message)
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
             )))
         }
         .instrument(span)

@@ -5,9 +5,9 @@ use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse};
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::Config;
 use crate::card::validate_card_number;
 use crate::provider::{ProviderClient, ProviderError};
-use crate::Config;
 
 pub struct Payments {
     provider: ProviderClient,
@@ -27,14 +27,19 @@ fn validate(req: &ChargeRequest) -> Result<(), Status> {
         return Err(Status::invalid_argument("amount_cents must be positive"));
     }
     if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(Status::invalid_argument("currency must be a 3-letter ISO 4217 code"));
+        return Err(Status::invalid_argument(
+            "currency must be a 3-letter ISO 4217 code",
+        ));
     }
     validate_card_number(&req.card_number).map_err(Status::invalid_argument)
 }
 
 #[tonic::async_trait]
 impl PaymentService for Payments {
-    async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<ChargeResponse>, Status> {
+    async fn charge(
+        &self,
+        request: Request<ChargeRequest>,
+    ) -> Result<Response<ChargeResponse>, Status> {
         let req = request.into_inner();
         let span = tracing::info_span!(
             "charge",
@@ -49,7 +54,12 @@ impl PaymentService for Payments {
             let description = format!("order {}", req.order_id);
             match self
                 .provider
-                .create_charge(req.amount_cents, &req.currency, &req.card_number, &description)
+                .create_charge(
+                    req.amount_cents,
+                    &req.currency,
+                    &req.card_number,
+                    &description,
+                )
                 .await
             {
                 Ok(charge) => Ok(Response::new(ChargeResponse {
@@ -58,7 +68,9 @@ impl PaymentService for Payments {
                 })),
                 Err(err) => {
                     let status = match &err {
-                        ProviderError::Declined { .. } => Status::failed_precondition(err.to_string()),
+                        ProviderError::Declined { .. } => {
+                            Status::failed_precondition(err.to_string())
+                        }
                         ProviderError::Timeout => Status::deadline_exceeded(err.to_string()),
                         ProviderError::Unreachable(_) | ProviderError::Failed(_) => {
                             tracing::Span::current().record("otel.status_code", "ERROR");
@@ -79,7 +91,9 @@ impl PaymentService for Payments {
 pub async fn router(config: &Config) -> anyhow::Result<axum::Router> {
     let provider = ProviderClient::new(&config.provider_url, config.provider_timeout)?;
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<PaymentServiceServer<Payments>>().await;
+    reporter
+        .set_serving::<PaymentServiceServer<Payments>>()
+        .await;
     let grpc = tonic::service::Routes::new(PaymentServiceServer::new(Payments::new(provider)))
         .add_service(health)
         .into_axum_router();

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use fleet_server_kit::{env_or, ApiJson};
+use fleet_server_kit::{ApiJson, env_or};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
@@ -59,8 +59,17 @@ pub struct Charge {
     pub status: String,
 }
 
-fn card_error(status: StatusCode, code: &str, decline_code: Option<&str>, message: &str) -> Response {
-    let kind = if status == StatusCode::PAYMENT_REQUIRED { "card_error" } else { "api_error" };
+fn card_error(
+    status: StatusCode,
+    code: &str,
+    decline_code: Option<&str>,
+    message: &str,
+) -> Response {
+    let kind = if status == StatusCode::PAYMENT_REQUIRED {
+        "card_error"
+    } else {
+        "api_error"
+    };
     let mut error = serde_json::json!({"type": kind, "code": code, "message": message});
     if let Some(d) = decline_code {
         error["decline_code"] = serde_json::Value::from(d);
@@ -74,13 +83,38 @@ async fn create_charge(
 ) -> Response {
     tokio::time::sleep(config.latency).await;
     if req.amount <= 0 {
-        return card_error(StatusCode::BAD_REQUEST, "amount_too_small", None, "amount must be positive");
+        return card_error(
+            StatusCode::BAD_REQUEST,
+            "amount_too_small",
+            None,
+            "amount must be positive",
+        );
     }
     match req.card_number.as_str() {
-        "4000000000000002" => card_error(StatusCode::PAYMENT_REQUIRED, "card_declined", Some("generic_decline"), "Your card was declined."),
-        "4000000000009995" => card_error(StatusCode::PAYMENT_REQUIRED, "card_declined", Some("insufficient_funds"), "Your card has insufficient funds."),
-        "4000000000000069" => card_error(StatusCode::PAYMENT_REQUIRED, "expired_card", Some("expired_card"), "Your card has expired."),
-        "4000000000000119" => card_error(StatusCode::INTERNAL_SERVER_ERROR, "processing_error", None, "An error occurred while processing your card."),
+        "4000000000000002" => card_error(
+            StatusCode::PAYMENT_REQUIRED,
+            "card_declined",
+            Some("generic_decline"),
+            "Your card was declined.",
+        ),
+        "4000000000009995" => card_error(
+            StatusCode::PAYMENT_REQUIRED,
+            "card_declined",
+            Some("insufficient_funds"),
+            "Your card has insufficient funds.",
+        ),
+        "4000000000000069" => card_error(
+            StatusCode::PAYMENT_REQUIRED,
+            "expired_card",
+            Some("expired_card"),
+            "Your card has expired.",
+        ),
+        "4000000000000119" => card_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "processing_error",
+            None,
+            "An error occurred while processing your card.",
+        ),
         _ => Json(Charge {
             id: format!("ch_{}", uuid::Uuid::new_v4().simple()),
             object: "charge".into(),

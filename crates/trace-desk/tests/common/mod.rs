@@ -110,7 +110,11 @@ impl Sp {
             end_time_unix_nano: T0 + (self.start_ms + self.dur_ms) * MS,
             attributes: self.attrs.clone(),
             status: Some(Status {
-                message: if self.error { "boom".into() } else { String::new() },
+                message: if self.error {
+                    "boom".into()
+                } else {
+                    String::new()
+                },
                 code: if self.error { 2 } else { 0 },
             }),
             ..Default::default()

@@ -1,0 +1,332 @@
+//! Orders and products in PostgreSQL or SQLite, one span per statement.
+//!
+//! sqlx's `Any` driver cannot serve both engines (types and macros break), so each engine gets
+//! a typed pool; the SQL is written once and instantiated per engine by `engine!`.
+
+use std::str::FromStr as _;
+
+use fleet_telemetry::db::{DbTarget, record_db_error};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use tracing::Instrument as _;
+
+use crate::model::{Order, OrderItem, Product};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A priced line, ready to be written.
+#[derive(Debug, Clone)]
+pub struct NewLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(sqlx::PgPool, DbTarget),
+    Sqlite(sqlx::SqlitePool, DbTarget),
+}
+
+/// Runs one statement inside its database span, recording the error code when it fails.
+async fn traced<T>(
+    span: tracing::Span,
+    fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let result = fut.instrument(span.clone()).await;
+    if let Err(err) = &result {
+        let code = match err {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        };
+        let error_type = match err {
+            sqlx::Error::PoolTimedOut => "sqlx::PoolTimedOut".to_owned(),
+            sqlx::Error::Database(_) => code.clone().unwrap_or_else(|| "sqlx::Database".to_owned()),
+            _ => "sqlx::Error".to_owned(),
+        };
+        record_db_error(&span, code.as_deref(), &error_type, &err.to_string());
+    }
+    result
+}
+
+macro_rules! engine {
+    ($module:ident, $db:ty, $now:literal, $created_at:literal) => {
+        mod $module {
+            use super::*;
+            use sqlx::Row as _;
+
+            const LIST_PRODUCTS: &str =
+                "SELECT sku, name, price_cents, currency FROM products ORDER BY sku";
+            const INSERT_ORDER: &str = concat!(
+                "INSERT INTO orders (id, customer_email, status, total_cents, currency, created_at, updated_at) ",
+                "VALUES ($1, $2, 'pending', $3, $4, ", $now, ", ", $now, ")"
+            );
+            const UPDATE_ORDER: &str = concat!(
+                "UPDATE orders SET status = $1, payment_id = $2, failure_reason = $3, updated_at = ",
+                $now, " WHERE id = $4"
+            );
+            const SELECT_ORDER: &str = concat!(
+                "SELECT id, customer_email, status, total_cents, currency, payment_id, failure_reason, ",
+                $created_at, " AS created_at FROM orders WHERE id = $1"
+            );
+            const SELECT_ITEMS: &str = concat!(
+                "SELECT i.sku, p.name, i.quantity, i.unit_price_cents FROM order_items i ",
+                "JOIN products p ON p.sku = i.sku WHERE i.order_id = $1 ORDER BY i.line_no"
+            );
+
+            fn product(row: &<$db as sqlx::Database>::Row) -> Result<Product, sqlx::Error> {
+                Ok(Product {
+                    sku: row.try_get("sku")?,
+                    name: row.try_get("name")?,
+                    price_cents: row.try_get("price_cents")?,
+                    currency: row.try_get("currency")?,
+                })
+            }
+
+            pub async fn list_products(pool: &sqlx::Pool<$db>, t: &DbTarget) -> Result<Vec<Product>, sqlx::Error> {
+                let rows = traced(
+                    t.span("SELECT", "products", LIST_PRODUCTS),
+                    sqlx::query(LIST_PRODUCTS).fetch_all(pool),
+                )
+                .await?;
+                rows.iter().map(product).collect()
+            }
+
+            pub async fn products_by_sku(
+                pool: &sqlx::Pool<$db>,
+                t: &DbTarget,
+                skus: &[String],
+            ) -> Result<Vec<Product>, sqlx::Error> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT sku, name, price_cents, currency FROM products WHERE sku IN (",
+                );
+                let mut list = qb.separated(", ");
+                for sku in skus {
+                    list.push_bind(sku.clone());
+                }
+                qb.push(")");
+                let span = t.span("SELECT", "products", qb.sql().as_str());
+                let rows = traced(span, qb.build().fetch_all(pool)).await?;
+                rows.iter().map(product).collect()
+            }
+
+            pub async fn insert_order(
+                pool: &sqlx::Pool<$db>,
+                t: &DbTarget,
+                id: &str,
+                email: &str,
+                currency: &str,
+                lines: &[NewLine],
+            ) -> Result<(), sqlx::Error> {
+                let total: i64 = lines.iter().map(|l| l.quantity * l.unit_price_cents).sum();
+                // The order and its items land together or not at all.
+                let mut tx = pool.begin().await?;
+                traced(
+                    t.span("INSERT", "orders", INSERT_ORDER),
+                    sqlx::query(INSERT_ORDER)
+                        .bind(id)
+                        .bind(email)
+                        .bind(total)
+                        .bind(currency)
+                        .execute(&mut *tx),
+                )
+                .await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents) ",
+                );
+                qb.push_values(lines.iter().enumerate(), |mut row, (i, line)| {
+                    row.push_bind(id.to_owned())
+                        .push_bind(i as i32 + 1)
+                        .push_bind(line.sku.clone())
+                        .push_bind(line.quantity as i32)
+                        .push_bind(line.unit_price_cents);
+                });
+                let span = t.span("INSERT", "order_items", qb.sql().as_str());
+                traced(span, qb.build().execute(&mut *tx)).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn finish_order(
+                pool: &sqlx::Pool<$db>,
+                t: &DbTarget,
+                id: &str,
+                status: &str,
+                payment_id: Option<&str>,
+                failure_reason: Option<&str>,
+            ) -> Result<(), sqlx::Error> {
+                traced(
+                    t.span("UPDATE", "orders", UPDATE_ORDER),
+                    sqlx::query(UPDATE_ORDER)
+                        .bind(status)
+                        .bind(payment_id)
+                        .bind(failure_reason)
+                        .bind(id)
+                        .execute(pool),
+                )
+                .await?;
+                Ok(())
+            }
+
+            pub async fn get_order(pool: &sqlx::Pool<$db>, t: &DbTarget, id: &str) -> Result<Option<Order>, sqlx::Error> {
+                let row = traced(
+                    t.span("SELECT", "orders", SELECT_ORDER),
+                    sqlx::query(SELECT_ORDER).bind(id).fetch_optional(pool),
+                )
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let items = traced(
+                    t.span("SELECT", "order_items", SELECT_ITEMS),
+                    sqlx::query(SELECT_ITEMS).bind(id).fetch_all(pool),
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(OrderItem {
+                        sku: r.try_get("sku")?,
+                        name: r.try_get("name")?,
+                        quantity: i64::from(r.try_get::<i32, _>("quantity")?),
+                        unit_price_cents: r.try_get("unit_price_cents")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                Ok(Some(Order {
+                    id: row.try_get("id")?,
+                    customer_email: row.try_get("customer_email")?,
+                    status: row.try_get("status")?,
+                    total_cents: row.try_get("total_cents")?,
+                    currency: row.try_get("currency")?,
+                    payment_id: row.try_get("payment_id")?,
+                    failure_reason: row.try_get("failure_reason")?,
+                    created_at: row.try_get("created_at")?,
+                    items,
+                }))
+            }
+
+            pub async fn ping(pool: &sqlx::Pool<$db>) -> Result<(), sqlx::Error> {
+                sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+            }
+        }
+    };
+}
+
+engine!(
+    pg,
+    sqlx::Postgres,
+    "now()",
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+);
+engine!(
+    lite,
+    sqlx::Sqlite,
+    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    "created_at"
+);
+
+macro_rules! dispatch {
+    ($self:ident, $f:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Postgres(pool, t) => pg::$f(pool, t $(, $arg)*).await,
+            Store::Sqlite(pool, t) => lite::$f(pool, t $(, $arg)*).await,
+        }
+    };
+}
+
+impl Store {
+    /// PostgreSQL at `database_url`; migrations run on connect.
+    pub async fn postgres(database_url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(database_url)?;
+        let target = DbTarget {
+            system: "postgresql",
+            namespace: options.get_database().unwrap_or("postgres").to_owned(),
+            server_address: Some(options.get_host().to_owned()),
+            server_port: Some(options.get_port()),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self::Postgres(pool, target))
+    }
+
+    /// An embedded SQLite file, created with its directory when missing.
+    pub async fn sqlite(path: &std::path::Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .foreign_keys(true);
+        let target = DbTarget {
+            system: "sqlite",
+            namespace: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "orders.sqlite".into()),
+            server_address: None,
+            server_port: None,
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self::Sqlite(pool, target))
+    }
+
+    pub fn system(&self) -> &'static str {
+        match self {
+            Store::Postgres(_, t) | Store::Sqlite(_, t) => t.system,
+        }
+    }
+
+    pub async fn list_products(&self) -> Result<Vec<Product>, sqlx::Error> {
+        dispatch!(self, list_products())
+    }
+
+    pub async fn products_by_sku(&self, skus: &[String]) -> Result<Vec<Product>, sqlx::Error> {
+        dispatch!(self, products_by_sku(skus))
+    }
+
+    pub async fn insert_order(
+        &self,
+        id: &str,
+        email: &str,
+        currency: &str,
+        lines: &[NewLine],
+    ) -> Result<(), sqlx::Error> {
+        dispatch!(self, insert_order(id, email, currency, lines))
+    }
+
+    pub async fn finish_order(
+        &self,
+        id: &str,
+        status: &str,
+        payment_id: Option<&str>,
+        failure_reason: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        dispatch!(self, finish_order(id, status, payment_id, failure_reason))
+    }
+
+    pub async fn get_order(&self, id: &str) -> Result<Option<Order>, sqlx::Error> {
+        dispatch!(self, get_order(id))
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Store::Postgres(pool, _) => pg::ping(pool).await,
+            Store::Sqlite(pool, _) => lite::ping(pool).await,
+        }
+    }
+}

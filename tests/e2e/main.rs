@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `fleet` binary, real processes on loopback, real PostgreSQL,
+//! real OTLP into the trace desk; assertions are made on the traces the services exported.
+
+mod support;
+
+mod bad_input;
+mod checkout_trace;
+mod propagation;
+mod resilience;

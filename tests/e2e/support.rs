@@ -1,0 +1,370 @@
+//! Starting fleets, creating throwaway databases, and reading traces back from the desk.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+pub const CARD_OK: &str = "4242424242424242";
+pub const CARD_DECLINED: &str = "4000000000009995";
+pub const CARD_PROVIDER_FAULT: &str = "4000000000000119";
+
+/// `fleet up` with every port 0, as a child process; stopped with SIGTERM by [`Fleet::stop`].
+pub struct Fleet {
+    child: Child,
+    pub urls: HashMap<String, String>,
+    output: tokio::sync::watch::Receiver<Vec<String>>,
+    sqlite_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Default)]
+pub struct FleetOptions {
+    pub database_url: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Fleet {
+    pub async fn start(options: FleetOptions) -> Fleet {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
+        cmd.arg("up");
+        for flag in [
+            "--gateway-port", "--order-api-port", "--payment-api-port", "--notification-port",
+            "--provider-port", "--desk-port", "--otlp-grpc-port", "--otlp-http-port",
+        ] {
+            cmd.args([flag, "0"]);
+        }
+        let mut sqlite_dir = None;
+        cmd.env_remove("DATABASE_URL");
+        for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"] {
+            cmd.env_remove(var);
+        }
+        match &options.database_url {
+            Some(url) => {
+                cmd.args(["--database-url", url]);
+            }
+            None => {
+                let dir = std::env::temp_dir().join(format!("fleet-e2e-{}", uuid::Uuid::new_v4().simple()));
+                cmd.args(["--sqlite-path", &dir.join("orders.sqlite").to_string_lossy()]);
+                sqlite_dir = Some(dir);
+            }
+        }
+        cmd.env("OTEL_BSP_SCHEDULE_DELAY", "100").env("LOG_FORMAT", "text");
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        let mut child = cmd.spawn().expect("cannot start the fleet binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, output) = tokio::sync::watch::channel(Vec::<String>::new());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tx.send_modify(|all| all.push(line));
+            }
+        });
+        let mut fleet = Fleet { child, urls: HashMap::new(), output, sqlite_dir };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let lines = fleet.output.borrow().clone();
+            if lines.iter().any(|l| l == "fleet:up") {
+                for line in &lines {
+                    if let Some(rest) = line.strip_prefix("fleet:ready ") {
+                        if let Some((name, url)) = rest.split_once(' ') {
+                            fleet.urls.insert(name.to_owned(), url.to_owned());
+                        }
+                    }
+                }
+                return fleet;
+            }
+            if let Ok(Some(status)) = fleet.child.try_wait() {
+                panic!("fleet up exited before it was up ({status}):\n{}", lines.join("\n"));
+            }
+            assert!(Instant::now() < deadline, "fleet up not ready in 90 s:\n{}", lines.join("\n"));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn gateway(&self) -> &str {
+        &self.urls["api-gateway"]
+    }
+
+    pub fn desk(&self) -> &str {
+        self.urls.get("desk").map(String::as_str).expect("this fleet runs no desk")
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.output.borrow().clone()
+    }
+
+    /// SIGTERM, then insist that the fleet stops cleanly and promptly.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().expect("fleet still running") as i32;
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("fleet did not stop within 30 s of SIGTERM")
+            .expect("wait for fleet");
+        assert!(exit.success(), "fleet exited with {exit}:\n{}", self.output().join("\n"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(self.output().iter().any(|l| l == "fleet:stopped"), "no fleet:stopped line");
+        if let Some(dir) = self.sqlite_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if let Some(dir) = self.sqlite_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A PostgreSQL database of its own for one test, dropped afterwards. Fails (never skips) when
+/// PostgreSQL is not there: these tests exist to run against the real thing.
+pub struct TestDb {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let admin_url = std::env::var("FLEET_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("fleet_e2e_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required at {admin_url} (set FLEET_TEST_POSTGRES_URL): {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url.clone());
+        TestDb { url: format!("{base}/{name}"), name, admin_url }
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.expect("connect test db");
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.expect(sql)
+    }
+
+    pub async fn status_of(&self, order_id: &str) -> Option<String> {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.expect("connect test db");
+        sqlx::query_scalar::<_, String>("SELECT status FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_optional(&mut conn)
+            .await
+            .expect("select order status")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; a thread with its own runtime can block.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn order_body(email: &str, items: &[(&str, i64)], card: &str) -> Value {
+    serde_json::json!({
+        "customer_email": email,
+        "items": items.iter().map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q})).collect::<Vec<_>>(),
+        "card_number": card,
+    })
+}
+
+/// What a test needs of one answer.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn trace_id(&self) -> String {
+        self.headers
+            .get("x-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("x-trace-id header")
+            .to_owned()
+    }
+}
+
+pub async fn post_json(url: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    let mut req = reqwest::Client::new().post(url).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    into_reply(req.send().await.expect("request")).await
+}
+
+pub async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    into_reply(resp).await
+}
+
+pub async fn get(url: &str) -> Reply {
+    into_reply(reqwest::get(url).await.expect("request")).await
+}
+
+async fn into_reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply { status, headers, body }
+}
+
+/// One span as the desk returned it (ids as hex).
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub service: String,
+    pub name: String,
+    pub kind: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub status: String,
+    pub attributes: HashMap<String, Value>,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Span {
+    pub fn attr(&self, key: &str) -> Option<String> {
+        self.attributes.get(key).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
+fn b64_to_hex(s: &str) -> String {
+    hex::encode(base64::engine::general_purpose::STANDARD.decode(s).expect("base64 id"))
+}
+
+fn any_value(v: &Value) -> Value {
+    // OTLP AnyValue in Tempo's JSON: {"stringValue": ".."}, {"intValue": "42"}, …
+    v.as_object()
+        .and_then(|o| o.iter().next())
+        .map(|(_, inner)| inner.clone())
+        .unwrap_or(Value::Null)
+}
+
+pub fn parse_trace(json: &Value) -> Vec<Span> {
+    let mut spans = Vec::new();
+    for batch in json["batches"].as_array().expect("batches") {
+        let service = batch["resource"]["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|kv| kv["key"] == "service.name"))
+            .map(|kv| any_value(&kv["value"]))
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        for scope in batch["scopeSpans"].as_array().into_iter().flatten() {
+            for s in scope["spans"].as_array().into_iter().flatten() {
+                let attributes = s["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|kv| (kv["key"].as_str().unwrap_or_default().to_owned(), any_value(&kv["value"])))
+                    .collect();
+                spans.push(Span {
+                    service: service.clone(),
+                    name: s["name"].as_str().unwrap_or_default().to_owned(),
+                    kind: s["kind"].as_str().unwrap_or("SPAN_KIND_UNSPECIFIED").to_owned(),
+                    trace_id: b64_to_hex(s["traceId"].as_str().expect("traceId")),
+                    span_id: b64_to_hex(s["spanId"].as_str().expect("spanId")),
+                    parent_span_id: s["parentSpanId"].as_str().filter(|p| !p.is_empty()).map(b64_to_hex),
+                    status: s["status"]["code"].as_str().unwrap_or("STATUS_CODE_UNSET").to_owned(),
+                    attributes,
+                    start: s["startTimeUnixNano"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0),
+                    end: s["endTimeUnixNano"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0),
+                });
+            }
+        }
+    }
+    spans
+}
+
+/// Polls the desk until the trace holds at least `min_spans` and has stopped growing.
+pub async fn wait_for_trace(desk: &str, trace_id: &str, min_spans: usize) -> Vec<Span> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = 0;
+    loop {
+        let reply = get(&format!("{desk}/api/traces/{trace_id}")).await;
+        if reply.status == 200 {
+            let spans = parse_trace(&reply.body);
+            if spans.len() >= min_spans && spans.len() == last {
+                return spans;
+            }
+            last = spans.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {trace_id} did not reach {min_spans} spans in 30 s (last status {}, {last} spans)",
+            reply.status
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Trace ids the desk holds (search results trim leading zeros, as Tempo does: pad back).
+pub async fn desk_trace_ids(desk: &str) -> Vec<String> {
+    let reply = get(&format!("{desk}/api/search?limit=1000")).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.body["traces"]
+        .as_array()
+        .expect("traces")
+        .iter()
+        .map(|t| format!("{:0>32}", t["traceID"].as_str().expect("traceID")))
+        .collect()
+}
+
+pub fn find<'a>(spans: &'a [Span], service: &str, name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.service == service && s.name == name)
+        .unwrap_or_else(|| panic!("no span {service}: {name} in\n{}", describe(spans)))
+}
+
+pub fn describe(spans: &[Span]) -> String {
+    spans
+        .iter()
+        .map(|s| format!("{} {} {} {} parent={:?}", s.service, s.name, s.kind, s.span_id, s.parent_span_id))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn child_of(spans: &[Span], parent: &Span, service: &str, name: &str) -> Span {
+    spans
+        .iter()
+        .find(|s| s.parent_span_id.as_deref() == Some(parent.span_id.as_str()) && s.service == service && s.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {service}: {name} under {}: {}\n{}", parent.service, parent.name, describe(spans)))
+}

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! End-to-end tests: the real `fleet` binary, real processes on loopback, real PostgreSQL,
 //! real OTLP into the trace desk; assertions are made on the traces the services exported.
 

@@ -8,7 +8,11 @@ const PARENT: &str = "00f067aa0ba902b7";
 #[tokio::test(flavor = "multi_thread")]
 async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     let db = TestDb::create().await;
-    let fleet = Fleet::start(FleetOptions { database_url: Some(db.url.clone()), ..Default::default() }).await;
+    let fleet = Fleet::start(FleetOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
     let checkout = format!("{}/checkout", fleet.gateway());
 
     // A sampled parent: same trace id, our root is its child, baggage arrives two hops down.
@@ -28,7 +32,11 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     assert_eq!(root.parent_span_id.as_deref(), Some(PARENT));
     let charge_server = find(&spans, "payment-api", "payment.v1.PaymentService/Charge");
     assert_eq!(charge_server.kind, "SPAN_KIND_SERVER");
-    assert_eq!(charge_server.attr("session.id").as_deref(), Some("s-1234"), "baggage at payment-api");
+    assert_eq!(
+        charge_server.attr("session.id").as_deref(),
+        Some("s-1234"),
+        "baggage at payment-api"
+    );
     assert_eq!(charge_server.attr("learner").as_deref(), Some("grace"));
 
     // Not sampled upstream: the request works, nothing is exported for that trace.
@@ -36,11 +44,18 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     let reply = post_json(
         &checkout,
         &order_body("grace@example.com", &[("TEA-SENCHA", 1)], CARD_OK),
-        &[("traceparent", &format!("00-{unsampled}-b7ad6b7169203331-00"))],
+        &[(
+            "traceparent",
+            &format!("00-{unsampled}-b7ad6b7169203331-00"),
+        )],
     )
     .await;
     assert_eq!(reply.status, 201);
-    assert_eq!(reply.trace_id(), unsampled, "the context still flows, unsampled");
+    assert_eq!(
+        reply.trace_id(),
+        unsampled,
+        "the context still flows, unsampled"
+    );
 
     // Malformed: a fresh trace, and the request still succeeds.
     let reply = post_json(
@@ -54,12 +69,24 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     assert_ne!(fresh, TRACE);
     assert_ne!(fresh, unsampled);
     let spans = wait_for_trace(fleet.desk(), &fresh, 17).await;
-    assert!(find(&spans, "api-gateway", "POST /checkout").parent_span_id.is_none());
+    assert!(
+        find(&spans, "api-gateway", "POST /checkout")
+            .parent_span_id
+            .is_none()
+    );
 
     // By now the unsampled checkout's spans would have been exported long since.
     let ids = desk_trace_ids(fleet.desk()).await;
-    assert!(!ids.iter().any(|id| id == unsampled), "unsampled trace was exported: {ids:?}");
-    assert_eq!(get(&format!("{}/api/traces/{unsampled}", fleet.desk())).await.status, 404);
+    assert!(
+        !ids.iter().any(|id| id == unsampled),
+        "unsampled trace was exported: {ids:?}"
+    );
+    assert_eq!(
+        get(&format!("{}/api/traces/{unsampled}", fleet.desk()))
+            .await
+            .status,
+        404
+    );
     assert_eq!(ids.len(), 2, "{ids:?}");
     fleet.stop().await;
 }

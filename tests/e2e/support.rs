@@ -34,14 +34,26 @@ impl Fleet {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
         cmd.arg("up");
         for flag in [
-            "--gateway-port", "--order-api-port", "--payment-api-port", "--notification-port",
-            "--provider-port", "--desk-port", "--otlp-grpc-port", "--otlp-http-port",
+            "--gateway-port",
+            "--order-api-port",
+            "--payment-api-port",
+            "--notification-port",
+            "--provider-port",
+            "--desk-port",
+            "--otlp-grpc-port",
+            "--otlp-http-port",
         ] {
             cmd.args([flag, "0"]);
         }
         let mut sqlite_dir = None;
         cmd.env_remove("DATABASE_URL");
-        for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"] {
+        for var in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_SDK_DISABLED",
+            "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG",
+        ] {
             cmd.env_remove(var);
         }
         match &options.database_url {
@@ -49,16 +61,24 @@ impl Fleet {
                 cmd.args(["--database-url", url]);
             }
             None => {
-                let dir = std::env::temp_dir().join(format!("fleet-e2e-{}", uuid::Uuid::new_v4().simple()));
-                cmd.args(["--sqlite-path", &dir.join("orders.sqlite").to_string_lossy()]);
+                let dir = std::env::temp_dir()
+                    .join(format!("fleet-e2e-{}", uuid::Uuid::new_v4().simple()));
+                cmd.args([
+                    "--sqlite-path",
+                    &dir.join("orders.sqlite").to_string_lossy(),
+                ]);
                 sqlite_dir = Some(dir);
             }
         }
-        cmd.env("OTEL_BSP_SCHEDULE_DELAY", "100").env("LOG_FORMAT", "text");
+        cmd.env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("LOG_FORMAT", "text");
         for (k, v) in &options.env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
         let mut child = cmd.spawn().expect("cannot start the fleet binary");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, output) = tokio::sync::watch::channel(Vec::<String>::new());
@@ -68,24 +88,37 @@ impl Fleet {
                 tx.send_modify(|all| all.push(line));
             }
         });
-        let mut fleet = Fleet { child, urls: HashMap::new(), output, sqlite_dir };
+        let mut fleet = Fleet {
+            child,
+            urls: HashMap::new(),
+            output,
+            sqlite_dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let lines = fleet.output.borrow().clone();
             if lines.iter().any(|l| l == "fleet:up") {
                 for line in &lines {
-                    if let Some(rest) = line.strip_prefix("fleet:ready ") {
-                        if let Some((name, url)) = rest.split_once(' ') {
-                            fleet.urls.insert(name.to_owned(), url.to_owned());
-                        }
+                    if let Some((name, url)) = line
+                        .strip_prefix("fleet:ready ")
+                        .and_then(|r| r.split_once(' '))
+                    {
+                        fleet.urls.insert(name.to_owned(), url.to_owned());
                     }
                 }
                 return fleet;
             }
             if let Ok(Some(status)) = fleet.child.try_wait() {
-                panic!("fleet up exited before it was up ({status}):\n{}", lines.join("\n"));
+                panic!(
+                    "fleet up exited before it was up ({status}):\n{}",
+                    lines.join("\n")
+                );
             }
-            assert!(Instant::now() < deadline, "fleet up not ready in 90 s:\n{}", lines.join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "fleet up not ready in 90 s:\n{}",
+                lines.join("\n")
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -95,7 +128,10 @@ impl Fleet {
     }
 
     pub fn desk(&self) -> &str {
-        self.urls.get("desk").map(String::as_str).expect("this fleet runs no desk")
+        self.urls
+            .get("desk")
+            .map(String::as_str)
+            .expect("this fleet runs no desk")
     }
 
     pub fn output(&self) -> Vec<String> {
@@ -105,15 +141,25 @@ impl Fleet {
     /// SIGTERM, then insist that the fleet stops cleanly and promptly.
     pub async fn stop(mut self) {
         let pid = self.child.id().expect("fleet still running") as i32;
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
         let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("fleet did not stop within 30 s of SIGTERM")
             .expect("wait for fleet");
-        assert!(exit.success(), "fleet exited with {exit}:\n{}", self.output().join("\n"));
+        assert!(
+            exit.success(),
+            "fleet exited with {exit}:\n{}",
+            self.output().join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(self.output().iter().any(|l| l == "fleet:stopped"), "no fleet:stopped line");
+        assert!(
+            self.output().iter().any(|l| l == "fleet:stopped"),
+            "no fleet:stopped line"
+        );
         if let Some(dir) = self.sqlite_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -143,22 +189,38 @@ impl TestDb {
         let name = format!("fleet_e2e_{}", uuid::Uuid::new_v4().simple());
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is required at {admin_url} (set FLEET_TEST_POSTGRES_URL): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL is required at {admin_url} (set FLEET_TEST_POSTGRES_URL): {e}")
+            });
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
             .expect("create test database");
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url.clone());
-        TestDb { url: format!("{base}/{name}"), name, admin_url }
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(admin_url.clone());
+        TestDb {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url,
+        }
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.expect("connect test db");
-        sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.expect(sql)
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
+            .await
+            .expect("connect test db");
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect(sql)
     }
 
     pub async fn status_of(&self, order_id: &str) -> Option<String> {
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.expect("connect test db");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
+            .await
+            .expect("connect test db");
         sqlx::query_scalar::<_, String>("SELECT status FROM orders WHERE id = $1")
             .bind(order_id)
             .fetch_optional(&mut conn)
@@ -172,12 +234,21 @@ impl Drop for TestDb {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         // Drop runs inside the test's runtime; a thread with its own runtime can block.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
-                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut conn)
-                        .await;
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })
@@ -237,8 +308,13 @@ async fn into_reply(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.expect("body");
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Reply { status, headers, body }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// One span as the desk returned it (ids as hex).
@@ -266,7 +342,11 @@ impl Span {
 }
 
 fn b64_to_hex(s: &str) -> String {
-    hex::encode(base64::engine::general_purpose::STANDARD.decode(s).expect("base64 id"))
+    hex::encode(
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .expect("base64 id"),
+    )
 }
 
 fn any_value(v: &Value) -> Value {
@@ -292,19 +372,39 @@ pub fn parse_trace(json: &Value) -> Vec<Span> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|kv| (kv["key"].as_str().unwrap_or_default().to_owned(), any_value(&kv["value"])))
+                    .map(|kv| {
+                        (
+                            kv["key"].as_str().unwrap_or_default().to_owned(),
+                            any_value(&kv["value"]),
+                        )
+                    })
                     .collect();
                 spans.push(Span {
                     service: service.clone(),
                     name: s["name"].as_str().unwrap_or_default().to_owned(),
-                    kind: s["kind"].as_str().unwrap_or("SPAN_KIND_UNSPECIFIED").to_owned(),
+                    kind: s["kind"]
+                        .as_str()
+                        .unwrap_or("SPAN_KIND_UNSPECIFIED")
+                        .to_owned(),
                     trace_id: b64_to_hex(s["traceId"].as_str().expect("traceId")),
                     span_id: b64_to_hex(s["spanId"].as_str().expect("spanId")),
-                    parent_span_id: s["parentSpanId"].as_str().filter(|p| !p.is_empty()).map(b64_to_hex),
-                    status: s["status"]["code"].as_str().unwrap_or("STATUS_CODE_UNSET").to_owned(),
+                    parent_span_id: s["parentSpanId"]
+                        .as_str()
+                        .filter(|p| !p.is_empty())
+                        .map(b64_to_hex),
+                    status: s["status"]["code"]
+                        .as_str()
+                        .unwrap_or("STATUS_CODE_UNSET")
+                        .to_owned(),
                     attributes,
-                    start: s["startTimeUnixNano"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0),
-                    end: s["endTimeUnixNano"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0),
+                    start: s["startTimeUnixNano"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    end: s["endTimeUnixNano"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
                 });
             }
         }
@@ -356,7 +456,12 @@ pub fn find<'a>(spans: &'a [Span], service: &str, name: &str) -> &'a Span {
 pub fn describe(spans: &[Span]) -> String {
     spans
         .iter()
-        .map(|s| format!("{} {} {} {} parent={:?}", s.service, s.name, s.kind, s.span_id, s.parent_span_id))
+        .map(|s| {
+            format!(
+                "{} {} {} {} parent={:?}",
+                s.service, s.name, s.kind, s.span_id, s.parent_span_id
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -364,7 +469,18 @@ pub fn describe(spans: &[Span]) -> String {
 pub fn child_of(spans: &[Span], parent: &Span, service: &str, name: &str) -> Span {
     spans
         .iter()
-        .find(|s| s.parent_span_id.as_deref() == Some(parent.span_id.as_str()) && s.service == service && s.name == name)
+        .find(|s| {
+            s.parent_span_id.as_deref() == Some(parent.span_id.as_str())
+                && s.service == service
+                && s.name == name
+        })
         .cloned()
-        .unwrap_or_else(|| panic!("no {service}: {name} under {}: {}\n{}", parent.service, parent.name, describe(spans)))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {service}: {name} under {}: {}\n{}",
+                parent.service,
+                parent.name,
+                describe(spans)
+            )
+        })
 }

@@ -148,10 +148,10 @@ async fn wait_ready(running: &mut Running, url: &str) -> anyhow::Result<()> {
         if let Some(status) = running.child.try_wait()? {
             bail!("{} exited while starting ({status})", running.name);
         }
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
         }
         if started.elapsed() > READY_TIMEOUT {
             bail!(

@@ -21,7 +21,7 @@ pub struct ApiError {
     pub dependency: Option<String>,
     /// Anything else the caller needs, e.g. the id of an order whose payment failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<serde_json::Value>,
+    pub details: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {

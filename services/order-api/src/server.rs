@@ -235,7 +235,9 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
         .await
         .map_err(db_error)?;
     if let Some(mut error) = error {
-        error.details = Some(serde_json::json!({ "order_id": id, "order_status": status }));
+        error.details = Some(Box::new(
+            serde_json::json!({ "order_id": id, "order_status": status }),
+        ));
         return Err(error);
     }
     state

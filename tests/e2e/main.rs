@@ -7,5 +7,7 @@ mod support;
 
 mod bad_input;
 mod checkout_trace;
+mod lifecycle;
 mod propagation;
 mod resilience;
+mod sdk_config;

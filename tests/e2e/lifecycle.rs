@@ -1,0 +1,99 @@
+//! Health, graceful shutdown, and the spans that must survive it.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_services_answer_grpc_health_and_http_probes() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    for service in ["payment-api", "notification"] {
+        let url = fleet.urls[service].clone();
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let reply = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("grpc.health.v1 Check")
+            .into_inner();
+        assert_eq!(
+            reply.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
+        assert_eq!(
+            get(&format!("{url}/healthz")).await.status,
+            200,
+            "{service} /healthz"
+        );
+        assert_eq!(
+            get(&format!("{url}/readyz")).await.status,
+            200,
+            "{service} /readyz"
+        );
+    }
+    for service in ["api-gateway", "order-api"] {
+        let url = &fleet.urls[service];
+        assert_eq!(get(&format!("{url}/healthz")).await.status, 200);
+        let ready = get(&format!("{url}/readyz")).await;
+        assert_eq!(
+            (ready.status, ready.body["status"].as_str()),
+            (200, Some("ready"))
+        );
+    }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_the_request_in_flight_and_flushes_its_spans() {
+    // The desk lives in this test so it outlives the fleet; nothing is exported before shutdown.
+    let desk = trace_desk::start(trace_desk::DeskConfig::ephemeral(100_000))
+        .await
+        .expect("desk");
+    let fleet = Fleet::start(FleetOptions {
+        database_url: None,
+        env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{}", desk.otlp_http_addr()),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "600000".into()),
+            ("PROVIDER_LATENCY_MS".into(), "1500".into()),
+        ],
+    })
+    .await;
+    let checkout = format!("{}/checkout", fleet.gateway());
+    let in_flight = tokio::spawn(async move {
+        post_json(
+            &checkout,
+            &order_body("late@example.com", &[("DRIPPER-V60", 1)], CARD_OK),
+            &[],
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.stop().await;
+    let reply = in_flight.await.expect("join");
+    assert_eq!(
+        reply.status, 201,
+        "the in-flight checkout finished: {}",
+        reply.body
+    );
+
+    let desk_url = format!("http://{}", desk.api_addr());
+    let spans = wait_for_trace(&desk_url, &reply.trace_id(), 17).await;
+    let services: std::collections::BTreeSet<_> =
+        spans.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(
+        services.len(),
+        4,
+        "every service flushed on shutdown: {services:?}"
+    );
+    desk.shutdown().await;
+}

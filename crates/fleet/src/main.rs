@@ -1,5 +1,7 @@
 //! `fleet`: run the whole tracing fleet on a laptop, or any one of its services.
 
+mod load;
+mod traces;
 mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -19,6 +21,12 @@ struct Cli {
 enum Command {
     /// Start the trace desk, the payment provider and the four services, each its own process.
     Up(up::UpArgs),
+    /// Send checkout traffic to the gateway and summarise what happened.
+    Load(load::LoadArgs),
+    /// Print one trace as a waterfall (from the desk or any Tempo).
+    Trace(traces::TraceArgs),
+    /// List recent or matching traces (from the desk or any Tempo).
+    Traces(traces::TracesArgs),
     /// Run one service in this process (configured from the environment, as in a container).
     Run {
         #[arg(value_enum)]
@@ -53,6 +61,9 @@ impl Service {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up::up(args).await,
+        Command::Load(args) => load::run(args).await,
+        Command::Trace(args) => traces::trace(args).await,
+        Command::Traces(args) => traces::traces(args).await,
         Command::Run { service } => match service {
             Service::ApiGateway => api_gateway::run_from_env().await,
             Service::OrderApi => order_api::run_from_env().await,

@@ -87,7 +87,7 @@ async fn sigterm_drains_the_request_in_flight_and_flushes_its_spans() {
     );
 
     let desk_url = format!("http://{}", desk.api_addr());
-    let spans = wait_for_trace(&desk_url, &reply.trace_id(), 17).await;
+    let spans = wait_for_trace(&desk_url, &reply.trace_id(), 20).await;
     let services: std::collections::BTreeSet<_> =
         spans.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(

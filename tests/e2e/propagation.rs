@@ -27,7 +27,7 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(reply.trace_id(), TRACE);
-    let spans = wait_for_trace(fleet.desk(), TRACE, 17).await;
+    let spans = wait_for_trace(fleet.desk(), TRACE, 20).await;
     let root = find(&spans, "api-gateway", "POST /checkout");
     assert_eq!(root.parent_span_id.as_deref(), Some(PARENT));
     let charge_server = find(&spans, "payment-api", "payment.v1.PaymentService/Charge");
@@ -68,7 +68,7 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     let fresh = reply.trace_id();
     assert_ne!(fresh, TRACE);
     assert_ne!(fresh, unsampled);
-    let spans = wait_for_trace(fleet.desk(), &fresh, 17).await;
+    let spans = wait_for_trace(fleet.desk(), &fresh, 20).await;
     assert!(
         find(&spans, "api-gateway", "POST /checkout")
             .parent_span_id

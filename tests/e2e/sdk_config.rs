@@ -75,7 +75,7 @@ async fn parent_based_ratio_zero_samples_only_what_the_caller_sampled() {
     .await;
     assert_eq!(reply.status, 201);
     // The sampled caller's trace is kept whole, across every service, despite a ratio of 0.
-    let spans = wait_for_trace(fleet.desk(), TRACE, 17).await;
+    let spans = wait_for_trace(fleet.desk(), TRACE, 20).await;
     let services: std::collections::BTreeSet<_> =
         spans.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(services.len(), 4, "{services:?}");

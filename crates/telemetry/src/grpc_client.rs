@@ -12,6 +12,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::propagation;
 use crate::status::{grpc_code_name, grpc_status_from_headers};
 
+/// Put in a request's extensions to send it without `traceparent`/`baggage`: the downstream
+/// service then starts a new trace. Only the fault injection uses it, to teach what a broken
+/// hop looks like.
+#[derive(Debug, Clone, Copy)]
+pub struct SkipPropagation;
+
 /// `PaymentServiceClient::new(GrpcClientTraceLayer::new("127.0.0.1", 50051).layer(channel))`.
 #[derive(Debug, Clone)]
 pub struct GrpcClientTraceLayer {
@@ -79,7 +85,9 @@ where
             server.port = i64::from(self.server_port),
             error.type = Empty,
         );
-        propagation::inject(&span.context(), req.headers_mut());
+        if req.extensions().get::<SkipPropagation>().is_none() {
+            propagation::inject(&span.context(), req.headers_mut());
+        }
         let future = self.inner.call(req);
         Box::pin(
             async move {

@@ -29,8 +29,19 @@ impl TracedClient {
     /// instead of just `GET`, and is recorded as `url.template`.
     pub async fn send(
         &self,
+        request: reqwest::Request,
+        url_template: Option<&str>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        self.send_attempt(request, url_template, 0).await
+    }
+
+    /// [`TracedClient::send`] for a retry: `resend_count` > 0 is recorded as
+    /// `http.request.resend_count`, so each attempt is its own span as the conventions ask.
+    pub async fn send_attempt(
+        &self,
         mut request: reqwest::Request,
         url_template: Option<&str>,
+        resend_count: u32,
     ) -> Result<reqwest::Response, reqwest::Error> {
         let method = method_attribute(request.method());
         let name = match (method, url_template) {
@@ -55,6 +66,7 @@ impl TracedClient {
             server.port = url.port_or_known_default().map(i64::from),
             network.protocol.version = Empty,
             http.response.status_code = Empty,
+            http.request.resend_count = (resend_count > 0).then_some(i64::from(resend_count)),
             error.type = Empty,
         );
         propagation::inject(&span.context(), request.headers_mut());

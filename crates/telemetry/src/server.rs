@@ -24,6 +24,7 @@ const UNTRACED_PATHS: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
+    "/admin/faults",
     "/grpc.health.v1.Health/Check",
 ];
 

@@ -55,8 +55,13 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     )?)?;
     let config = Config::from_env()?;
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let app = server::router(&config)?;
+    let faults = fleet_faults::Faults::from_env(SERVICE_NAME)?;
+    let background = tokio_util::task::TaskTracker::new();
+    let app = server::router(&config, faults, background.clone())?;
     let result = fleet_server_kit::serve(listener, app, true).await;
+    // Replies are drained; let queued emails finish too, within reason.
+    background.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), background.wait()).await;
     telemetry.shutdown();
     result
 }

@@ -15,6 +15,10 @@ use order_api::model::{CreateOrder, Order, OrderItem};
 use serde::{Deserialize, Serialize};
 
 use crate::Config;
+use fleet_faults::Faults;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 const ORDER_API: &str = "order-api";
 
@@ -22,6 +26,9 @@ const ORDER_API: &str = "order-api";
 pub struct AppState {
     orders: OrderApiClient,
     notifications: NotificationClient,
+    faults: Faults,
+    /// Work that outlives a reply (the confirmation email); drained on shutdown.
+    background: TaskTracker,
 }
 
 /// What `POST /checkout` answers with 201.
@@ -32,8 +39,9 @@ pub struct CheckoutResponse {
     pub total_cents: i64,
     pub currency: String,
     pub items: Vec<OrderItem>,
-    /// Whether the confirmation email went out; a failed email does not fail the checkout.
-    pub email_sent: bool,
+    /// `queued` (sent beside the reply), or with the sequential fault `sent`/`failed`;
+    /// an email never fails the checkout.
+    pub email: String,
     /// Paste into Grafana (or `fleet trace`) to see this request's trace.
     pub trace_id: Option<String>,
 }
@@ -70,11 +78,47 @@ async fn checkout(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Response {
-    let order = match state.orders.create_order(&req).await {
+    // The fault point `gateway.orders`: latency before the call, an error instead of it, or a
+    // timeout shorter than the one order-api needs.
+    let fault = state.faults.check("gateway.orders");
+    if let Some(fault) = &fault {
+        fault.delay().await;
+        if let Some(status) = fault.spec.error {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            return ApiError::upstream(status, ORDER_API, "order-api failed").into_response();
+        }
+    }
+    let timeout = fault.and_then(|f| f.spec.timeout);
+    let order = match state.orders.create_order(&req, timeout).await {
         Ok(order) => order,
         Err(err) => return upstream(err),
     };
-    let email_sent = send_confirmation(&state, &order).await;
+    // The email does not change the answer, so it goes out beside the reply, not before it;
+    // `gateway.notification:mode=sequential` makes the reply wait (the slower shape).
+    let sequential = state
+        .faults
+        .check("gateway.notification")
+        .is_some_and(|f| f.mode() == Some("sequential"));
+    let email = if sequential {
+        if send_confirmation(&state, &order).await {
+            "sent"
+        } else {
+            "failed"
+        }
+    } else {
+        // A span of its own, parented in OpenTelemetry only: as a tracing child it would hold
+        // the server span open until the email was done, hiding the parallelism.
+        let span = tracing::info_span!(parent: None, "send confirmation", otel.kind = "internal");
+        let _ = span.set_parent(tracing::Span::current().context());
+        let (state2, order2) = (Arc::clone(&state), order.clone());
+        state.background.spawn(
+            async move {
+                send_confirmation(&state2, &order2).await;
+            }
+            .instrument(span),
+        );
+        "queued"
+    };
     (
         StatusCode::CREATED,
         Json(CheckoutResponse {
@@ -83,7 +127,7 @@ async fn checkout(
             total_cents: order.total_cents,
             currency: order.currency,
             items: order.items,
-            email_sent,
+            email: email.to_owned(),
             trace_id: fleet_telemetry::current_trace_id(),
         }),
     )
@@ -91,6 +135,17 @@ async fn checkout(
 }
 
 async fn send_confirmation(state: &AppState, order: &Order) -> bool {
+    if let Some(fault) = state.faults.check("gateway.notification") {
+        fault.delay().await;
+        if fault.spec.error.is_some() {
+            tracing::warn!("confirmation email not sent: notification call failed");
+            return false;
+        }
+    }
+    send_email(state, order).await
+}
+
+async fn send_email(state: &AppState, order: &Order) -> bool {
     let request = SendEmailRequest {
         to: order.customer_email.clone(),
         order_id: order.id.clone(),
@@ -130,9 +185,15 @@ async fn list_products(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub fn router(config: &Config) -> anyhow::Result<axum::Router> {
+pub fn router(
+    config: &Config,
+    faults: Faults,
+    background: TaskTracker,
+) -> anyhow::Result<axum::Router> {
     let state = Arc::new(AppState {
         orders: OrderApiClient::new(&config.order_api_url, config.order_api_timeout)?,
+        faults: faults.clone(),
+        background,
         notifications: NotificationClient::connect_lazy(
             &config.notification_addr,
             config.notification_timeout,
@@ -143,5 +204,6 @@ pub fn router(config: &Config) -> anyhow::Result<axum::Router> {
         .route("/orders/{id}", get(get_order))
         .route("/products", get(list_products))
         .with_state(state)
+        .merge(fleet_faults::admin_router(faults))
         .merge(fleet_server_kit::health_router(None)))
 }

@@ -37,7 +37,8 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     )?)?;
     let config = Config::from_env()?;
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let app = server::router(&config).await;
+    let faults = fleet_faults::Faults::from_env(SERVICE_NAME)?;
+    let app = server::router(&config, faults).await;
     let result = fleet_server_kit::serve(listener, app, true).await;
     telemetry.shutdown();
     result

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::routing::get;
+use fleet_faults::{Faults, grpc_code_for_status};
 use fleet_proto::notification::v1::notification_service_server::{
     NotificationService, NotificationServiceServer,
 };
@@ -13,7 +14,7 @@ use fleet_proto::notification::v1::{
 };
 use fleet_server_kit::ApiError;
 use serde::{Deserialize, Serialize};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::Config;
@@ -84,6 +85,7 @@ fn render(req: &SendEmailRequest) -> (String, String) {
 
 pub struct Notifications {
     outbox: Outbox,
+    faults: Faults,
 }
 
 #[tonic::async_trait]
@@ -101,6 +103,16 @@ impl NotificationService for Notifications {
             }
             if req.order_id.trim().is_empty() {
                 return Err(Status::invalid_argument("order_id is required"));
+            }
+            // The fault point `notification.send`: a slow or failing mail server.
+            if let Some(fault) = self.faults.check("notification.send") {
+                fault.delay().await;
+                if let Some(status) = fault.spec.error {
+                    return Err(Status::new(
+                        Code::from(grpc_code_for_status(status)),
+                        "mail server rejected the message",
+                    ));
+                }
             }
             let (subject, body) = render(&req);
             let message_id = format!("<{}@notification.fleet>", uuid::Uuid::new_v4());
@@ -183,7 +195,7 @@ async fn outbox_http(
 }
 
 /// gRPC (NotificationService, grpc.health.v1), `GET /outbox`, `/healthz`, `/readyz` on one port.
-pub async fn router(config: &Config) -> axum::Router {
+pub async fn router(config: &Config, faults: Faults) -> axum::Router {
     let outbox = Outbox::new(config.outbox_capacity);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -191,9 +203,11 @@ pub async fn router(config: &Config) -> axum::Router {
         .await;
     let grpc = tonic::service::Routes::new(NotificationServiceServer::new(Notifications {
         outbox: outbox.clone(),
+        faults: faults.clone(),
     }))
     .add_service(health)
     .into_axum_router();
     grpc.route("/outbox", get(outbox_http).with_state(outbox))
+        .merge(fleet_faults::admin_router(faults))
         .merge(fleet_server_kit::health_router(None))
 }

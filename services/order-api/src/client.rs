@@ -70,13 +70,18 @@ impl OrderApiClient {
         serde_json::from_slice(&bytes).map_err(|e| OrderApiError::BadResponse(e.to_string()))
     }
 
-    pub async fn create_order(&self, order: &CreateOrder) -> Result<Order, OrderApiError> {
+    /// `timeout` overrides the client's own for this call.
+    pub async fn create_order(
+        &self,
+        order: &CreateOrder,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Order, OrderApiError> {
         let http = self.http.inner();
-        self.call(
-            http.post(format!("{}/orders", self.base_url)).json(order),
-            "/orders",
-        )
-        .await
+        let mut request = http.post(format!("{}/orders", self.base_url)).json(order);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        self.call(request, "/orders").await
     }
 
     pub async fn get_order(&self, id: &str) -> Result<Order, OrderApiError> {

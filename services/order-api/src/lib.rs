@@ -65,7 +65,8 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     };
     tracing::info!(database = store.system(), "database ready");
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let app = server::router(&config, store)?;
+    let faults = fleet_faults::Faults::from_env(SERVICE_NAME)?;
+    let app = server::router(&config, store, faults)?;
     let result = fleet_server_kit::serve(listener, app, true).await;
     telemetry.shutdown();
     result

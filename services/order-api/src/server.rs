@@ -16,7 +16,9 @@ use tracing::Instrument as _;
 
 use crate::Config;
 use crate::model::{CreateOrder, MAX_ITEMS, MAX_QUANTITY, Order, ProductList};
-use crate::store::{NewLine, Store};
+use crate::store::{DbFaults, NewLine, Store};
+use fleet_faults::Faults;
+use payment_api::client::CallOptions;
 
 const CURRENCY: &str = "USD";
 const PAYMENT_API: &str = "payment-api";
@@ -25,6 +27,7 @@ const PAYMENT_API: &str = "payment-api";
 pub struct AppState {
     store: Store,
     payments: PaymentClient,
+    faults: Faults,
 }
 
 fn db_error(err: sqlx::Error) -> ApiError {
@@ -63,7 +66,12 @@ async fn get_order(
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
     let id = parse_order_id(&id)?;
-    match state.store.get_order(&id).await.map_err(db_error)? {
+    match state
+        .store
+        .get_order(&id, n_plus_one(&state.faults))
+        .await
+        .map_err(db_error)?
+    {
         Some(order) => Ok(Json(order)),
         None => Err(ApiError::not_found(
             "order_not_found",
@@ -182,20 +190,44 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
     let total: i64 = lines.iter().map(|l| l.quantity * l.unit_price_cents).sum();
     let id = uuid::Uuid::new_v4().to_string();
     tracing::Span::current().record("app.order.id", id.as_str());
+    // Fault points around the write: a neighbour's lock, an exhausted pool, a slow or broken query.
+    if let Some(fault) = state.faults.check("order.db.lock") {
+        state.store.hold_lock(fault.delay).await.map_err(db_error)?;
+    }
+    if let Some(fault) = state.faults.check("order.db.pool") {
+        state.store.exhaust_pool(fault.delay).await;
+    }
+    let db_faults = match state.faults.check("order.db") {
+        Some(fault) => DbFaults {
+            slow_query: (!fault.delay.is_zero()).then_some(fault.delay),
+            broken: fault.spec.error.is_some(),
+        },
+        None => DbFaults::default(),
+    };
     state
         .store
-        .insert_order(&id, &req.customer_email, CURRENCY, &lines)
+        .insert_order(&id, &req.customer_email, CURRENCY, &lines, db_faults)
         .await
         .map_err(db_error)?;
 
+    let call = match state.faults.check("order.payment") {
+        Some(fault) => CallOptions {
+            propagate: fault.mode() != Some("drop_context"),
+            timeout: fault.spec.timeout,
+        },
+        None => CallOptions::default(),
+    };
     let charge = state
         .payments
-        .charge(ChargeRequest {
-            order_id: id.clone(),
-            amount_cents: total,
-            currency: CURRENCY.into(),
-            card_number: req.card_number.clone(),
-        })
+        .charge(
+            call,
+            ChargeRequest {
+                order_id: id.clone(),
+                amount_cents: total,
+                currency: CURRENCY.into(),
+                card_number: req.card_number.clone(),
+            },
+        )
         .await;
 
     // Whatever the payment did, the order ends paid or payment_failed, never pending.
@@ -242,18 +274,25 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
     }
     state
         .store
-        .get_order(&id)
+        .get_order(&id, n_plus_one(&state.faults))
         .await
         .map_err(db_error)?
         .ok_or_else(|| ApiError::internal("order vanished after it was written"))
 }
 
 /// Routes plus `/healthz` and `/readyz` (ready when the database answers).
-pub fn router(config: &Config, store: Store) -> anyhow::Result<axum::Router> {
+fn n_plus_one(faults: &Faults) -> bool {
+    faults
+        .check("order.lookup")
+        .is_some_and(|f| f.mode() == Some("n_plus_one"))
+}
+
+pub fn router(config: &Config, store: Store, faults: Faults) -> anyhow::Result<axum::Router> {
     let payments = PaymentClient::connect_lazy(&config.payment_api_addr, config.payment_timeout)?;
     let state = Arc::new(AppState {
         store: store.clone(),
         payments,
+        faults: faults.clone(),
     });
     let readiness: fleet_server_kit::Readiness = Arc::new(move || {
         let store = store.clone();
@@ -264,5 +303,6 @@ pub fn router(config: &Config, store: Store) -> anyhow::Result<axum::Router> {
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .with_state(state)
+        .merge(fleet_faults::admin_router(faults))
         .merge(fleet_server_kit::health_router(Some(readiness))))
 }

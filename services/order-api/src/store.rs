@@ -4,6 +4,7 @@
 //! a typed pool; the SQL is written once and instantiated per engine by `engine!`.
 
 use std::str::FromStr as _;
+use std::time::Duration;
 
 use fleet_telemetry::db::{DbTarget, record_db_error};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -18,6 +19,15 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// What the fault points ask of one insert.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbFaults {
+    /// Make the INSERT itself take this long (PostgreSQL: `pg_sleep` inside the statement).
+    pub slow_query: Option<Duration>,
+    /// Send the INSERT to a table that does not exist, so the database itself fails it.
+    pub broken: bool,
 }
 
 /// A priced line, ready to be written.
@@ -56,7 +66,7 @@ async fn traced<T>(
 }
 
 macro_rules! engine {
-    ($module:ident, $db:ty, $now:literal, $created_at:literal) => {
+    ($module:ident, $db:ty, $now:literal, $created_at:literal, $slow_insert:expr) => {
         mod $module {
             use super::*;
             use sqlx::Row as _;
@@ -66,6 +76,17 @@ macro_rules! engine {
             const INSERT_ORDER: &str = concat!(
                 "INSERT INTO orders (id, customer_email, status, total_cents, currency, created_at, updated_at) ",
                 "VALUES ($1, $2, 'pending', $3, $4, ", $now, ", ", $now, ")"
+            );
+            /// The same insert against a table a bad migration renamed: fails in the database.
+            const BROKEN_INSERT_ORDER: &str = concat!(
+                "INSERT INTO orders_v2 (id, customer_email, status, total_cents, currency, created_at, updated_at) ",
+                "VALUES ($1, $2, 'pending', $3, $4, ", $now, ", ", $now, ")"
+            );
+            const SLOW_INSERT_ORDER: Option<&str> = $slow_insert;
+            const SELECT_LINES: &str = "SELECT line_no FROM order_items WHERE order_id = $1 ORDER BY line_no";
+            const SELECT_ITEM: &str = concat!(
+                "SELECT i.sku, p.name, i.quantity, i.unit_price_cents FROM order_items i ",
+                "JOIN products p ON p.sku = i.sku WHERE i.order_id = $1 AND i.line_no = $2"
             );
             const UPDATE_ORDER: &str = concat!(
                 "UPDATE orders SET status = $1, payment_id = $2, failure_reason = $3, updated_at = ",
@@ -123,20 +144,28 @@ macro_rules! engine {
                 email: &str,
                 currency: &str,
                 lines: &[NewLine],
+                faults: DbFaults,
             ) -> Result<(), sqlx::Error> {
                 let total: i64 = lines.iter().map(|l| l.quantity * l.unit_price_cents).sum();
-                // The order and its items land together or not at all.
-                let mut tx = pool.begin().await?;
-                traced(
-                    t.span("INSERT", "orders", INSERT_ORDER),
-                    sqlx::query(INSERT_ORDER)
-                        .bind(id)
-                        .bind(email)
-                        .bind(total)
-                        .bind(currency)
-                        .execute(&mut *tx),
-                )
-                .await?;
+                // The order and its items land together or not at all. Waiting for a pooled
+                // connection gets its own span: an exhausted pool shows up as this span's length.
+                let acquire = tracing::info_span!(
+                    "sqlx.pool.acquire",
+                    otel.kind = "internal",
+                    db.system.name = t.system,
+                    db.client.connection.pool.name = %t.namespace,
+                );
+                let mut tx = pool.begin().instrument(acquire).await?;
+                let (sql, collection, slow) = match (faults.broken, faults.slow_query.zip(SLOW_INSERT_ORDER)) {
+                    (true, _) => (BROKEN_INSERT_ORDER, "orders_v2", None),
+                    (false, Some((delay, slow_sql))) => (slow_sql, "orders", Some(delay)),
+                    (false, None) => (INSERT_ORDER, "orders", None),
+                };
+                let mut insert = sqlx::query(sql).bind(id).bind(email).bind(total).bind(currency);
+                if let Some(delay) = slow {
+                    insert = insert.bind(delay.as_secs_f64());
+                }
+                traced(t.span("INSERT", collection, sql), insert.execute(&mut *tx)).await?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents) ",
                 );
@@ -174,18 +203,45 @@ macro_rules! engine {
                 Ok(())
             }
 
-            pub async fn get_order(pool: &sqlx::Pool<$db>, t: &DbTarget, id: &str) -> Result<Option<Order>, sqlx::Error> {
+            pub async fn get_order(
+                pool: &sqlx::Pool<$db>,
+                t: &DbTarget,
+                id: &str,
+                n_plus_one: bool,
+            ) -> Result<Option<Order>, sqlx::Error> {
                 let row = traced(
                     t.span("SELECT", "orders", SELECT_ORDER),
                     sqlx::query(SELECT_ORDER).bind(id).fetch_optional(pool),
                 )
                 .await?;
                 let Some(row) = row else { return Ok(None) };
-                let items = traced(
-                    t.span("SELECT", "order_items", SELECT_ITEMS),
-                    sqlx::query(SELECT_ITEMS).bind(id).fetch_all(pool),
-                )
-                .await?
+                let rows = if n_plus_one {
+                    // The classic N+1: list the lines, then fetch each one by itself.
+                    let lines = traced(
+                        t.span("SELECT", "order_items", SELECT_LINES),
+                        sqlx::query(SELECT_LINES).bind(id).fetch_all(pool),
+                    )
+                    .await?;
+                    let mut rows = Vec::with_capacity(lines.len());
+                    for line in &lines {
+                        let line_no: i32 = line.try_get("line_no")?;
+                        rows.push(
+                            traced(
+                                t.span("SELECT", "order_items", SELECT_ITEM),
+                                sqlx::query(SELECT_ITEM).bind(id).bind(line_no).fetch_one(pool),
+                            )
+                            .await?,
+                        );
+                    }
+                    rows
+                } else {
+                    traced(
+                        t.span("SELECT", "order_items", SELECT_ITEMS),
+                        sqlx::query(SELECT_ITEMS).bind(id).fetch_all(pool),
+                    )
+                    .await?
+                };
+                let items = rows
                 .iter()
                 .map(|r| {
                     Ok(OrderItem {
@@ -220,13 +276,18 @@ engine!(
     pg,
     sqlx::Postgres,
     "now()",
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+    Some(concat!(
+        "INSERT INTO orders (id, customer_email, status, total_cents, currency, created_at, updated_at) ",
+        "SELECT $1, $2, 'pending', $3, $4, now(), now() FROM pg_sleep($5)"
+    ))
 );
 engine!(
     lite,
     sqlx::Sqlite,
     "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    "created_at"
+    "created_at",
+    None
 );
 
 macro_rules! dispatch {
@@ -305,8 +366,65 @@ impl Store {
         email: &str,
         currency: &str,
         lines: &[NewLine],
+        faults: DbFaults,
     ) -> Result<(), sqlx::Error> {
-        dispatch!(self, insert_order(id, email, currency, lines))
+        if let (Some(delay), Store::Sqlite(..)) = (faults.slow_query, self) {
+            // SQLite has no pg_sleep: the slowness comes from a writer holding the lock instead.
+            self.hold_lock(delay).await?;
+        }
+        dispatch!(self, insert_order(id, email, currency, lines, faults))
+    }
+
+    /// Another session takes a write lock on `orders` and keeps it for `duration`; returns once
+    /// the lock is held, so the caller's next write really waits. The holder is untraced: it
+    /// stands for someone else's batch job.
+    pub async fn hold_lock(&self, duration: Duration) -> Result<(), sqlx::Error> {
+        use sqlx::{Connection as _, Executor as _};
+        match self {
+            Store::Postgres(pool, _) => {
+                let mut conn = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
+                conn.execute("BEGIN").await?;
+                conn.execute("LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE")
+                    .await?;
+                tokio::spawn(async move {
+                    tokio::time::sleep(duration).await;
+                    let _ = conn.execute("COMMIT").await;
+                });
+            }
+            Store::Sqlite(pool, _) => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect_with(&pool.connect_options()).await?;
+                conn.execute("BEGIN IMMEDIATE").await?;
+                tokio::spawn(async move {
+                    tokio::time::sleep(duration).await;
+                    let _ = conn.execute("COMMIT").await;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every pooled connection it can get within a second and keeps them for `duration`:
+    /// requests meanwhile wait in `sqlx.pool.acquire`.
+    pub async fn exhaust_pool(&self, duration: Duration) {
+        async fn grab<DB: sqlx::Database>(pool: sqlx::Pool<DB>, duration: Duration) {
+            let max = pool.options().get_max_connections();
+            let mut held = Vec::new();
+            for _ in 0..max {
+                match tokio::time::timeout(Duration::from_secs(1), pool.acquire()).await {
+                    Ok(Ok(conn)) => held.push(conn),
+                    _ => break,
+                }
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(duration).await;
+                drop(held);
+            });
+        }
+        match self {
+            Store::Postgres(pool, _) => grab(pool.clone(), duration).await,
+            Store::Sqlite(pool, _) => grab(pool.clone(), duration).await,
+        }
     }
 
     pub async fn finish_order(
@@ -319,8 +437,12 @@ impl Store {
         dispatch!(self, finish_order(id, status, payment_id, failure_reason))
     }
 
-    pub async fn get_order(&self, id: &str) -> Result<Option<Order>, sqlx::Error> {
-        dispatch!(self, get_order(id))
+    pub async fn get_order(
+        &self,
+        id: &str,
+        n_plus_one: bool,
+    ) -> Result<Option<Order>, sqlx::Error> {
+        dispatch!(self, get_order(id, n_plus_one))
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

@@ -2,8 +2,25 @@
 
 use fleet_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse};
-use fleet_telemetry::grpc_client::{GrpcClientTrace, traced_channel};
+use fleet_telemetry::grpc_client::{GrpcClientTrace, SkipPropagation, traced_channel};
 use tonic::transport::Channel;
+
+/// How one call is made: a deadline shorter than the channel's, or (a fault) without
+/// passing the trace context on.
+#[derive(Debug, Clone, Copy)]
+pub struct CallOptions {
+    pub propagate: bool,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            propagate: true,
+            timeout: None,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct PaymentClient {
@@ -21,8 +38,19 @@ impl PaymentClient {
         })
     }
 
-    pub async fn charge(&self, request: ChargeRequest) -> Result<ChargeResponse, tonic::Status> {
+    pub async fn charge(
+        &self,
+        options: CallOptions,
+        request: ChargeRequest,
+    ) -> Result<ChargeResponse, tonic::Status> {
         let mut client = self.inner.clone();
+        let mut request = tonic::Request::new(request);
+        if let Some(timeout) = options.timeout {
+            request.set_timeout(timeout);
+        }
+        if !options.propagate {
+            request.extensions_mut().insert(SkipPropagation);
+        }
         Ok(client.charge(request).await?.into_inner())
     }
 }

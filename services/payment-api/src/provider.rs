@@ -56,12 +56,15 @@ impl ProviderClient {
         })
     }
 
+    /// One charge. With `retry` = (retries, first backoff), failed attempts (never declines)
+    /// are retried with doubling backoff, each attempt its own HTTP CLIENT span.
     pub async fn create_charge(
         &self,
         amount_cents: i64,
         currency: &str,
         card_number: &str,
         description: &str,
+        retry: Option<(u32, std::time::Duration)>,
     ) -> Result<Charge, ProviderError> {
         let span = tracing::info_span!(
             "stripe-sdk.request",
@@ -69,60 +72,89 @@ impl ProviderClient {
             app.payment.amount_cents = amount_cents
         );
         async {
-            let request = self
-                .http
-                .inner()
-                .post(format!("{}/v1/charges", self.base_url))
-                .json(&serde_json::json!({
-                    "amount": amount_cents,
-                    "currency": currency,
-                    "card_number": card_number,
-                    "description": description,
-                }))
-                .build()
-                .map_err(|e| ProviderError::Failed(e.to_string()))?;
-            let response = self
-                .http
-                .send(request, Some("/v1/charges"))
-                .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        ProviderError::Timeout
-                    } else {
-                        ProviderError::Unreachable(e.to_string())
+            let (retries, mut backoff) = retry.unwrap_or((0, std::time::Duration::ZERO));
+            let mut attempt = 0;
+            loop {
+                let result = self
+                    .attempt(amount_cents, currency, card_number, description, attempt)
+                    .await;
+                match result {
+                    Err(
+                        ProviderError::Unreachable(_)
+                        | ProviderError::Failed(_)
+                        | ProviderError::Timeout,
+                    ) if attempt < retries => {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                        attempt += 1;
                     }
-                })?;
-            let status = response.status();
-            if status.is_success() {
-                return response
-                    .json::<Charge>()
-                    .await
-                    .map_err(|e| ProviderError::Failed(format!("unreadable charge: {e}")));
+                    other => return other,
+                }
             }
-            let detail = response.json::<ErrorBody>().await.ok().map(|b| b.error);
-            if status == reqwest::StatusCode::PAYMENT_REQUIRED {
-                let detail = detail.unwrap_or(ErrorDetail {
-                    code: None,
-                    decline_code: None,
-                    message: None,
-                });
-                return Err(ProviderError::Declined {
-                    decline_code: detail
-                        .decline_code
-                        .or(detail.code)
-                        .unwrap_or_else(|| "card_declined".into()),
-                    message: detail.message.unwrap_or_else(|| "card declined".into()),
-                });
-            }
-            Err(ProviderError::Failed(format!(
-                "provider answered {status}{}",
-                detail
-                    .and_then(|d| d.message)
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            )))
         }
         .instrument(span)
         .await
+    }
+
+    async fn attempt(
+        &self,
+        amount_cents: i64,
+        currency: &str,
+        card_number: &str,
+        description: &str,
+        attempt: u32,
+    ) -> Result<Charge, ProviderError> {
+        let request = self
+            .http
+            .inner()
+            .post(format!("{}/v1/charges", self.base_url))
+            .json(&serde_json::json!({
+                "amount": amount_cents,
+                "currency": currency,
+                "card_number": card_number,
+                "description": description,
+            }))
+            .build()
+            .map_err(|e| ProviderError::Failed(e.to_string()))?;
+        let response = self
+            .http
+            .send_attempt(request, Some("/v1/charges"), attempt)
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    ProviderError::Timeout
+                } else {
+                    ProviderError::Unreachable(e.to_string())
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json::<Charge>()
+                .await
+                .map_err(|e| ProviderError::Failed(format!("unreadable charge: {e}")));
+        }
+        let detail = response.json::<ErrorBody>().await.ok().map(|b| b.error);
+        if status == reqwest::StatusCode::PAYMENT_REQUIRED {
+            let detail = detail.unwrap_or(ErrorDetail {
+                code: None,
+                decline_code: None,
+                message: None,
+            });
+            return Err(ProviderError::Declined {
+                decline_code: detail
+                    .decline_code
+                    .or(detail.code)
+                    .unwrap_or_else(|| "card_declined".into()),
+                message: detail.message.unwrap_or_else(|| "card declined".into()),
+            });
+        }
+        Err(ProviderError::Failed(format!(
+            "provider answered {status}{}",
+            detail
+                .and_then(|d| d.message)
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )))
     }
 }

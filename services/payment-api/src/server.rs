@@ -1,8 +1,9 @@
 //! The gRPC service and the router that serves it beside `/healthz` and `/readyz`.
 
+use fleet_faults::{Faults, grpc_code_for_status};
 use fleet_proto::payment::v1::payment_service_server::{PaymentService, PaymentServiceServer};
 use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::Config;
@@ -11,11 +12,12 @@ use crate::provider::{ProviderClient, ProviderError};
 
 pub struct Payments {
     provider: ProviderClient,
+    faults: Faults,
 }
 
 impl Payments {
-    pub fn new(provider: ProviderClient) -> Self {
-        Self { provider }
+    pub fn new(provider: ProviderClient, faults: Faults) -> Self {
+        Self { provider, faults }
     }
 }
 
@@ -51,6 +53,27 @@ impl PaymentService for Payments {
         );
         async {
             validate(&req)?;
+            if let Some(fault) = self.faults.check("payment.charge") {
+                fault.delay().await;
+                if let Some(status) = fault.spec.error {
+                    return Err(Status::new(
+                        Code::from(grpc_code_for_status(status)),
+                        "charge failed: internal error",
+                    ));
+                }
+            }
+            let retry = self
+                .faults
+                .check("payment.retry")
+                .filter(|f| f.mode() == Some("retry"))
+                .map(|f| {
+                    (
+                        f.spec.retries.unwrap_or(3),
+                        f.spec
+                            .backoff
+                            .unwrap_or(std::time::Duration::from_millis(100)),
+                    )
+                });
             let description = format!("order {}", req.order_id);
             match self
                 .provider
@@ -59,6 +82,7 @@ impl PaymentService for Payments {
                     &req.currency,
                     &req.card_number,
                     &description,
+                    retry,
                 )
                 .await
             {
@@ -88,14 +112,19 @@ impl PaymentService for Payments {
 }
 
 /// gRPC (PaymentService and grpc.health.v1) plus `/healthz` and `/readyz` on one port.
-pub async fn router(config: &Config) -> anyhow::Result<axum::Router> {
+pub async fn router(config: &Config, faults: Faults) -> anyhow::Result<axum::Router> {
     let provider = ProviderClient::new(&config.provider_url, config.provider_timeout)?;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<PaymentServiceServer<Payments>>()
         .await;
-    let grpc = tonic::service::Routes::new(PaymentServiceServer::new(Payments::new(provider)))
-        .add_service(health)
-        .into_axum_router();
-    Ok(grpc.merge(fleet_server_kit::health_router(None)))
+    let grpc = tonic::service::Routes::new(PaymentServiceServer::new(Payments::new(
+        provider,
+        faults.clone(),
+    )))
+    .add_service(health)
+    .into_axum_router();
+    Ok(grpc
+        .merge(fleet_faults::admin_router(faults))
+        .merge(fleet_server_kit::health_router(None)))
 }

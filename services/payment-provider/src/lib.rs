@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use fleet_faults::Faults;
 use fleet_server_kit::{ApiJson, env_or};
 use serde::{Deserialize, Serialize};
 
@@ -77,11 +78,34 @@ fn card_error(
     (status, Json(serde_json::json!({ "error": error }))).into_response()
 }
 
+#[derive(Clone)]
+struct AppState {
+    config: Config,
+    faults: Faults,
+}
+
 async fn create_charge(
-    axum::extract::State(config): axum::extract::State<Config>,
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<ChargeRequest>,
 ) -> Response {
-    tokio::time::sleep(config.latency).await;
+    tokio::time::sleep(state.config.latency).await;
+    // The fault point `payment.provider`: a slow, failing or hanging third party.
+    if let Some(fault) = state.faults.check_headers("payment.provider", &headers) {
+        fault.delay().await;
+        if let Some(hang) = fault.spec.timeout {
+            tokio::time::sleep(hang).await;
+        }
+        if let Some(status) = fault.spec.error {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return card_error(
+                status,
+                "processing_error",
+                None,
+                "An error occurred while processing your card.",
+            );
+        }
+    }
     if req.amount <= 0 {
         return card_error(
             StatusCode::BAD_REQUEST,
@@ -126,10 +150,14 @@ async fn create_charge(
     }
 }
 
-pub fn router(config: Config) -> Router {
+pub fn router(config: Config, faults: Faults) -> Router {
     Router::new()
         .route("/v1/charges", post(create_charge))
-        .with_state(config)
+        .with_state(AppState {
+            config,
+            faults: faults.clone(),
+        })
+        .merge(fleet_faults::admin_router(faults))
         .merge(fleet_server_kit::health_router(None))
 }
 
@@ -137,6 +165,7 @@ pub fn router(config: Config) -> Router {
 pub async fn run_from_env() -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt().with_target(false).try_init();
     let config = Config::from_env()?;
+    let faults = Faults::from_env("payment-provider")?;
     let listener = fleet_server_kit::bind(&config.listen_addr, "payment-provider").await?;
-    fleet_server_kit::serve(listener, router(config), false).await
+    fleet_server_kit::serve(listener, router(config, faults), false).await
 }

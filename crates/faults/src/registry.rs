@@ -1,0 +1,242 @@
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::baggage::BaggageExt as _;
+use rand::Rng as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::spec::{FaultError, FaultSpec, POINTS, parse_faults};
+
+/// The baggage entry that arms faults for one request (and everything downstream of it).
+pub const BAGGAGE_KEY: &str = "fleet.fault";
+
+/// One service's fault points and what is armed on them. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    service: String,
+    armed: RwLock<BTreeMap<String, FaultSpec>>,
+    baggage_enabled: bool,
+    quiz: bool,
+    admin_token: Option<String>,
+}
+
+/// A fault that fired for this request.
+#[derive(Debug, Clone)]
+pub struct Injection {
+    pub point: String,
+    pub spec: FaultSpec,
+    /// `latency` plus a uniform share of `jitter`, drawn once.
+    pub delay: Duration,
+}
+
+impl Injection {
+    pub fn mode(&self) -> Option<&str> {
+        self.spec.mode.as_deref()
+    }
+
+    /// Waits out the latency, if any.
+    pub async fn delay(&self) {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+    }
+}
+
+fn truthy(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes"))
+}
+
+impl Faults {
+    /// `FLEET_FAULTS` (points this service does not own are left to their owners),
+    /// `FLEET_BAGGAGE_FAULTS`, `FLEET_QUIZ_MODE`, `FLEET_ADMIN_TOKEN`.
+    pub fn from_env(service: &str) -> Result<Self, FaultError> {
+        let faults = Self::new(
+            service,
+            truthy("FLEET_BAGGAGE_FAULTS"),
+            truthy("FLEET_QUIZ_MODE"),
+            std::env::var("FLEET_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        );
+        let text = std::env::var("FLEET_FAULTS").unwrap_or_default();
+        let mine = parse_faults(&text)?
+            .into_iter()
+            .filter(|(p, _)| faults.owns(p))
+            .collect::<BTreeMap<_, _>>();
+        faults.replace(mine)?;
+        Ok(faults)
+    }
+
+    pub fn new(
+        service: &str,
+        baggage_enabled: bool,
+        quiz: bool,
+        admin_token: Option<String>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                service: service.to_owned(),
+                armed: RwLock::new(BTreeMap::new()),
+                baggage_enabled,
+                quiz,
+                admin_token,
+            }),
+        }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.inner.service
+    }
+
+    pub fn admin_token(&self) -> Option<&str> {
+        self.inner.admin_token.as_deref()
+    }
+
+    pub fn owns(&self, point: &str) -> bool {
+        POINTS
+            .iter()
+            .any(|(p, owner, _)| *p == point && *owner == self.inner.service)
+    }
+
+    pub fn owned_points(&self) -> Vec<&'static str> {
+        POINTS
+            .iter()
+            .filter(|(_, owner, _)| *owner == self.inner.service)
+            .map(|(p, _, _)| *p)
+            .collect()
+    }
+
+    /// Replaces everything armed here; nothing changes if any fault is invalid or not ours.
+    pub fn replace(&self, faults: BTreeMap<String, FaultSpec>) -> Result<(), FaultError> {
+        for (point, spec) in &faults {
+            spec.validate(point)?;
+            if !self.owns(point) {
+                let owner = POINTS
+                    .iter()
+                    .find(|(p, _, _)| p == point)
+                    .map(|(_, o, _)| *o)
+                    .unwrap_or("nobody");
+                return Err(FaultError::NotOwned {
+                    point: point.clone(),
+                    owner: owner.into(),
+                });
+            }
+        }
+        *self.inner.armed.write().unwrap_or_else(|p| p.into_inner()) = faults;
+        Ok(())
+    }
+
+    pub fn armed(&self) -> BTreeMap<String, FaultSpec> {
+        self.inner
+            .armed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Decides whether `point` misbehaves for the current request. A baggage fault (when enabled)
+    /// wins over an armed one. When it fires, the current span gets a `fault.injected` event,
+    /// unless quiz mode hides the evidence.
+    pub fn check(&self, point: &str) -> Option<Injection> {
+        self.check_in(point, &tracing::Span::current().context())
+    }
+
+    fn check_in(&self, point: &str, cx: &opentelemetry::Context) -> Option<Injection> {
+        let (spec, source) = self
+            .baggage_fault(point, cx)
+            .map(|s| (s, "baggage"))
+            .or_else(|| self.armed().get(point).cloned().map(|s| (s, "armed")))?;
+        let mut rng = rand::rng();
+        if spec.probability < 1.0 && rng.random::<f64>() >= spec.probability {
+            return None;
+        }
+        let jitter = spec
+            .jitter
+            .map(|j| j.mul_f64(rng.random::<f64>()))
+            .unwrap_or_default();
+        let delay = spec.latency.unwrap_or_default() + jitter;
+        if !self.inner.quiz {
+            tracing::Span::current().add_event(
+                "fault.injected",
+                vec![
+                    KeyValue::new("fault.point", point.to_owned()),
+                    KeyValue::new("fault.spec", spec.to_string()),
+                    KeyValue::new("fault.source", source),
+                ],
+            );
+        }
+        Some(Injection {
+            point: point.to_owned(),
+            spec,
+            delay,
+        })
+    }
+
+    /// Like [`Faults::check`], for a process that keeps no trace context (the external
+    /// provider): the baggage is read straight from the request headers.
+    pub fn check_headers(&self, point: &str, headers: &http::HeaderMap) -> Option<Injection> {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        let cx = opentelemetry_sdk::propagation::BaggagePropagator::new()
+            .extract(&opentelemetry_http::HeaderExtractor(headers));
+        self.check_in(point, &cx)
+    }
+
+    fn baggage_fault(&self, point: &str, cx: &opentelemetry::Context) -> Option<FaultSpec> {
+        if !self.inner.baggage_enabled {
+            return None;
+        }
+        let text = cx.baggage().get(BAGGAGE_KEY)?.as_str().to_owned();
+        match parse_faults(&text) {
+            Ok(mut faults) => faults.remove(point),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring malformed fleet.fault baggage");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_is_enforced_and_failures_change_nothing() {
+        let faults = Faults::new("order-api", false, false, None);
+        let ok = parse_faults("order.db:latency=1s").unwrap();
+        faults.replace(ok.clone()).unwrap();
+        let theirs = parse_faults("payment.provider:latency=1s").unwrap();
+        assert!(matches!(
+            faults.replace(theirs),
+            Err(FaultError::NotOwned { .. })
+        ));
+        assert_eq!(
+            faults.armed(),
+            ok,
+            "a refused change leaves the armed set alone"
+        );
+        assert!(faults.owned_points().contains(&"order.lookup"));
+    }
+
+    #[test]
+    fn probability_zero_never_fires_and_one_always_does() {
+        let faults = Faults::new("order-api", false, true, None);
+        faults
+            .replace(parse_faults("order.db:latency=10ms,p=0").unwrap())
+            .unwrap();
+        assert!((0..100).all(|_| faults.check("order.db").is_none()));
+        faults
+            .replace(parse_faults("order.db:latency=10ms,jitter=5ms").unwrap())
+            .unwrap();
+        let hit = faults.check("order.db").unwrap();
+        assert!(hit.delay >= Duration::from_millis(10) && hit.delay <= Duration::from_millis(15));
+        assert!(faults.check("order.lookup").is_none());
+    }
+}

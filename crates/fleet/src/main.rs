@@ -1,6 +1,7 @@
 //! `fleet`: run the whole tracing fleet on a laptop, or any one of its services.
 
 mod load;
+mod scenario;
 mod traces;
 mod up;
 
@@ -23,6 +24,8 @@ enum Command {
     Up(up::UpArgs),
     /// Send checkout traffic to the gateway and summarise what happened.
     Load(load::LoadArgs),
+    /// Break the fleet on purpose: list, turn on or off the named fault scenarios.
+    Scenario(scenario::ScenarioArgs),
     /// Print one trace as a waterfall (from the desk or any Tempo).
     Trace(traces::TraceArgs),
     /// List recent or matching traces (from the desk or any Tempo).
@@ -62,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up::up(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::Scenario(args) => scenario::run(args).await,
         Command::Trace(args) => traces::trace(args).await,
         Command::Traces(args) => traces::traces(args).await,
         Command::Run { service } => match service {

@@ -1,0 +1,306 @@
+//! `fleet scenario list|on NAME|off|status`: named, coherent sets of faults across the fleet.
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+
+/// One scenario: the faults it arms (per fault-point grammar), and what a learner should find.
+pub struct Scenario {
+    pub name: &'static str,
+    pub breaks: &'static str,
+    /// Each fault in the `FLEET_FAULTS` grammar; sent to the service that owns its point.
+    pub faults: &'static [&'static str],
+    pub waterfall: &'static str,
+    pub traceql: &'static str,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "slow-payment",
+        breaks: "the payment provider answers in about a second",
+        faults: &["payment.provider:latency=800ms,jitter=200ms"],
+        waterfall: "POST /v1/charges under stripe-sdk.request fills most of the checkout",
+        traceql: r#"{ resource.service.name = "payment-api" && kind = client && duration > 500ms }"#,
+    },
+    Scenario {
+        name: "slow-database",
+        breaks: "INSERT orders becomes a slow query (pg_sleep inside the statement on PostgreSQL)",
+        faults: &["order.db:latency=600ms"],
+        waterfall: "INSERT orders under createOrder is the long bar; its db.query.text shows why",
+        traceql: r#"{ span.db.operation.name = "INSERT" && duration > 300ms }"#,
+    },
+    Scenario {
+        name: "n-plus-one",
+        breaks: "reading an order fetches each item with its own query",
+        faults: &["order.lookup:mode=n_plus_one"],
+        waterfall: "a staircase of identical SELECT order_items spans, one per line item",
+        traceql: r#"{ name = "createOrder" } > { span.db.collection.name = "order_items" && span.db.operation.name = "SELECT" } | count() > 2"#,
+    },
+    Scenario {
+        name: "sequential-calls",
+        breaks: "the gateway waits for a slow confirmation email before it replies",
+        faults: &[
+            "gateway.notification:mode=sequential",
+            "notification.send:latency=400ms",
+        ],
+        waterfall: "the SendEmail spans now sit inside POST /checkout and stretch it",
+        traceql: r#"{ name = "POST /checkout" && duration > 400ms } >> { name = "sendEmail" }"#,
+    },
+    Scenario {
+        name: "retry-storm",
+        breaks: "the provider fails most calls and payment-api retries with backoff",
+        faults: &[
+            "payment.provider:error=503,p=0.6",
+            "payment.retry:mode=retry,retries=4,backoff=50ms",
+        ],
+        waterfall: "several POST /v1/charges attempts under one stripe-sdk.request, the failed ones red, gaps of growing backoff",
+        traceql: r#"{ name = "stripe-sdk.request" } > { span.http.request.resend_count > 0 }"#,
+    },
+    Scenario {
+        name: "timeout-cascade",
+        breaks: "the gateway gives up on order-api before order-api gives up on payment",
+        faults: &[
+            "payment.provider:latency=2500ms",
+            "gateway.orders:timeout=1500ms",
+        ],
+        waterfall: "POST /checkout ends 504 at 1.5 s while order-api's spans run on past it and the order still gets paid",
+        traceql: r#"{ name = "POST /checkout" && span.http.response.status_code = 504 }"#,
+    },
+    Scenario {
+        name: "pool-exhaustion",
+        breaks: "database connections are held elsewhere, so requests queue for one",
+        faults: &["order.db.pool:latency=500ms,p=0.5"],
+        waterfall: "sqlx.pool.acquire before INSERT orders grows to hundreds of milliseconds",
+        traceql: r#"{ name = "sqlx.pool.acquire" && duration > 100ms }"#,
+    },
+    Scenario {
+        name: "broken-propagation",
+        breaks: "order-api stops sending traceparent to payment-api",
+        faults: &["order.payment:mode=drop_context"],
+        waterfall: "the checkout trace ends at order-api's Charge CLIENT span; payment-api's spans form a second trace of their own",
+        traceql: r#"{ trace:rootService = "payment-api" }"#,
+    },
+    Scenario {
+        name: "error-burst",
+        breaks: "payment-api fails half of its charges with INTERNAL",
+        faults: &["payment.charge:error=500,p=0.5"],
+        waterfall: "red Charge spans (INTERNAL) in payment-api; the checkout answers 502",
+        traceql: r#"{ status = error && resource.service.name = "payment-api" }"#,
+    },
+    Scenario {
+        name: "noisy-neighbour",
+        breaks: "another session keeps locking the orders table",
+        faults: &["order.db.lock:latency=400ms,p=0.5"],
+        waterfall: "INSERT orders waits on the lock: long, yet its query text is the ordinary one",
+        traceql: r#"{ span.db.operation.name = "INSERT" && duration > 200ms }"#,
+    },
+];
+
+#[derive(Args, Debug, Clone)]
+pub struct ScenarioArgs {
+    #[command(subcommand)]
+    action: Action,
+    #[command(flatten)]
+    targets: Targets,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum Action {
+    /// The scenarios, what each breaks and the TraceQL that finds it.
+    List,
+    /// Turn one scenario on (any other is turned off first).
+    On { name: String },
+    /// Turn every fault off.
+    Off,
+    /// What is armed on each service.
+    Status,
+}
+
+/// Where each service's `/admin/faults` lives (the `fleet up` defaults).
+#[derive(Args, Debug, Clone)]
+pub struct Targets {
+    #[arg(
+        long,
+        env = "FLEET_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    gateway: String,
+    #[arg(
+        long,
+        env = "FLEET_ORDER_API_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    order_api: String,
+    #[arg(
+        long,
+        env = "FLEET_PAYMENT_API_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    payment_api: String,
+    #[arg(
+        long,
+        env = "FLEET_NOTIFICATION_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    notification: String,
+    #[arg(
+        long,
+        env = "FLEET_PROVIDER_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    provider: String,
+    /// Bearer token, when the services run with FLEET_ADMIN_TOKEN.
+    #[arg(long, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Targets {
+    fn services(&self) -> [(&'static str, &str); 5] {
+        [
+            ("api-gateway", &self.gateway),
+            ("order-api", &self.order_api),
+            ("payment-api", &self.payment_api),
+            ("notification", &self.notification),
+            ("payment-provider", &self.provider),
+        ]
+    }
+
+    fn url_of(&self, service: &str) -> anyhow::Result<&str> {
+        self.services()
+            .into_iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, u)| u)
+            .with_context(|| format!("no URL for {service}"))
+    }
+}
+
+fn owner(fault: &str) -> anyhow::Result<&'static str> {
+    let point = fault.split(':').next().unwrap_or_default();
+    fleet_faults::POINTS
+        .iter()
+        .find(|(p, _, _)| *p == point)
+        .map(|(_, owner, _)| *owner)
+        .with_context(|| format!("unknown fault point in {fault}"))
+}
+
+async fn admin(
+    client: &reqwest::Client,
+    targets: &Targets,
+    method: reqwest::Method,
+    service: &str,
+    body: Option<String>,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!(
+        "{}/admin/faults",
+        targets.url_of(service)?.trim_end_matches('/')
+    );
+    let mut req = client.request(method, &url);
+    if let Some(token) = &targets.token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.header("content-type", "text/plain").body(body);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("{service} at {url} is unreachable"))?;
+    let status = resp.status();
+    let json: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{service} refused ({status}): {}",
+            json["error"]["message"].as_str().unwrap_or("no message")
+        );
+    }
+    Ok(json)
+}
+
+pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let targets = &args.targets;
+    match args.action {
+        Action::List => {
+            for s in SCENARIOS {
+                println!("{:<20} {}", s.name, s.breaks);
+                println!("{:<20} see:     {}", "", s.waterfall);
+                println!("{:<20} TraceQL: {}", "", s.traceql);
+                println!();
+            }
+        }
+        Action::Off => {
+            for (service, _) in targets.services() {
+                admin(&client, targets, reqwest::Method::DELETE, service, None).await?;
+            }
+            println!("all faults off");
+        }
+        Action::On { name } => {
+            let scenario = SCENARIOS.iter().find(|s| s.name == name).with_context(|| {
+                format!(
+                    "no scenario {name:?}; try one of: {}",
+                    SCENARIOS
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            let mut per_service: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+            for fault in scenario.faults {
+                per_service.entry(owner(fault)?).or_default().push(fault);
+            }
+            for (service, _) in targets.services() {
+                match per_service.get(service) {
+                    Some(faults) => {
+                        admin(
+                            &client,
+                            targets,
+                            reqwest::Method::PUT,
+                            service,
+                            Some(faults.join(";")),
+                        )
+                        .await?;
+                    }
+                    None => {
+                        admin(&client, targets, reqwest::Method::DELETE, service, None).await?;
+                    }
+                }
+            }
+            println!("{} is on: {}", scenario.name, scenario.breaks);
+            println!("look for: {}", scenario.waterfall);
+            println!("TraceQL:  {}", scenario.traceql);
+        }
+        Action::Status => {
+            for (service, _) in targets.services() {
+                let json = admin(&client, targets, reqwest::Method::GET, service, None).await?;
+                let faults = json["faults"].as_object().cloned().unwrap_or_default();
+                if faults.is_empty() {
+                    println!("{service:<18} healthy");
+                }
+                for (point, spec) in faults {
+                    println!("{service:<18} {point} {spec}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_parses_and_names_points_that_exist() {
+        assert_eq!(SCENARIOS.len(), 10);
+        for s in SCENARIOS {
+            for fault in s.faults {
+                let parsed =
+                    fleet_faults::parse_faults(fault).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+                assert_eq!(parsed.len(), 1);
+                owner(fault).unwrap();
+            }
+        }
+    }
+}

@@ -19,7 +19,11 @@ pub struct TracesArgs {
 }
 
 pub async fn trace(args: TraceArgs) -> anyhow::Result<()> {
-    anyhow::bail!("fleet trace is not built yet ({} at {})", args.id, args.tempo)
+    anyhow::bail!(
+        "fleet trace is not built yet ({} at {})",
+        args.id,
+        args.tempo
+    )
 }
 
 pub async fn traces(args: TracesArgs) -> anyhow::Result<()> {

@@ -445,7 +445,13 @@ async fn open_model(
         while tasks.try_join_next().is_some() {}
         i += 1;
     }
-    let window = t0.elapsed();
+    // Sending stopped on a count: the window runs to when the next arrival would have been due,
+    // so `requests / window` is the rate actually kept.
+    let window = if *stop.borrow() {
+        t0.elapsed()
+    } else {
+        t0.elapsed().max(schedule::due_offset(i, rate))
+    };
     // Let the requests in flight finish (each is bounded by the timeout); a second Ctrl-C or
     // SIGTERM during the drain is not waited for: the first one already set `stop`.
     let drain = async { while tasks.join_next().await.is_some() {} };

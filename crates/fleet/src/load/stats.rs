@@ -326,8 +326,11 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "  rate       {} req/s achieved over {} s{}",
+            "  rate       {} req/s sent{} over {} s{}",
             num(self.achieved_rate),
+            self.rate
+                .map(|r| format!(" of {} offered", num(r)))
+                .unwrap_or_default(),
             num(self.send_window_s),
             if self.rate.is_some() {
                 format!(" (max schedule lag {} ms)", num(self.max_schedule_lag_ms))

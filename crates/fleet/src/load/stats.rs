@@ -391,10 +391,11 @@ impl Summary {
                 t.status.map_or("—".to_owned(), |s| s.to_string()),
                 t.endpoint,
                 t.trace_id.as_deref().unwrap_or("(no trace id)"),
-                t.error
-                    .as_deref()
-                    .map(|e| format!("  {e}"))
-                    .unwrap_or_default()
+                match (&t.error, t.expected) {
+                    (Some(e), true) => format!("  {e} (planned)"),
+                    (Some(e), false) => format!("  {e}"),
+                    (None, _) => String::new(),
+                }
             )
         };
         if !self.slowest.is_empty() {
@@ -408,7 +409,7 @@ impl Summary {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "  failed (first {}; unexpected first){}",
+                "  failed (first {}, unexpected first){}",
                 self.failed.len(),
                 if self.errors > self.failed.len() as u64 {
                     format!(", {} in all", self.errors)

@@ -8,6 +8,7 @@ mod support;
 mod bad_input;
 mod checkout_trace;
 mod lifecycle;
+mod load;
 mod propagation;
 mod resilience;
 mod sdk_config;

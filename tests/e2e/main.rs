@@ -11,4 +11,5 @@ mod lifecycle;
 mod load;
 mod propagation;
 mod resilience;
+mod scenarios;
 mod sdk_config;

@@ -328,6 +328,7 @@ pub struct Span {
     pub parent_span_id: Option<String>,
     pub status: String,
     pub attributes: HashMap<String, Value>,
+    pub events: Vec<String>,
     pub start: u64,
     pub end: u64,
 }
@@ -397,6 +398,12 @@ pub fn parse_trace(json: &Value) -> Vec<Span> {
                         .unwrap_or("STATUS_CODE_UNSET")
                         .to_owned(),
                     attributes,
+                    events: s["events"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+                        .collect(),
                     start: s["startTimeUnixNano"]
                         .as_str()
                         .and_then(|v| v.parse().ok())
@@ -483,4 +490,105 @@ pub fn child_of(spans: &[Span], parent: &Span, service: &str, name: &str) -> Spa
                 describe(spans)
             )
         })
+}
+
+impl Span {
+    pub fn duration_ms(&self) -> f64 {
+        (self.end.saturating_sub(self.start)) as f64 / 1e6
+    }
+}
+
+impl Fleet {
+    /// Runs `fleet ARGS…` against this fleet (scenario and load commands get its URLs).
+    pub async fn command(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
+        cmd.args(args);
+        if args.first() == Some(&"scenario") {
+            cmd.args(["--gateway", &self.urls["api-gateway"]])
+                .args(["--order-api", &self.urls["order-api"]])
+                .args(["--payment-api", &self.urls["payment-api"]])
+                .args(["--notification", &self.urls["notification"]])
+                .args(["--provider", &self.urls["payment-provider"]]);
+        }
+        let out = cmd.stdin(Stdio::null()).output().await.expect("run fleet");
+        assert!(
+            out.status.success(),
+            "fleet {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `requests` checkouts through `fleet load` (closed model, two workers, no declines).
+    pub async fn load_checkouts(&self, requests: usize) {
+        let n = requests.to_string();
+        self.command(&[
+            "load",
+            "--url",
+            self.gateway(),
+            "--concurrency",
+            "2",
+            "--requests",
+            &n,
+            "--mix",
+            "checkout=100",
+            "--decline-rate",
+            "0",
+            "--quiet",
+        ])
+        .await;
+    }
+
+    /// Every trace in the desk, each as its spans (waits for `expected` traces to be there).
+    pub async fn all_traces(&self, expected: usize) -> Vec<Vec<Span>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ids = loop {
+            let ids = desk_trace_ids(self.desk()).await;
+            if ids.len() >= expected {
+                break ids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {expected} traces arrived",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        // Let late spans (background email, orphaned work) land before reading.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut traces = Vec::new();
+        for id in ids {
+            let reply = get(&format!("{}/api/traces/{id}", self.desk())).await;
+            traces.push(parse_trace(&reply.body));
+        }
+        traces
+    }
+}
+
+/// The span whose own time (its duration less its children's) is largest: what a learner
+/// finds first when hunting the bottleneck.
+pub fn largest_self_time(spans: &[Span]) -> &Span {
+    spans
+        .iter()
+        .max_by_key(|s| {
+            let children: u64 = spans
+                .iter()
+                .filter(|c| c.parent_span_id.as_deref() == Some(s.span_id.as_str()))
+                .map(|c| c.end.min(s.end).saturating_sub(c.start.max(s.start)))
+                .sum();
+            (s.end - s.start).saturating_sub(children)
+        })
+        .expect("spans")
+}
+
+/// The trace whose root is `root_name` (the checkout, not `GET /products`).
+pub fn roots_named<'a>(traces: &'a [Vec<Span>], root_name: &str) -> Vec<&'a Vec<Span>> {
+    traces
+        .iter()
+        .filter(|t| {
+            t.iter()
+                .any(|s| s.parent_span_id.is_none() && s.name == root_name)
+        })
+        .collect()
 }

@@ -120,36 +120,41 @@ enum Action {
 pub struct Targets {
     #[arg(
         long,
+        global = true,
         env = "FLEET_GATEWAY_URL",
         default_value = "http://127.0.0.1:8080"
     )]
     gateway: String,
     #[arg(
         long,
+        global = true,
         env = "FLEET_ORDER_API_URL",
         default_value = "http://127.0.0.1:8081"
     )]
     order_api: String,
     #[arg(
         long,
+        global = true,
         env = "FLEET_PAYMENT_API_URL",
         default_value = "http://127.0.0.1:50051"
     )]
     payment_api: String,
     #[arg(
         long,
+        global = true,
         env = "FLEET_NOTIFICATION_URL",
         default_value = "http://127.0.0.1:50052"
     )]
     notification: String,
     #[arg(
         long,
+        global = true,
         env = "FLEET_PROVIDER_URL",
         default_value = "http://127.0.0.1:8090"
     )]
     provider: String,
     /// Bearer token, when the services run with FLEET_ADMIN_TOKEN.
-    #[arg(long, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 

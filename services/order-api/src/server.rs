@@ -136,10 +136,15 @@ async fn create_order(
         app.order.id = tracing::field::Empty,
         app.order.items = req.items.len() as i64,
     );
-    match create_order_inner(&state, req)
-        .instrument(span.clone())
-        .await
-    {
+    // Its own task: a caller that hangs up (a timeout upstream) must not cancel the work
+    // half-way and strand a `pending` order; the order still ends paid or payment_failed.
+    let task =
+        tokio::spawn(async move { create_order_inner(&state, req).await }.instrument(span.clone()));
+    let result = match task.await {
+        Ok(result) => result,
+        Err(e) => Err(ApiError::internal(format!("order task failed: {e}"))),
+    };
+    match result {
         Ok(order) => {
             let location = format!("/orders/{}", order.id);
             (

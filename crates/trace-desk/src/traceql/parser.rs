@@ -19,7 +19,7 @@ use crate::search::parse_go_duration;
 type PResult<T> = ModalResult<T>;
 
 /// What the desk supports, appended to every error.
-pub const SUPPORTED: &str = "the desk supports spanset filters `{ ... }` with `&&`, `||`, `!( )` and `= != > >= < <= =~ !~` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
+pub const SUPPORTED: &str = "The desk supports spanset filters `{ ... }` with `&&`, `||`, `!( )` and `= != > >= < <= =~ !~` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
 
 /// A query the desk cannot answer, with the position of the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,6 +403,13 @@ fn comparison(i: &mut &str) -> PResult<FieldExpr> {
         Ok(op) => op,
         Err(ErrMode::Backtrack(_)) => {
             *i = save;
+            if op_at.starts_with(['+', '-', '*', '/', '%', '^']) {
+                return fail(
+                    i,
+                    op_at,
+                    "arithmetic in filters is not supported by the desk",
+                );
+            }
             return match lhs {
                 Operand::Lit(Literal::Bool(b)) => Ok(FieldExpr::Const(b)),
                 _ => fail(

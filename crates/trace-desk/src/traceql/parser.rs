@@ -914,3 +914,198 @@ fn collect_pipeline(p: &Pipeline, out: &mut Vec<Field>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// A compact rendering of the tree to assert on shape.
+    fn show(q: &str) -> String {
+        fn fe(e: &FieldExpr) -> String {
+            match e {
+                FieldExpr::Const(b) => b.to_string(),
+                FieldExpr::Cmp(c) => format!("{}{:?}", c.field.label(), c.op),
+                FieldExpr::And(a, b) => format!("({} && {})", fe(a), fe(b)),
+                FieldExpr::Or(a, b) => format!("({} || {})", fe(a), fe(b)),
+                FieldExpr::Not(a) => format!("!{}", fe(a)),
+            }
+        }
+        fn se(e: &SpansetExpr) -> String {
+            match e {
+                SpansetExpr::Filter(f) => format!("{{{}}}", fe(f)),
+                SpansetExpr::Op(op, a, b) => {
+                    let o = match op {
+                        SpansetOp::And => "&&".to_string(),
+                        SpansetOp::Or => "||".to_string(),
+                        SpansetOp::Structural { rel, union } => {
+                            format!("{}{rel:?}", if *union { "&" } else { "" })
+                        }
+                    };
+                    format!("({} {o} {})", se(a), se(b))
+                }
+                SpansetExpr::Pipeline(p) => format!("[{}]", pl(p)),
+            }
+        }
+        fn pl(p: &Pipeline) -> String {
+            let mut s = se(&p.head);
+            for st in &p.stages {
+                s.push_str(" | ");
+                s.push_str(&match st {
+                    Stage::Filter(e) => se(e),
+                    Stage::Scalar {
+                        aggregate,
+                        op,
+                        value,
+                    } => format!("{}{op:?}{value}", aggregate.label()),
+                    Stage::By(f) => format!("by({})", f.label()),
+                    Stage::Select(fs) => format!("select({})", fs.len()),
+                    Stage::Coalesce => "coalesce()".to_string(),
+                });
+            }
+            s
+        }
+        pl(&parse(q).unwrap().pipeline)
+    }
+
+    fn err(q: &str) -> ParseError {
+        parse(q).expect_err(q)
+    }
+
+    #[test]
+    fn field_precedence_is_tempos() {
+        // && and || share one level, left to right (Tempo's expr.y: %left AND OR).
+        assert_eq!(
+            show("{ .a = 1 || .b = 2 && .c = 3 }"),
+            "{((.aEq || .bEq) && .cEq)}"
+        );
+        assert_eq!(
+            show("{ .a = 1 && .b = 2 || .c = 3 }"),
+            "{((.aEq && .bEq) || .cEq)}"
+        );
+        assert_eq!(
+            show("{ .a = 1 || (.b = 2 && .c = 3) }"),
+            "{(.aEq || (.bEq && .cEq))}"
+        );
+        assert_eq!(show("{ !(.a = 1) && true }"), "{(!.aEq && true)}");
+    }
+
+    #[test]
+    fn spanset_precedence() {
+        // Structural operators bind tighter than && and ||; all are left-associative.
+        assert_eq!(show("{} || {} > {}"), "({true} || ({true} Child {true}))");
+        assert_eq!(
+            show("{} > {} >> {}"),
+            "(({true} Child {true}) Descendant {true})"
+        );
+        assert_eq!(show("({} || {}) > {}"), "(({true} || {true}) Child {true})");
+        assert_eq!(show("{} && {} || {}"), "(({true} && {true}) || {true})");
+        assert_eq!(
+            show("{} &>> {} ~ {}"),
+            "(({true} &Descendant {true}) Sibling {true})"
+        );
+        assert_eq!(
+            show("{} < {} << {}"),
+            "(({true} Parent {true}) Ancestor {true})"
+        );
+        // | binds loosest.
+        assert_eq!(
+            show("{} > {} | count() > 2 | by(span.x)"),
+            "({true} Child {true}) | count()Gt2 | by(span.x)"
+        );
+        assert_eq!(
+            show("({ } | count() > 1) && { }"),
+            "([{true} | count()Gt1] && {true})"
+        );
+    }
+
+    #[test]
+    fn operands_and_literals() {
+        let q = parse(r#"{ 500ms < duration && span."a b" = `raw\d` && resource.x.y-z != nil }"#)
+            .unwrap();
+        let mut cmps = Vec::new();
+        fn walk(e: &FieldExpr, out: &mut Vec<Comparison>) {
+            match e {
+                FieldExpr::Cmp(c) => out.push(c.clone()),
+                FieldExpr::And(a, b) | FieldExpr::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                _ => {}
+            }
+        }
+        let SpansetExpr::Filter(f) = &q.pipeline.head else {
+            panic!()
+        };
+        walk(f, &mut cmps);
+        assert_eq!(cmps[0].field, Field::Intrinsic(Intrinsic::Duration));
+        assert_eq!(
+            cmps[0].op,
+            CmpOp::Gt,
+            "literal-left comparisons are flipped"
+        );
+        assert_eq!(cmps[0].value, Literal::Duration(500_000_000));
+        assert_eq!(
+            cmps[1].field,
+            Field::Attr {
+                scope: Scope::Span,
+                name: "a b".into()
+            }
+        );
+        assert_eq!(cmps[1].value, Literal::Str("raw\\d".into()));
+        assert_eq!(
+            cmps[2].field,
+            Field::Attr {
+                scope: Scope::Resource,
+                name: "x.y-z".into()
+            }
+        );
+        assert_eq!(q.fields.len(), 3);
+        let q = parse(
+            "{ span.n = -3 && .f = 2.5 && kind = client && status != error && span.b = false }",
+        )
+        .unwrap();
+        assert_eq!(q.fields.len(), 5);
+        assert!(parse("{ span:duration > 1m30s && trace:duration < 1.5s }").is_ok());
+        assert!(parse("{span.http.response.status_code>=500}").is_ok());
+        let re = parse(r#"{ name =~ "a|b" }"#).unwrap();
+        let SpansetExpr::Filter(FieldExpr::Cmp(c)) = &re.pipeline.head else {
+            panic!()
+        };
+        let re = c.regex.as_ref().unwrap();
+        assert!(
+            re.is_match("a") && !re.is_match("ab") && !re.is_match("xa"),
+            "anchored"
+        );
+    }
+
+    #[test]
+    fn errors_carry_positions() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("{ name = }", 10, "expected an attribute"),
+            ("{ name = \"x\"", 13, "expected `}`"),
+            ("{ name = \"x\" } | rate() by (x)", 18, "metrics"),
+            ("{ bogus = 1 }", 3, "unknown intrinsic `bogus`"),
+            ("{ trace:nope = 1 }", 3, "unknown intrinsic"),
+            ("{ event:name = \"x\" }", 3, "not supported"),
+            ("{ kind = error }", 3, "`kind` can only be compared"),
+            ("{ .a = .b }", 3, "two fields"),
+            ("{ 1 = 2 }", 3, "attribute or intrinsic"),
+            ("{ } >! { }", 6, "expected a spanset filter"),
+            ("{ } !>> { }", 5, "negated"),
+            ("{ } |", 6, "expected a pipeline stage"),
+            ("{ } | avg(name) > 1", 11, "numeric field"),
+            ("({ } | by(.a)) && { }", 16, "coalesce"),
+            ("{ .a = 1 } | count() =~ 1", 22, "expected a comparison"),
+            ("\n{ x = 1 }", 4, "unknown intrinsic"),
+            ("{ name = \"é\" } | nope()", 18, "unknown pipeline stage"),
+        ];
+        for (q, col, word) in cases {
+            let e = err(q);
+            assert_eq!(e.column, *col, "{q}: {e}");
+            assert!(e.message.contains(word), "{q}: {e}");
+            assert!(e.to_string().contains(&format!("column {col} ")), "{e}");
+        }
+        assert_eq!(err("{ x = 1 }").offset, 2);
+    }
+}

@@ -293,7 +293,7 @@ async fn search_handler(
 ) -> Response {
     match SearchParams::from_query(&params) {
         Ok(p) => json_response(search::search(&store, &p)),
-        Err(e @ SearchError::BadRequest(_)) | Err(e @ SearchError::TraceQlUnsupported) => {
+        Err(e @ SearchError::BadRequest(_)) | Err(e @ SearchError::TraceQl(_)) => {
             text(StatusCode::BAD_REQUEST, e.to_string())
         }
     }

@@ -10,6 +10,7 @@ pub mod jsonpb;
 pub mod otlp;
 pub mod search;
 pub mod store;
+pub mod traceql;
 
 use std::io::Write as _;
 use std::net::SocketAddr;

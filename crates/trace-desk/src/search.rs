@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::jsonpb;
 use crate::store::{Store, StoredSpan, TraceId};
+use crate::traceql::{self, eval};
 
 /// Service name Tempo reports for a trace whose root span has not arrived.
 pub const ROOT_NOT_RECEIVED: &str = "<root span not yet received>";
@@ -20,16 +21,16 @@ pub enum SearchError {
     /// A parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// A TraceQL query other than match-all.
-    #[error(
-        "TraceQL queries are not supported by the trace desk yet (only q={{}} is); use the legacy tags, minDuration and maxDuration parameters"
-    )]
-    TraceQlUnsupported,
+    /// A TraceQL query the desk cannot parse or does not support.
+    #[error("{0}")]
+    TraceQl(#[from] traceql::ParseError),
 }
 
 /// Parsed search parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SearchParams {
+    /// The TraceQL query (`q`), unless empty or match-all (`{}`).
+    pub query: Option<traceql::Query>,
     /// `key=value` pairs that must all hold on one span.
     pub tags: Vec<(String, String)>,
     /// Minimum trace duration in nanoseconds.
@@ -49,6 +50,7 @@ pub struct SearchParams {
 impl Default for SearchParams {
     fn default() -> Self {
         Self {
+            query: None,
             tags: Vec::new(),
             min_duration_ns: None,
             max_duration_ns: None,
@@ -102,11 +104,10 @@ fn is_match_all(q: &str) -> bool {
 impl SearchParams {
     /// Parses Tempo's query parameters.
     pub fn from_query(params: &HashMap<String, String>) -> Result<Self, SearchError> {
-        if let Some(q) = params.get("q")
-            && !is_match_all(q)
-        {
-            return Err(SearchError::TraceQlUnsupported);
-        }
+        let query = match params.get("q") {
+            Some(q) if !is_match_all(q) => Some(traceql::parse(q)?),
+            _ => None,
+        };
         let tags = match params.get("tags") {
             Some(t) => parse_logfmt(t)
                 .map_err(|e| SearchError::BadRequest(format!("invalid tags: {e}")))?,
@@ -132,6 +133,7 @@ impl SearchParams {
         }
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Ok(Self {
+            query,
             tags,
             min_duration_ns,
             max_duration_ns,
@@ -311,17 +313,51 @@ struct Hit {
     value: Value,
 }
 
-fn spanset_span(span: &StoredSpan, tags: &[(String, String)]) -> Value {
+/// JSON (jsonpb `KeyValue`) for a TraceQL value.
+fn val_json(key: &str, v: &eval::Val) -> Value {
+    let value = match v {
+        eval::Val::Str(s) => json!({ "stringValue": s }),
+        eval::Val::Int(n) => json!({ "intValue": n.to_string() }),
+        eval::Val::Float(f) => json!({ "doubleValue": jsonpb::double(*f) }),
+        eval::Val::Bool(b) => json!({ "boolValue": b }),
+        eval::Val::Duration(d) => json!({ "intValue": d.to_string() }),
+        eval::Val::Nil => json!({ "stringValue": "nil" }),
+    };
+    json!({ "key": key, "value": value })
+}
+
+fn tag_attributes(span: &StoredSpan, tags: &[(String, String)]) -> (Vec<Value>, HashSet<String>) {
     let mut attrs: Vec<Value> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for (key, _) in tags {
-        if key == "name" || key == "status.code" || !seen.insert(key.as_str()) {
+        if key == "name" || key == "status.code" || !seen.insert(key.clone()) {
             continue;
         }
         if let Some(kv) = find_attr(span, key).next() {
             attrs.push(jsonpb::key_value(kv));
         }
     }
+    (attrs, seen)
+}
+
+fn query_attributes(
+    view: &eval::TraceView,
+    idx: usize,
+    query: &traceql::Query,
+) -> (Vec<Value>, HashSet<String>) {
+    let mut attrs: Vec<Value> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for field in &query.fields {
+        if let Some((key, v)) = view.output_attribute(idx, field)
+            && seen.insert(key.clone())
+        {
+            attrs.push(val_json(&key, &v));
+        }
+    }
+    (attrs, seen)
+}
+
+fn spanset_span(span: &StoredSpan, (mut attrs, seen): (Vec<Value>, HashSet<String>)) -> Value {
     if !seen.contains("service.name")
         && let Some(kv) = span
             .resource
@@ -383,6 +419,50 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
         return None;
     }
     matched.sort_by_key(|s| s.span.start_time_unix_nano);
+    let spansets: Vec<Value> = match &params.query {
+        Some(query) => {
+            let view = eval::TraceView::new(spans);
+            let sets = eval::run(query, &view);
+            if sets.is_empty() {
+                return None;
+            }
+            sets.iter()
+                .map(|set| {
+                    let mut ss = Map::new();
+                    ss.insert(
+                        "spans".into(),
+                        Value::Array(
+                            set.spans
+                                .iter()
+                                .take(params.spss)
+                                .map(|i| {
+                                    spanset_span(&spans[*i], query_attributes(&view, *i, query))
+                                })
+                                .collect(),
+                        ),
+                    );
+                    ss.insert("matched".into(), json!(set.spans.len()));
+                    if !set.attributes.is_empty() {
+                        ss.insert(
+                            "attributes".into(),
+                            Value::Array(
+                                set.attributes.iter().map(|(k, v)| val_json(k, v)).collect(),
+                            ),
+                        );
+                    }
+                    Value::Object(ss)
+                })
+                .collect()
+        }
+        None => vec![json!({
+            "spans": matched
+                .iter()
+                .take(params.spss)
+                .map(|s| spanset_span(s, tag_attributes(s, &params.tags)))
+                .collect::<Vec<_>>(),
+            "matched": matched.len(),
+        })],
+    };
 
     let mut trace = Map::new();
     trace.insert("traceID".into(), json!(trace_id_hex(id)));
@@ -405,16 +485,10 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
     if duration_ms != 0 {
         trace.insert("durationMs".into(), json!(duration_ms));
     }
-    let spanset = json!({
-        "spans": matched
-            .iter()
-            .take(params.spss)
-            .map(|s| spanset_span(s, &params.tags))
-            .collect::<Vec<_>>(),
-        "matched": matched.len(),
-    });
-    trace.insert("spanSet".into(), spanset.clone());
-    trace.insert("spanSets".into(), json!([spanset]));
+    if let Some(first) = spansets.first() {
+        trace.insert("spanSet".into(), first.clone());
+    }
+    trace.insert("spanSets".into(), Value::Array(spansets));
 
     let mut stats: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for s in spans {
@@ -525,10 +599,12 @@ mod tests {
         assert!(q("{}").is_ok());
         assert!(q(" { } ").is_ok());
         assert!(q("").is_ok());
-        assert_eq!(
-            q(r#"{ span.http.route = "/x" }"#),
-            Err(SearchError::TraceQlUnsupported)
-        );
+        assert!(q(r#"{ span.http.route = "/x" }"#).is_ok_and(|p| p.query.is_some()));
+        assert!(q("{}").is_ok_and(|p| p.query.is_none()));
+        match q("{ span.http.route = }") {
+            Err(SearchError::TraceQl(e)) => assert_eq!(e.column, 21),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -430,7 +430,7 @@ async fn search() {
     for bad in [
         format!(
             "/api/search?q={}",
-            enc(r#"{ span.http.route = "/checkout" }"#)
+            enc(r#"{ span.http.route = "/checkout" } | rate()"#)
         ),
         "/api/search?minDuration=fast".to_string(),
         "/api/search?limit=-1".to_string(),

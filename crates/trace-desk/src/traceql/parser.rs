@@ -1,0 +1,1111 @@
+//! The TraceQL parser: recursive descent built from `winnow` combinators over
+//! the query text. Precedence follows Tempo's grammar (`pkg/traceql/expr.y`):
+//! `|` binds loosest, then `&&` and `||` (equal precedence, left-associative),
+//! then the structural operators (`>`, `>>`, `<`, `<<`, `~`, left-associative).
+//! Errors carry the byte offset and the 1-based column of the problem.
+
+use std::fmt;
+
+use regex::Regex;
+use winnow::ascii::multispace0;
+use winnow::combinator::alt;
+use winnow::error::{ContextError, ErrMode, FromExternalError};
+use winnow::prelude::*;
+use winnow::token::{literal, take_while};
+
+use super::ast::*;
+use crate::search::parse_go_duration;
+
+type PResult<T> = ModalResult<T>;
+
+/// What the desk supports, appended to every error.
+pub const SUPPORTED: &str = "The desk supports spanset filters `{ ... }` with `&&`, `||`, `!( )` and `= != > >= < <= =~ !~` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
+
+/// A query the desk cannot answer, with the position of the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// Byte offset into the query.
+    pub offset: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// The query text from the problem on (shortened).
+    pub near: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid TraceQL query at column {} (near {}): {}. {}",
+            self.column, self.near, self.message, SUPPORTED
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+#[derive(Debug)]
+struct Msg(String);
+
+impl fmt::Display for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Msg {}
+
+/// Parses a TraceQL query.
+pub fn parse(q: &str) -> Result<Query, ParseError> {
+    match query.parse(q) {
+        Ok(pipeline) => {
+            let mut fields = Vec::new();
+            collect_pipeline(&pipeline, &mut fields);
+            Ok(Query { pipeline, fields })
+        }
+        Err(e) => {
+            let offset = e.offset().min(q.len());
+            let inner = e.inner();
+            let message = match inner.cause() {
+                Some(cause) => cause.to_string(),
+                None => {
+                    let text = inner.to_string();
+                    if text.is_empty() {
+                        "unexpected input".to_string()
+                    } else {
+                        text
+                    }
+                }
+            };
+            let before = q.get(..offset).unwrap_or(q);
+            let rest = q.get(offset..).unwrap_or("");
+            Err(ParseError {
+                offset,
+                column: before.chars().count() + 1,
+                message,
+                near: snippet(rest),
+            })
+        }
+    }
+}
+
+fn snippet(rest: &str) -> String {
+    if rest.is_empty() {
+        "the end of the query".to_string()
+    } else {
+        let s: String = rest.chars().take(16).collect();
+        if s.len() < rest.len() {
+            format!("`{s}…`")
+        } else {
+            format!("`{s}`")
+        }
+    }
+}
+
+/// Fails (without backtracking) with `msg`, reporting the position `at`.
+fn fail<'a, T>(i: &mut &'a str, at: &'a str, msg: impl Into<String>) -> PResult<T> {
+    *i = at;
+    Err(ErrMode::Cut(ContextError::from_external_error(
+        i,
+        Msg(msg.into()),
+    )))
+}
+
+fn ws(i: &mut &str) -> PResult<()> {
+    multispace0.void().parse_next(i)
+}
+
+/// Consumes `tok` (after optional whitespace) or fails with "expected `what`".
+fn expect(i: &mut &str, tok: &'static str, what: &str) -> PResult<()> {
+    ws(i)?;
+    let at = *i;
+    match literal::<_, _, ContextError>(tok).parse_next(i) {
+        Ok(_) => Ok(()),
+        Err(_) => fail(i, at, format!("expected {what}, found {}", found(at))),
+    }
+}
+
+fn found(rest: &str) -> String {
+    match rest.chars().next() {
+        None => "the end of the query".to_string(),
+        Some(_) => snippet(rest),
+    }
+}
+
+fn eat(i: &mut &str, tok: &str) -> bool {
+    if let Some(rest) = i.strip_prefix(tok) {
+        *i = rest;
+        true
+    } else {
+        false
+    }
+}
+
+fn query(i: &mut &str) -> PResult<Pipeline> {
+    let p = pipeline(i)?;
+    ws(i)?;
+    if !i.is_empty() {
+        let at = *i;
+        return fail(
+            i,
+            at,
+            format!(
+                "unexpected {}; expected `|`, `&&`, `||`, a structural operator (`>`, `>>`, `<`, `<<`, `~`) or the end of the query",
+                found(at)
+            ),
+        );
+    }
+    Ok(p)
+}
+
+fn pipeline(i: &mut &str) -> PResult<Pipeline> {
+    let head = spanset_expr(i)?;
+    let mut stages = Vec::new();
+    loop {
+        let save = *i;
+        ws(i)?;
+        if i.starts_with('|') && !i.starts_with("||") {
+            *i = &i[1..];
+            stages.push(stage(i)?);
+        } else {
+            *i = save;
+            break;
+        }
+    }
+    Ok(Pipeline { head, stages })
+}
+
+/// True when `e` may produce several spansets per trace (a `by()` not merged by `coalesce()`).
+fn several_spansets(e: &SpansetExpr) -> bool {
+    match e {
+        SpansetExpr::Pipeline(p) => {
+            let mut several = several_spansets(&p.head);
+            for s in &p.stages {
+                match s {
+                    Stage::By(_) => several = true,
+                    Stage::Coalesce => several = false,
+                    _ => {}
+                }
+            }
+            several
+        }
+        _ => false,
+    }
+}
+
+fn combine<'a>(
+    i: &mut &'a str,
+    at: &'a str,
+    op: SpansetOp,
+    lhs: SpansetExpr,
+    rhs: SpansetExpr,
+) -> PResult<SpansetExpr> {
+    if several_spansets(&lhs) || several_spansets(&rhs) {
+        return fail(
+            i,
+            at,
+            "spanset operators need one spanset per side, but a `by()` inside parentheses makes several; add `| coalesce()` after it",
+        );
+    }
+    Ok(SpansetExpr::Op(op, Box::new(lhs), Box::new(rhs)))
+}
+
+fn spanset_expr(i: &mut &str) -> PResult<SpansetExpr> {
+    let mut lhs = spanset_term(i)?;
+    loop {
+        let save = *i;
+        ws(i)?;
+        let at = *i;
+        let op = if eat(i, "&&") {
+            SpansetOp::And
+        } else if eat(i, "||") {
+            SpansetOp::Or
+        } else {
+            *i = save;
+            break;
+        };
+        let rhs = spanset_term(i)?;
+        lhs = combine(i, at, op, lhs, rhs)?;
+    }
+    Ok(lhs)
+}
+
+enum StructTok {
+    Op(SpansetOp),
+    Negated,
+}
+
+fn structural_op(i: &mut &str) -> PResult<StructTok> {
+    use Relation::*;
+    let s = |rel, union| StructTok::Op(SpansetOp::Structural { rel, union });
+    alt((
+        alt((
+            literal("&>>").map(move |_| s(Descendant, true)),
+            literal("&<<").map(move |_| s(Ancestor, true)),
+            literal("&>").map(move |_| s(Child, true)),
+            literal("&<").map(move |_| s(Parent, true)),
+            literal("&~").map(move |_| s(Sibling, true)),
+        )),
+        alt((
+            literal("!>>"),
+            literal("!<<"),
+            literal("!>"),
+            literal("!<"),
+            literal("!~"),
+        ))
+        .map(|_| StructTok::Negated),
+        alt((
+            literal(">>").map(move |_| s(Descendant, false)),
+            literal("<<").map(move |_| s(Ancestor, false)),
+            literal(">").map(move |_| s(Child, false)),
+            literal("<").map(move |_| s(Parent, false)),
+            literal("~").map(move |_| s(Sibling, false)),
+        )),
+    ))
+    .parse_next(i)
+}
+
+fn spanset_term(i: &mut &str) -> PResult<SpansetExpr> {
+    let mut lhs = spanset_primary(i)?;
+    loop {
+        let save = *i;
+        ws(i)?;
+        let at = *i;
+        match structural_op(i) {
+            Ok(StructTok::Op(op)) => {
+                let rhs = spanset_primary(i)?;
+                lhs = combine(i, at, op, lhs, rhs)?;
+            }
+            Ok(StructTok::Negated) => {
+                return fail(
+                    i,
+                    at,
+                    "the negated structural operators (`!>`, `!>>`, `!<`, `!<<`, `!~`) are not supported by the desk",
+                );
+            }
+            Err(ErrMode::Backtrack(_)) => {
+                *i = save;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(lhs)
+}
+
+fn spanset_primary(i: &mut &str) -> PResult<SpansetExpr> {
+    ws(i)?;
+    let at = *i;
+    if eat(i, "{") {
+        ws(i)?;
+        if eat(i, "}") {
+            return Ok(SpansetExpr::Filter(FieldExpr::Const(true)));
+        }
+        let e = field_expr(i)?;
+        ws(i)?;
+        let end = *i;
+        if eat(i, "}") {
+            return Ok(SpansetExpr::Filter(e));
+        }
+        if end.starts_with(['+', '-', '*', '/', '%', '^']) {
+            return fail(i, end, "arithmetic in filters is not supported by the desk");
+        }
+        return fail(
+            i,
+            end,
+            format!("expected `}}`, `&&` or `||`, found {}", found(end)),
+        );
+    }
+    if eat(i, "(") {
+        let p = pipeline(i)?;
+        expect(i, ")", "`)`")?;
+        if p.stages.is_empty() {
+            return Ok(p.head);
+        }
+        return Ok(SpansetExpr::Pipeline(Box::new(p)));
+    }
+    fail(
+        i,
+        at,
+        format!(
+            "expected a spanset filter `{{ ... }}` or `(`, found {}",
+            found(at)
+        ),
+    )
+}
+
+fn field_expr(i: &mut &str) -> PResult<FieldExpr> {
+    let mut lhs = field_term(i)?;
+    loop {
+        let save = *i;
+        ws(i)?;
+        if eat(i, "&&") {
+            let rhs = field_term(i)?;
+            lhs = FieldExpr::And(Box::new(lhs), Box::new(rhs));
+        } else if eat(i, "||") {
+            let rhs = field_term(i)?;
+            lhs = FieldExpr::Or(Box::new(lhs), Box::new(rhs));
+        } else {
+            *i = save;
+            break;
+        }
+    }
+    Ok(lhs)
+}
+
+fn field_term(i: &mut &str) -> PResult<FieldExpr> {
+    ws(i)?;
+    if eat(i, "(") {
+        let e = field_expr(i)?;
+        expect(i, ")", "`)`, `&&` or `||`")?;
+        return Ok(e);
+    }
+    if i.starts_with('!') && !i.starts_with("!=") && !i.starts_with("!~") {
+        *i = &i[1..];
+        expect(i, "(", "`(` after `!`")?;
+        let e = field_expr(i)?;
+        expect(i, ")", "`)`, `&&` or `||`")?;
+        return Ok(FieldExpr::Not(Box::new(e)));
+    }
+    comparison(i)
+}
+
+#[derive(Debug)]
+enum Operand {
+    Field(Field),
+    Lit(Literal),
+}
+
+fn cmp_op(i: &mut &str) -> PResult<CmpOp> {
+    alt((
+        literal("!=").value(CmpOp::Ne),
+        literal("!~").value(CmpOp::NotRe),
+        literal("=~").value(CmpOp::Re),
+        literal(">=").value(CmpOp::Ge),
+        literal("<=").value(CmpOp::Le),
+        literal("=").value(CmpOp::Eq),
+        literal(">").value(CmpOp::Gt),
+        literal("<").value(CmpOp::Lt),
+    ))
+    .parse_next(i)
+}
+
+fn comparison(i: &mut &str) -> PResult<FieldExpr> {
+    ws(i)?;
+    let at = *i;
+    let lhs = operand(i)?;
+    let save = *i;
+    ws(i)?;
+    let op_at = *i;
+    let op = match cmp_op(i) {
+        Ok(op) => op,
+        Err(ErrMode::Backtrack(_)) => {
+            *i = save;
+            if op_at.starts_with(['+', '-', '*', '/', '%', '^']) {
+                return fail(
+                    i,
+                    op_at,
+                    "arithmetic in filters is not supported by the desk",
+                );
+            }
+            return match lhs {
+                Operand::Lit(Literal::Bool(b)) => Ok(FieldExpr::Const(b)),
+                _ => fail(
+                    i,
+                    op_at,
+                    format!(
+                        "expected a comparison operator (`=`, `!=`, `>`, `>=`, `<`, `<=`, `=~`, `!~`), found {}",
+                        found(op_at)
+                    ),
+                ),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    ws(i)?;
+    let rhs = operand(i)?;
+    let (field, op, value) = match (lhs, rhs) {
+        (Operand::Field(f), Operand::Lit(l)) => (f, op, l),
+        (Operand::Lit(l), Operand::Field(f)) => {
+            if matches!(op, CmpOp::Re | CmpOp::NotRe) {
+                return fail(
+                    i,
+                    at,
+                    "put the field left of `=~` / `!~` and the regex right",
+                );
+            }
+            (f, op.flipped(), l)
+        }
+        (Operand::Field(_), Operand::Field(_)) => {
+            return fail(
+                i,
+                at,
+                "comparing two fields is not supported by the desk; compare a field with a value",
+            );
+        }
+        (Operand::Lit(_), Operand::Lit(_)) => {
+            return fail(
+                i,
+                at,
+                "a comparison needs an attribute or intrinsic on one side",
+            );
+        }
+    };
+    check_comparison(i, at, field, op, value)
+}
+
+fn check_comparison<'a>(
+    i: &mut &'a str,
+    at: &'a str,
+    field: Field,
+    op: CmpOp,
+    value: Literal,
+) -> PResult<FieldExpr> {
+    let label = field.label();
+    if value == Literal::Nil {
+        if op != CmpOp::Ne || matches!(field, Field::Intrinsic(_)) {
+            return fail(
+                i,
+                at,
+                "`nil` is supported only as `attribute != nil` (the attribute is set)",
+            );
+        }
+        return Ok(FieldExpr::Cmp(Comparison {
+            field,
+            op,
+            value,
+            regex: None,
+        }));
+    }
+    let is_regex = matches!(op, CmpOp::Re | CmpOp::NotRe);
+    if let Field::Intrinsic(intr) = &field {
+        let ok = match intr.value_type() {
+            IntrinsicType::Str => matches!(value, Literal::Str(_)),
+            IntrinsicType::Number => {
+                !is_regex
+                    && matches!(
+                        value,
+                        Literal::Int(_) | Literal::Float(_) | Literal::Duration(_)
+                    )
+            }
+            IntrinsicType::Status => {
+                matches!(value, Literal::Status(_)) && matches!(op, CmpOp::Eq | CmpOp::Ne)
+            }
+            IntrinsicType::Kind => {
+                matches!(value, Literal::Kind(_)) && matches!(op, CmpOp::Eq | CmpOp::Ne)
+            }
+        };
+        if !ok {
+            let want = match intr.value_type() {
+                IntrinsicType::Str => "a quoted string",
+                IntrinsicType::Number => {
+                    "a number or a duration (`500ms`, `2s`) with = != > >= < <="
+                }
+                IntrinsicType::Status => "`ok`, `error` or `unset` with `=` or `!=`",
+                IntrinsicType::Kind => {
+                    "`server`, `client`, `internal`, `producer`, `consumer` or `unspecified` with `=` or `!=`"
+                }
+            };
+            return fail(i, at, format!("`{label}` can only be compared with {want}"));
+        }
+    }
+    let regex = if is_regex {
+        let Literal::Str(re) = &value else {
+            return fail(i, at, "`=~` and `!~` need a quoted regular expression");
+        };
+        match Regex::new(&format!("^(?:{re})$")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let first = e.to_string();
+                let first = first.lines().last().unwrap_or("").trim().to_string();
+                return fail(i, at, format!("invalid regular expression {re:?}: {first}"));
+            }
+        }
+    } else {
+        None
+    };
+    Ok(FieldExpr::Cmp(Comparison {
+        field,
+        op,
+        value,
+        regex,
+    }))
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
+fn is_attr_char(c: char) -> bool {
+    !c.is_whitespace() && !"{}()=~!<>&|^,\"`'+*%".contains(c)
+}
+
+const INTRINSICS: &str = "name, status, statusMessage, kind, duration (also span:name, span:status, span:statusMessage, span:kind, span:duration), span:childCount, span:id, span:parentID, trace:duration, trace:rootName, trace:rootService, trace:id";
+
+fn operand(i: &mut &str) -> PResult<Operand> {
+    ws(i)?;
+    let at = *i;
+    let Some(c) = i.chars().next() else {
+        return fail(
+            i,
+            at,
+            "expected an attribute, an intrinsic or a value, found the end of the query",
+        );
+    };
+    if c == '"' || c == '`' {
+        return Ok(Operand::Lit(Literal::Str(string_lit(i)?)));
+    }
+    if c == '-' || c.is_ascii_digit() {
+        return number(i).map(Operand::Lit);
+    }
+    if c == '.' {
+        *i = &i[1..];
+        return attribute(i, Scope::Any, at).map(Operand::Field);
+    }
+    if c.is_ascii_alphabetic() || c == '_' {
+        let word: &str = take_while(1.., is_word_char).parse_next(i)?;
+        if i.starts_with('.') {
+            match word {
+                "span" | "resource" => {
+                    *i = &i[1..];
+                    let scope = if word == "span" {
+                        Scope::Span
+                    } else {
+                        Scope::Resource
+                    };
+                    return attribute(i, scope, at).map(Operand::Field);
+                }
+                "parent" | "event" | "link" | "instrumentation" => {
+                    return fail(
+                        i,
+                        at,
+                        format!(
+                            "the `{word}.` attribute scope is not supported by the desk; use `span.`, `resource.` or `.`"
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let lit = match word {
+            "true" => Some(Literal::Bool(true)),
+            "false" => Some(Literal::Bool(false)),
+            "nil" => Some(Literal::Nil),
+            "ok" => Some(Literal::Status(1)),
+            "error" => Some(Literal::Status(2)),
+            "unset" => Some(Literal::Status(0)),
+            "unspecified" => Some(Literal::Kind(0)),
+            "internal" => Some(Literal::Kind(1)),
+            "server" => Some(Literal::Kind(2)),
+            "client" => Some(Literal::Kind(3)),
+            "producer" => Some(Literal::Kind(4)),
+            "consumer" => Some(Literal::Kind(5)),
+            _ => None,
+        };
+        if let Some(lit) = lit {
+            return Ok(Operand::Lit(lit));
+        }
+        if let Some(intr) = Intrinsic::from_word(word) {
+            return Ok(Operand::Field(Field::Intrinsic(intr)));
+        }
+        let prefix = word.split(':').next().unwrap_or("");
+        if word == "parent"
+            || (word.contains(':') && matches!(prefix, "event" | "link" | "instrumentation"))
+        {
+            return fail(
+                i,
+                at,
+                format!(
+                    "the intrinsic `{word}` is not supported by the desk; supported intrinsics: {INTRINSICS}"
+                ),
+            );
+        }
+        return fail(
+            i,
+            at,
+            format!(
+                "unknown intrinsic `{word}`; intrinsics are {INTRINSICS}; attributes need a scope: `span.{w}`, `resource.{w}` or `.{w}`",
+                w = word.split(':').next_back().unwrap_or(word)
+            ),
+        );
+    }
+    fail(
+        i,
+        at,
+        format!(
+            "expected an attribute (`span.x`, `resource.x`, `.x`), an intrinsic (`name`, `status`, `duration`, ...) or a value, found {}",
+            found(at)
+        ),
+    )
+}
+
+fn attribute<'a>(i: &mut &'a str, scope: Scope, at: &'a str) -> PResult<Field> {
+    let name = if i.starts_with('"') {
+        string_lit(i)?
+    } else {
+        let name: &str = take_while(0.., is_attr_char).parse_next(i)?;
+        name.to_string()
+    };
+    if name.is_empty() {
+        return fail(i, at, "expected an attribute name after the scope");
+    }
+    Ok(Field::Attr { scope, name })
+}
+
+fn string_lit(i: &mut &str) -> PResult<String> {
+    let at = *i;
+    let mut chars = i.char_indices();
+    let Some((_, quote)) = chars.next() else {
+        return fail(i, at, "expected a string");
+    };
+    let mut out = String::new();
+    while let Some((pos, c)) = chars.next() {
+        if c == quote {
+            *i = &i[pos + c.len_utf8()..];
+            return Ok(out);
+        }
+        if c == '\\' && quote == '"' {
+            match chars.next() {
+                Some((_, 'n')) => out.push('\n'),
+                Some((_, 't')) => out.push('\t'),
+                Some((_, 'r')) => out.push('\r'),
+                Some((_, '"')) => out.push('"'),
+                Some((_, '\\')) => out.push('\\'),
+                Some((_, other)) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => break,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    fail(i, at, "unterminated string")
+}
+
+fn number<'a>(i: &mut &'a str) -> PResult<Literal> {
+    let at = *i;
+    let neg = eat(i, "-");
+    let text: &str = take_while(0.., |c: char| {
+        c.is_ascii_alphanumeric() || c == '.' || c == 'µ' || c == 'μ'
+    })
+    .parse_next(i)?;
+    let bad = |i: &mut &'a str| -> PResult<Literal> {
+        fail(
+            i,
+            at,
+            format!(
+                "invalid number or duration {}; durations are written like `500ms`, `2s`, `1m30s` (units ns, us, ms, s, m, h)",
+                found(at)
+            ),
+        )
+    };
+    if text.is_empty() || !text.starts_with(|c: char| c.is_ascii_digit()) {
+        return bad(i);
+    }
+    let sign = if neg { -1 } else { 1 };
+    if text.chars().all(|c| c.is_ascii_digit()) {
+        return match text.parse::<i64>() {
+            Ok(n) => Ok(Literal::Int(sign * n)),
+            Err(_) => bad(i),
+        };
+    }
+    if text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return match text.parse::<f64>() {
+            Ok(f) => Ok(Literal::Float(sign as f64 * f)),
+            Err(_) => bad(i),
+        };
+    }
+    match parse_go_duration(text) {
+        Ok(ns) => match i64::try_from(ns) {
+            Ok(ns) => Ok(Literal::Duration(sign * ns)),
+            Err(_) => bad(i),
+        },
+        Err(_) => bad(i),
+    }
+}
+
+const STAGES: &str = "`count()`, `avg(f)`, `min(f)`, `max(f)`, `sum(f)` compared with a number or duration, `by(f)`, `select(f, ...)`, `coalesce()` or a spanset filter `{ ... }`";
+
+fn field_arg(i: &mut &str) -> PResult<Field> {
+    ws(i)?;
+    let at = *i;
+    match operand(i)? {
+        Operand::Field(f) => Ok(f),
+        Operand::Lit(_) => fail(i, at, "expected an attribute or an intrinsic"),
+    }
+}
+
+fn stage(i: &mut &str) -> PResult<Stage> {
+    ws(i)?;
+    let at = *i;
+    if i.starts_with('{') || i.starts_with('(') {
+        return spanset_expr(i).map(Stage::Filter);
+    }
+    let word: &str =
+        take_while(0.., |c: char| c.is_ascii_alphanumeric() || c == '_').parse_next(i)?;
+    match word {
+        "by" => {
+            expect(i, "(", "`(` after `by`")?;
+            let f = field_arg(i)?;
+            expect(i, ")", "`)`")?;
+            Ok(Stage::By(f))
+        }
+        "select" => {
+            expect(i, "(", "`(` after `select`")?;
+            let mut fields = vec![field_arg(i)?];
+            loop {
+                ws(i)?;
+                if eat(i, ",") {
+                    fields.push(field_arg(i)?);
+                } else {
+                    break;
+                }
+            }
+            expect(i, ")", "`,` or `)`")?;
+            Ok(Stage::Select(fields))
+        }
+        "coalesce" => {
+            expect(i, "(", "`(` after `coalesce`")?;
+            expect(i, ")", "`)`")?;
+            Ok(Stage::Coalesce)
+        }
+        "count" | "avg" | "min" | "max" | "sum" => {
+            expect(i, "(", &format!("`(` after `{word}`"))?;
+            let aggregate = if word == "count" {
+                expect(i, ")", "`)` (count() takes no argument)")?;
+                Aggregate::Count
+            } else {
+                ws(i)?;
+                let arg_at = *i;
+                let f = field_arg(i)?;
+                if let Field::Intrinsic(intr) = &f
+                    && intr.value_type() != IntrinsicType::Number
+                {
+                    return fail(
+                        i,
+                        arg_at,
+                        format!(
+                            "`{word}()` needs a numeric field such as `duration` or a numeric attribute"
+                        ),
+                    );
+                }
+                expect(i, ")", "`)`")?;
+                let func = match word {
+                    "avg" => AggFn::Avg,
+                    "min" => AggFn::Min,
+                    "max" => AggFn::Max,
+                    _ => AggFn::Sum,
+                };
+                Aggregate::Over(func, f)
+            };
+            ws(i)?;
+            let op_at = *i;
+            let op = match cmp_op(i) {
+                Ok(op) if !matches!(op, CmpOp::Re | CmpOp::NotRe) => op,
+                _ => {
+                    return fail(
+                        i,
+                        op_at,
+                        format!(
+                            "expected a comparison (`=`, `!=`, `>`, `>=`, `<`, `<=`) after `{}`, found {}",
+                            aggregate.label(),
+                            found(op_at)
+                        ),
+                    );
+                }
+            };
+            ws(i)?;
+            let v_at = *i;
+            let value = match operand(i)? {
+                Operand::Lit(l) => l.as_f64(),
+                Operand::Field(_) => None,
+            };
+            let Some(value) = value else {
+                return fail(
+                    i,
+                    v_at,
+                    "an aggregate can only be compared with a number or a duration",
+                );
+            };
+            Ok(Stage::Scalar {
+                aggregate,
+                op,
+                value,
+            })
+        }
+        "rate"
+        | "count_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "avg_over_time"
+        | "sum_over_time"
+        | "quantile_over_time"
+        | "histogram_over_time"
+        | "compare"
+        | "topk"
+        | "bottomk" => fail(
+            i,
+            at,
+            format!(
+                "`{word}()` is a TraceQL metrics function, which the desk does not support (search only); pipeline stages are {STAGES}"
+            ),
+        ),
+        "" => fail(
+            i,
+            at,
+            format!(
+                "expected a pipeline stage after `|`, found {}; stages are {STAGES}",
+                found(at)
+            ),
+        ),
+        other => fail(
+            i,
+            at,
+            format!("unknown pipeline stage `{other}`; stages are {STAGES}"),
+        ),
+    }
+}
+
+fn push_field(fields: &mut Vec<Field>, f: &Field) {
+    if !fields.contains(f) {
+        fields.push(f.clone());
+    }
+}
+
+fn collect_field_expr(e: &FieldExpr, out: &mut Vec<Field>) {
+    match e {
+        FieldExpr::Const(_) => {}
+        FieldExpr::Cmp(c) => push_field(out, &c.field),
+        FieldExpr::And(a, b) | FieldExpr::Or(a, b) => {
+            collect_field_expr(a, out);
+            collect_field_expr(b, out);
+        }
+        FieldExpr::Not(a) => collect_field_expr(a, out),
+    }
+}
+
+fn collect_spanset(e: &SpansetExpr, out: &mut Vec<Field>) {
+    match e {
+        SpansetExpr::Filter(f) => collect_field_expr(f, out),
+        SpansetExpr::Op(_, a, b) => {
+            collect_spanset(a, out);
+            collect_spanset(b, out);
+        }
+        SpansetExpr::Pipeline(p) => collect_pipeline(p, out),
+    }
+}
+
+fn collect_pipeline(p: &Pipeline, out: &mut Vec<Field>) {
+    collect_spanset(&p.head, out);
+    for s in &p.stages {
+        match s {
+            Stage::Filter(e) => collect_spanset(e, out),
+            Stage::Scalar {
+                aggregate: Aggregate::Over(_, f),
+                ..
+            } => push_field(out, f),
+            Stage::Scalar { .. } | Stage::Coalesce => {}
+            Stage::By(f) => push_field(out, f),
+            Stage::Select(fs) => fs.iter().for_each(|f| push_field(out, f)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// A compact rendering of the tree to assert on shape.
+    fn show(q: &str) -> String {
+        fn fe(e: &FieldExpr) -> String {
+            match e {
+                FieldExpr::Const(b) => b.to_string(),
+                FieldExpr::Cmp(c) => format!("{}{:?}", c.field.label(), c.op),
+                FieldExpr::And(a, b) => format!("({} && {})", fe(a), fe(b)),
+                FieldExpr::Or(a, b) => format!("({} || {})", fe(a), fe(b)),
+                FieldExpr::Not(a) => format!("!{}", fe(a)),
+            }
+        }
+        fn se(e: &SpansetExpr) -> String {
+            match e {
+                SpansetExpr::Filter(f) => format!("{{{}}}", fe(f)),
+                SpansetExpr::Op(op, a, b) => {
+                    let o = match op {
+                        SpansetOp::And => "&&".to_string(),
+                        SpansetOp::Or => "||".to_string(),
+                        SpansetOp::Structural { rel, union } => {
+                            format!("{}{rel:?}", if *union { "&" } else { "" })
+                        }
+                    };
+                    format!("({} {o} {})", se(a), se(b))
+                }
+                SpansetExpr::Pipeline(p) => format!("[{}]", pl(p)),
+            }
+        }
+        fn pl(p: &Pipeline) -> String {
+            let mut s = se(&p.head);
+            for st in &p.stages {
+                s.push_str(" | ");
+                s.push_str(&match st {
+                    Stage::Filter(e) => se(e),
+                    Stage::Scalar {
+                        aggregate,
+                        op,
+                        value,
+                    } => format!("{}{op:?}{value}", aggregate.label()),
+                    Stage::By(f) => format!("by({})", f.label()),
+                    Stage::Select(fs) => format!("select({})", fs.len()),
+                    Stage::Coalesce => "coalesce()".to_string(),
+                });
+            }
+            s
+        }
+        pl(&parse(q).unwrap().pipeline)
+    }
+
+    fn err(q: &str) -> ParseError {
+        parse(q).expect_err(q)
+    }
+
+    #[test]
+    fn field_precedence_is_tempos() {
+        // && and || share one level, left to right (Tempo's expr.y: %left AND OR).
+        assert_eq!(
+            show("{ .a = 1 || .b = 2 && .c = 3 }"),
+            "{((.aEq || .bEq) && .cEq)}"
+        );
+        assert_eq!(
+            show("{ .a = 1 && .b = 2 || .c = 3 }"),
+            "{((.aEq && .bEq) || .cEq)}"
+        );
+        assert_eq!(
+            show("{ .a = 1 || (.b = 2 && .c = 3) }"),
+            "{(.aEq || (.bEq && .cEq))}"
+        );
+        assert_eq!(show("{ !(.a = 1) && true }"), "{(!.aEq && true)}");
+    }
+
+    #[test]
+    fn spanset_precedence() {
+        // Structural operators bind tighter than && and ||; all are left-associative.
+        assert_eq!(show("{} || {} > {}"), "({true} || ({true} Child {true}))");
+        assert_eq!(
+            show("{} > {} >> {}"),
+            "(({true} Child {true}) Descendant {true})"
+        );
+        assert_eq!(show("({} || {}) > {}"), "(({true} || {true}) Child {true})");
+        assert_eq!(show("{} && {} || {}"), "(({true} && {true}) || {true})");
+        assert_eq!(
+            show("{} &>> {} ~ {}"),
+            "(({true} &Descendant {true}) Sibling {true})"
+        );
+        assert_eq!(
+            show("{} < {} << {}"),
+            "(({true} Parent {true}) Ancestor {true})"
+        );
+        // | binds loosest.
+        assert_eq!(
+            show("{} > {} | count() > 2 | by(span.x)"),
+            "({true} Child {true}) | count()Gt2 | by(span.x)"
+        );
+        assert_eq!(
+            show("({ } | count() > 1) && { }"),
+            "([{true} | count()Gt1] && {true})"
+        );
+    }
+
+    #[test]
+    fn operands_and_literals() {
+        let q = parse(r#"{ 500ms < duration && span."a b" = `raw\d` && resource.x.y-z != nil }"#)
+            .unwrap();
+        let mut cmps = Vec::new();
+        fn walk(e: &FieldExpr, out: &mut Vec<Comparison>) {
+            match e {
+                FieldExpr::Cmp(c) => out.push(c.clone()),
+                FieldExpr::And(a, b) | FieldExpr::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                _ => {}
+            }
+        }
+        let SpansetExpr::Filter(f) = &q.pipeline.head else {
+            panic!()
+        };
+        walk(f, &mut cmps);
+        assert_eq!(cmps[0].field, Field::Intrinsic(Intrinsic::Duration));
+        assert_eq!(
+            cmps[0].op,
+            CmpOp::Gt,
+            "literal-left comparisons are flipped"
+        );
+        assert_eq!(cmps[0].value, Literal::Duration(500_000_000));
+        assert_eq!(
+            cmps[1].field,
+            Field::Attr {
+                scope: Scope::Span,
+                name: "a b".into()
+            }
+        );
+        assert_eq!(cmps[1].value, Literal::Str("raw\\d".into()));
+        assert_eq!(
+            cmps[2].field,
+            Field::Attr {
+                scope: Scope::Resource,
+                name: "x.y-z".into()
+            }
+        );
+        assert_eq!(q.fields.len(), 3);
+        let q = parse(
+            "{ span.n = -3 && .f = 2.5 && kind = client && status != error && span.b = false }",
+        )
+        .unwrap();
+        assert_eq!(q.fields.len(), 5);
+        assert!(parse("{ span:duration > 1m30s && trace:duration < 1.5s }").is_ok());
+        assert!(parse("{span.http.response.status_code>=500}").is_ok());
+        let re = parse(r#"{ name =~ "a|b" }"#).unwrap();
+        let SpansetExpr::Filter(FieldExpr::Cmp(c)) = &re.pipeline.head else {
+            panic!()
+        };
+        let re = c.regex.as_ref().unwrap();
+        assert!(
+            re.is_match("a") && !re.is_match("ab") && !re.is_match("xa"),
+            "anchored"
+        );
+    }
+
+    #[test]
+    fn errors_carry_positions() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("{ name = }", 10, "expected an attribute"),
+            ("{ name = \"x\"", 13, "expected `}`"),
+            ("{ name = \"x\" } | rate() by (x)", 18, "metrics"),
+            ("{ bogus = 1 }", 3, "unknown intrinsic `bogus`"),
+            ("{ trace:nope = 1 }", 3, "unknown intrinsic"),
+            ("{ event:name = \"x\" }", 3, "not supported"),
+            ("{ kind = error }", 3, "`kind` can only be compared"),
+            ("{ .a = .b }", 3, "two fields"),
+            ("{ 1 = 2 }", 3, "attribute or intrinsic"),
+            ("{ } >! { }", 6, "expected a spanset filter"),
+            ("{ } !>> { }", 5, "negated"),
+            ("{ } |", 6, "expected a pipeline stage"),
+            ("{ } | avg(name) > 1", 11, "numeric field"),
+            ("({ } | by(.a)) && { }", 16, "coalesce"),
+            ("{ .a = 1 } | count() =~ 1", 22, "expected a comparison"),
+            ("\n{ x = 1 }", 4, "unknown intrinsic"),
+            ("{ name = \"é\" } | nope()", 18, "unknown pipeline stage"),
+        ];
+        for (q, col, word) in cases {
+            let e = err(q);
+            assert_eq!(e.column, *col, "{q}: {e}");
+            assert!(e.message.contains(word), "{q}: {e}");
+            assert!(e.to_string().contains(&format!("column {col} ")), "{e}");
+        }
+        assert_eq!(err("{ x = 1 }").offset, 2);
+    }
+}

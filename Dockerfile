@@ -35,7 +35,7 @@ RUN cargo chef prepare --recipe-path recipe.json
 # ---- compile: dependencies first (cached), then the workspace, once ---------------------------
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --workspace --recipe-path recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --workspace --bins \
  && mkdir -p /out \

@@ -20,9 +20,92 @@ lint: ## rustfmt and clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: lint ## Lint, then every test (needs PostgreSQL on 127.0.0.1:5432)
+test: lint validate ## Lint, deploy validation, then every test (needs PostgreSQL on 127.0.0.1:5432)
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 .PHONY: fmt
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+# ---------------------------------------------------------------------------------------------
+# The real stack: Collector -> Tempo -> Grafana, in Docker compose or on kind (docs/deploy.md).
+# SAMPLING picks the sampling lab (docs/sampling.md): all | head | tail | two-tier.
+SAMPLING ?= all
+VERSION ?= 0.1.0
+COMPOSE ?= docker compose
+COMPOSE_FILE_ := deploy/compose.yaml
+DC = $(COMPOSE) -f $(COMPOSE_FILE_) --env-file deploy/sampling/$(SAMPLING).env $(if $(filter two-tier,$(SAMPLING)),--profile two-tier,)
+IMAGES := api-gateway order-api payment-api notification payment-provider trace-desk fleet
+THIRD_PARTY_IMAGES := postgres:18.4 otel/opentelemetry-collector-contrib:0.159.0 grafana/tempo:2.10.8 \
+	prom/prometheus:v3.13.1 grafana/grafana:13.1.0
+KIND ?= kind
+KUBECTL ?= kubectl
+KIND_CLUSTER ?= tempo-fleet
+KIND_NODE_IMAGE ?= kindest/node:v1.32.8
+KIND_OVERLAY = k8s/overlays/$(if $(filter all,$(SAMPLING)),kind,kind-$(SAMPLING))
+KCTX = --context kind-$(KIND_CLUSTER)
+DEPLOY_VENV ?= target/deploy-venv
+PYTHON ?= $(shell test -x $(DEPLOY_VENV)/bin/python && echo $(DEPLOY_VENV)/bin/python || echo python3)
+
+.PHONY: check-sampling
+check-sampling:
+	@test -f deploy/sampling/$(SAMPLING).env || { echo "SAMPLING must be all, head, tail or two-tier (got '$(SAMPLING)')" >&2; exit 2; }
+
+.PHONY: images
+images: ## Build the fleet's images (one compile; tags fleet/<name>:0.1.0)
+	for t in $(IMAGES); do docker build --target $$t -t fleet/$$t:$(VERSION) . || exit 1; done
+
+.PHONY: up
+up: check-sampling ## Start the stack in Docker (SAMPLING=all|head|tail|two-tier); returns when Grafana shows a trace
+	$(DC) up -d --wait
+	deploy/scripts/wait-for-traces.sh http://127.0.0.1:3000 http://127.0.0.1:8080
+
+.PHONY: down
+down: ## Stop the Docker stack (every profile); DOWN_FLAGS=-v also deletes its volumes
+	$(COMPOSE) -f $(COMPOSE_FILE_) --profile '*' down --remove-orphans $(DOWN_FLAGS)
+
+.PHONY: logs
+logs: ## Follow the Docker stack's logs (SERVICE=otel-collector for one)
+	$(DC) logs -f --tail=100 $(SERVICE)
+
+.PHONY: load
+load: check-sampling ## Run `fleet load` against the Docker stack (profile load; LOAD_RATE=10, LOAD_DURATION=0s)
+	$(DC) --profile load up -d load
+	@echo "load running: 'make logs SERVICE=load', stop with 'make load-stop'"
+
+.PHONY: load-stop
+load-stop: ## Stop the Docker load generator
+	$(DC) --profile load stop load
+
+.PHONY: kind-up
+kind-up: check-sampling images ## Create the kind cluster, load images, apply k8s/overlays (SAMPLING=...), wait until Grafana shows a trace
+	$(KIND) get clusters 2>/dev/null | grep -qx $(KIND_CLUSTER) || \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --config k8s/kind/cluster.yaml --image $(KIND_NODE_IMAGE)
+	for t in $(filter-out trace-desk,$(IMAGES)); do $(KIND) load docker-image fleet/$$t:$(VERSION) --name $(KIND_CLUSTER) || exit 1; done
+	for i in $(THIRD_PARTY_IMAGES); do docker image inspect $$i >/dev/null 2>&1 || docker pull $$i || exit 1; \
+	  $(KIND) load docker-image $$i --name $(KIND_CLUSTER) || exit 1; done
+	$(KUBECTL) kustomize $(KIND_OVERLAY) | $(KUBECTL) $(KCTX) apply --server-side --force-conflicts -f -
+	$(KUBECTL) $(KCTX) -n observability rollout status statefulset/tempo --timeout=300s
+	$(KUBECTL) $(KCTX) -n fleet rollout status statefulset/postgres --timeout=300s
+	$(KUBECTL) $(KCTX) -n observability wait --for=condition=Available deployment --all --timeout=300s
+	$(KUBECTL) $(KCTX) -n fleet wait --for=condition=Available deployment --all --timeout=300s
+	deploy/scripts/wait-for-traces.sh http://127.0.0.1:3000 http://127.0.0.1:8080
+
+.PHONY: kind-load
+kind-load: ## Re-run the load Job on kind (a Job's pod template is immutable: delete, re-apply)
+	$(KUBECTL) $(KCTX) -n fleet delete job load --ignore-not-found
+	$(KUBECTL) kustomize $(KIND_OVERLAY) | $(KUBECTL) $(KCTX) apply --server-side --force-conflicts -f -
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: deploy-venv
+deploy-venv: ## Install the deploy validation tools into $(DEPLOY_VENV) (pinned: tests/deploy/requirements.txt)
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q -r tests/deploy/requirements.txt
+
+.PHONY: validate
+validate: ## Offline checks: Dockerfile, compose, every k8s overlay, Collector/Tempo/Grafana configs
+	@PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m pytest -p no:cacheprovider -q tests/deploy; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "validate: pytest collected no tests in tests/deploy" >&2; exit 1; fi; exit $$rc

@@ -1,0 +1,176 @@
+"""Cross-file wiring, in compose and in Kubernetes: services -> Collector -> Tempo -> Prometheus <- Grafana."""
+
+import pytest
+
+from conftest import CONFIG, OVERLAYS, by_kind, compose, host_port, load_yaml, ns, pod_spec, render, workloads
+
+TEMPO = load_yaml(CONFIG / "tempo" / "tempo.yaml")
+DATASOURCES = load_yaml(CONFIG / "grafana" / "provisioning" / "datasources" / "datasources.yaml")
+PROMETHEUS = load_yaml(CONFIG / "prometheus" / "prometheus.yaml")
+COLLECTOR_ALL = load_yaml(CONFIG / "otel-collector" / "all.yaml")
+TRACED = ["api-gateway", "order-api", "payment-api", "notification"]
+
+
+def tempo_otlp_grpc_port() -> int:
+    return host_port(TEMPO["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])[1]
+
+
+def collector_otlp_grpc_port() -> int:
+    return host_port(COLLECTOR_ALL["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])[1]
+
+
+def k8s_resolve(docs, host: str, from_ns: str):
+    """`name`, `name.ns`, `name.ns.svc(.cluster.local)` -> the Service object, or None."""
+    parts = host.split(".")
+    name = parts[0]
+    namespace = parts[1] if len(parts) > 1 else from_ns
+    if len(parts) > 2:
+        assert parts[2] == "svc" and (len(parts) == 3 or ".".join(parts[3:]) == "cluster.local"), host
+    for svc in by_kind(docs, "Service"):
+        if svc["metadata"]["name"] == name and ns(svc) == namespace:
+            return svc
+    return None
+
+
+def k8s_reaches(docs, url: str, from_ns: str, container_port: int | None = None) -> bool:
+    host, port = host_port(url)
+    svc = k8s_resolve(docs, host, from_ns)
+    if svc is None:
+        return False
+    sp = [p for p in svc["spec"]["ports"] if p["port"] == port]
+    if not sp:
+        return False
+    if container_port is None:
+        return True
+    target = sp[0].get("targetPort", port)
+    for w in workloads(docs):
+        if ns(w) != ns(svc):
+            continue
+        labels = w["spec"]["template"]["metadata"]["labels"] if w["kind"] != "Pod" else w["metadata"]["labels"]
+        if all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()):
+            for c in pod_spec(w)["containers"]:
+                for p in c.get("ports", []):
+                    if (p.get("name") == target or p["containerPort"] == target) and p["containerPort"] == container_port:
+                        return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------- compose
+def test_compose_services_reach_the_collector_receiver():
+    for name in TRACED:
+        host, port = host_port(compose()["services"][name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        assert host == "otel-collector" and port == collector_otlp_grpc_port()
+
+
+def test_compose_collector_reaches_tempo_receiver():
+    host, port = host_port(COLLECTOR_ALL["exporters"]["otlp_grpc/tempo"]["endpoint"])
+    assert host == "tempo" and host in compose()["services"]
+    assert port == tempo_otlp_grpc_port()
+
+
+def test_grafana_datasources_reach_tempo_and_prometheus():
+    ds = {d["uid"]: d for d in DATASOURCES["datasources"]}
+    assert host_port(ds["tempo"]["url"]) == ("tempo", TEMPO["server"]["http_listen_port"])
+    assert host_port(ds["prometheus"]["url"]) == ("prometheus", 9090)
+    for uid in ("tempo", "prometheus"):
+        assert host_port(ds[uid]["url"])[0] in compose()["services"]
+    # Cross references between the two datasources.
+    assert ds["tempo"]["jsonData"]["serviceMap"]["datasourceUid"] == "prometheus"
+    assert ds["tempo"]["jsonData"]["tracesToMetrics"]["datasourceUid"] == "prometheus"
+    assert ds["tempo"]["jsonData"]["nodeGraph"]["enabled"] is True
+    dest = ds["prometheus"]["jsonData"]["exemplarTraceIdDestinations"][0]
+    assert dest["datasourceUid"] == "tempo" and dest["name"] == "traceID", "Tempo writes exemplars as traceID"
+
+
+def test_tempo_writes_metrics_to_prometheus_with_exemplars():
+    rw = TEMPO["metrics_generator"]["storage"]["remote_write"][0]
+    assert host_port(rw["url"]) == ("prometheus", 9090) and rw["url"].endswith("/api/v1/write")
+    assert rw["send_exemplars"] is True
+    procs = TEMPO["overrides"]["defaults"]["metrics_generator"]["processors"]
+    assert {"service-graphs", "span-metrics"} <= set(procs)
+    assert TEMPO["stream_over_http_enabled"] is True, "Grafana's streamingEnabled needs it"
+    assert TEMPO["storage"]["trace"]["backend"] == "local"
+
+
+def test_tempo_receivers_listen_beyond_localhost():
+    for proto in ("grpc", "http"):
+        assert TEMPO["distributor"]["receivers"]["otlp"]["protocols"][proto]["endpoint"].startswith("0.0.0.0:")
+
+
+def test_prometheus_scrapes_existing_targets():
+    for job in PROMETHEUS["scrape_configs"]:
+        for sc in job.get("static_configs", []):
+            for target in sc["targets"]:
+                host, _port = host_port(target)
+                assert host == "localhost" or host in compose()["services"], target
+        for sd in job.get("dns_sd_configs", []):
+            for name in sd["names"]:
+                assert name in compose()["services"], name
+
+
+# ------------------------------------------------------------------------------------- kubernetes
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_services_reach_the_collector_receiver(overlay):
+    docs = render(overlay)
+    cm = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("fleet-otel") and ns(d) == "fleet"][0]
+    url = cm["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert cm["data"]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    assert k8s_reaches(docs, url, "fleet", collector_otlp_grpc_port()), url
+    for w in workloads(docs):
+        if w["metadata"]["name"] in TRACED:
+            refs = [e["configMapRef"]["name"] for c in pod_spec(w)["containers"] for e in c.get("envFrom", []) if "configMapRef" in e]
+            assert cm["metadata"]["name"] in refs, f"{w['metadata']['name']} does not get the OTLP settings"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_collector_tempo_prometheus_grafana_wiring(overlay):
+    docs = render(overlay)
+    exporter = COLLECTOR_ALL["exporters"]["otlp_grpc/tempo"]["endpoint"]
+    assert k8s_reaches(docs, exporter, "observability", tempo_otlp_grpc_port())
+    rw = TEMPO["metrics_generator"]["storage"]["remote_write"][0]["url"]
+    assert k8s_reaches(docs, rw, "observability", 9090)
+    for d in DATASOURCES["datasources"]:
+        assert k8s_reaches(docs, d["url"], "observability"), d["url"]
+    assert k8s_reaches(docs, "http://tempo:3200", "observability", TEMPO["server"]["http_listen_port"])
+    for job in PROMETHEUS["scrape_configs"]:
+        for sc in job.get("static_configs", []):
+            for target in sc["targets"]:
+                if not target.startswith("localhost"):
+                    assert k8s_reaches(docs, target, "observability"), target
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_service_addresses(overlay):
+    docs = render(overlay)
+    wiring = {"api-gateway": ["ORDER_API_URL", "NOTIFICATION_ADDR"], "order-api": ["PAYMENT_API_ADDR"],
+              "payment-api": ["PAYMENT_PROVIDER_URL"]}
+    listen = {}
+    for w in workloads(docs):
+        for c in pod_spec(w)["containers"]:
+            for e in c.get("env", []):
+                if e["name"] == "LISTEN_ADDR":
+                    listen[w["metadata"]["name"]] = int(e["value"].rsplit(":", 1)[1])
+    for w in workloads(docs):
+        name = w["metadata"]["name"]
+        if name not in wiring:
+            continue
+        env = {e["name"]: e.get("value") for c in pod_spec(w)["containers"] for e in c.get("env", [])}
+        for key in wiring[name]:
+            host, _ = host_port(env[key])
+            assert k8s_reaches(docs, env[key], "fleet", listen[host.split(".")[0]]), f"{name}.{key}={env[key]}"
+    secret = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"].startswith("postgres-credentials")][0]
+    import base64
+    url = base64.b64decode(secret["data"]["DATABASE_URL"]).decode()
+    assert k8s_reaches(docs, url, "fleet", 5432), url
+
+
+def test_compose_and_k8s_agree_on_images():
+    docs = render("kind")
+    k8s_images = {c["image"] for w in workloads(docs) for c in pod_spec(w)["containers"]}
+    for name, svc in compose()["services"].items():
+        if name in ("healthtools",):
+            continue
+        image = svc["image"].replace("${FLEET_VERSION:-0.1.0}", "0.1.0")
+        if name == "otel-sampler":
+            continue
+        assert image in k8s_images, f"compose {name} runs {image}, which no k8s workload runs"

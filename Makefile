@@ -101,11 +101,14 @@ kind-down: ## Delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: deploy-venv
-deploy-venv: ## Install the deploy validation tools into $(DEPLOY_VENV) (pinned: tests/deploy/requirements.txt)
+deploy-venv: $(DEPLOY_VENV)/bin/pytest ## Install the deploy validation tools into $(DEPLOY_VENV) (pinned: tests/deploy/requirements.txt)
+
+$(DEPLOY_VENV)/bin/pytest: tests/deploy/requirements.txt
 	python3 -m venv $(DEPLOY_VENV)
-	$(DEPLOY_VENV)/bin/pip install -q -r tests/deploy/requirements.txt
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r tests/deploy/requirements.txt
+	touch $@
 
 .PHONY: validate
-validate: ## Offline checks: Dockerfile, compose, every k8s overlay, Collector/Tempo/Grafana configs
-	@PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m pytest -p no:cacheprovider -q tests/deploy; rc=$$?; \
+validate: $(DEPLOY_VENV)/bin/pytest ## Offline checks: Dockerfile, compose, every k8s overlay, Collector/Tempo/Grafana configs
+	@PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" PYTHONDONTWRITEBYTECODE=1 $(DEPLOY_VENV)/bin/python -m pytest -p no:cacheprovider -q tests/deploy; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "validate: pytest collected no tests in tests/deploy" >&2; exit 1; fi; exit $$rc

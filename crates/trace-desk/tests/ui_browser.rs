@@ -384,7 +384,7 @@ return [...document.querySelectorAll('#waterfall .row')].map((r) => {
     id: r.dataset.spanId, parent: r.dataset.parentId, depth: Number(r.dataset.depth),
     indent: parseFloat(getComputedStyle(r.querySelector('.name-cell')).paddingLeft),
     left: t.width ? (b.left - t.left) / t.width : -1, widthPx: b.width, trackPx: t.width,
-    name: r.querySelector('.op').textContent, service: r.querySelector('.svc').textContent,
+    name: r.querySelector('.op').textContent, service: r.dataset.service, label: r.querySelector('.svc').textContent,
     error: r.classList.contains('error'), errIcon: !!r.querySelector('.span-btn .err-icon'),
     critical: r.classList.contains('critical'),
     visible: !r.hidden && r.offsetParent !== null,
@@ -405,6 +405,7 @@ struct Row {
     track_px: f64,
     name: String,
     service: String,
+    label: String,
     error: bool,
     #[serde(rename = "errIcon")]
     err_icon: bool,
@@ -431,11 +432,23 @@ fn check_waterfall(rows: &[Row], exp: &Expected) {
         "visible indentation per level: {step}px"
     );
     let depth_of: HashMap<&str, usize> = rows.iter().map(|r| (r.id.as_str(), r.depth)).collect();
+    let service_of: HashMap<&str, &str> = exp
+        .spans
+        .iter()
+        .map(|s| (s.id.as_str(), s.service.as_str()))
+        .collect();
     for (row, &(i, depth)) in rows.iter().zip(&exp.order) {
         let s = &exp.spans[i];
         let what = format!("row {} {}", s.service, s.name);
         assert_eq!(row.id, s.id, "order: {what}");
         assert_eq!((&row.name, &row.service), (&s.name, &s.service), "{what}");
+        // The service is named where it changes from the parent's.
+        let named = if service_of.get(s.parent.as_str()) == Some(&s.service.as_str()) {
+            ""
+        } else {
+            s.service.as_str()
+        };
+        assert_eq!(row.label, named, "service label: {what}");
         assert_eq!(row.depth, depth, "depth: {what}");
         if row.depth > 0 {
             assert_eq!(row.parent, s.parent, "parent: {what}");
@@ -845,21 +858,33 @@ async fn trace_page_waterfall_matches_the_fixture() {
         .await;
         check_waterfall(&rows(&b).await, exp);
     }
-    // A span in the URL opens its details; unknown traces say so.
-    let leaf = &exp.spans[exp.order.last().unwrap().0];
+    // A span in the URL opens its details (a paid checkout's email, with its
+    // event); unknown traces say so.
+    let (paid, email) = expected
+        .iter()
+        .find_map(|(id, e)| {
+            let email = e
+                .spans
+                .iter()
+                .find(|s| s.name == "sendEmail" && !s.events.is_empty())?;
+            (e.spans.len() == 18).then(|| (id.clone(), email.clone()))
+        })
+        .unwrap();
     b.client
-        .goto(&format!(
-            "{}/trace/{declined}#span={}",
-            base(&desk),
-            leaf.id
-        ))
+        .goto(&format!("{}/trace/{paid}#span={}", base(&desk), email.id))
         .await
         .unwrap();
     b.wait_js(
-        &format!("document.getElementById('detail-span-id') && document.getElementById('detail-span-id').textContent === '{}'", leaf.id),
+        &format!(
+            "document.getElementById('detail-span-id') && \
+             document.getElementById('detail-span-id').textContent === '{}' && \
+             document.querySelectorAll('#detail-events .event').length === 1",
+            email.id
+        ),
         "span from the URL",
     )
     .await;
+    b.screenshot("waterfall-checkout.png").await;
     b.client
         .goto(&format!(
             "{}/trace/00000000000000000000000000000abc",

@@ -103,6 +103,7 @@ export function renderSearch(root) {
     const shown = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v && !(k === "limit" && v === 20)) shown.set(k, String(v));
     history.replaceState(null, "", shown.toString() ? `/?${shown}` : "/");
+    updateNote();
     errorBox.hidden = true;
     root.dataset.state = "loading";
     count.textContent = "searching…";

@@ -107,7 +107,7 @@ class TraceView {
     const target = want && m.rows.findIndex((s) => s.id === want.toLowerCase());
     if (target !== undefined && target !== null && target >= 0) {
       this.select(target, false);
-      this.rowEls[target].scrollIntoView({ block: "center" });
+      this.rowEls[target].scrollIntoView({ block: "nearest" });
     }
   }
 
@@ -119,8 +119,12 @@ class TraceView {
     const ruler = h("div", { class: "wf-ruler", "aria-hidden": "true" },
       tk.values.map((v) => h("span", { class: "tick", style: { left: `${(v / total) * 100}%` } },
         h("span", { class: "tick-label" }, v === 0 ? "0" : formatDuration(v, true)))));
+    const resizer = h("div", {
+      class: "resizer", role: "separator", tabindex: "0", "aria-orientation": "vertical",
+      "aria-label": "Resize the span name column", "aria-valuemin": "15", "aria-valuemax": "70", "aria-valuenow": "38",
+    });
     const header = h("div", { class: "wf-header" },
-      h("div", { class: "wf-name-h" }, "Service & operation"),
+      h("div", { class: "wf-name-h" }, "Service & operation", resizer),
       ruler);
 
     // One template row, cloned per span.
@@ -161,7 +165,9 @@ class TraceView {
         toggle.setAttribute("aria-hidden", "true");
         toggle.tabIndex = -1;
       }
-      svc.textContent = s.service;
+      el.dataset.service = s.service;
+      // The service is named where it changes; below that the colour says it.
+      if (!s.parent || s.parent.service !== s.service) svc.textContent = s.service;
       svc.style.setProperty("--svc", color);
       op.textContent = s.name;
       btn.title = `${s.service}: ${s.name} (${s.kind}, ${formatDuration(s.durationNs)})${s.error ? " — error" : ""}${s.orphan ? " — parent span not in this trace" : ""}`;
@@ -172,11 +178,15 @@ class TraceView {
       bar.style.width = `${width}%`;
       bar.style.background = color;
       label.textContent = formatDuration(s.durationNs);
-      if (left + width > 75) {
+      // The label goes after the bar, else before it, else inside it.
+      if (left + width <= 78) {
+        label.style.left = `${left + width}%`;
+      } else if (left >= 12) {
         label.classList.add("before");
         label.style.right = `${100 - left}%`;
       } else {
-        label.style.left = `${left + width}%`;
+        label.classList.add("inside");
+        label.style.right = `${100 - left - width}%`;
       }
       this.rowEls.push(el);
       frag.append(el);
@@ -186,6 +196,32 @@ class TraceView {
     rowsEl.addEventListener("keydown", (e) => this.onKey(e));
     const wf = h("div", { class: "wf show-critical", id: "waterfall", style: { "--grid": `${stepPct}%` } }, header, rowsEl);
     wf.dataset.rendered = String(m.rows.length);
+    const setWidth = (pct) => {
+      const v = Math.min(70, Math.max(15, pct));
+      wf.style.setProperty("--name-w", `${v}%`);
+      resizer.setAttribute("aria-valuenow", v.toFixed(0));
+    };
+    resizer.addEventListener("pointerdown", (e) => {
+      resizer.setPointerCapture(e.pointerId);
+      const move = (ev) => {
+        const r = wf.getBoundingClientRect();
+        setWidth(((ev.clientX - r.left) / r.width) * 100);
+      };
+      const up = () => {
+        resizer.removeEventListener("pointermove", move);
+        resizer.removeEventListener("pointerup", up);
+      };
+      resizer.addEventListener("pointermove", move);
+      resizer.addEventListener("pointerup", up);
+      e.preventDefault();
+    });
+    resizer.addEventListener("keydown", (e) => {
+      const now = Number(resizer.getAttribute("aria-valuenow"));
+      if (e.key === "ArrowLeft") setWidth(now - 2);
+      else if (e.key === "ArrowRight") setWidth(now + 2);
+      else return;
+      e.preventDefault();
+    });
     return wf;
   }
 

@@ -751,7 +751,7 @@ async fn trace_page_waterfall_matches_the_fixture() {
         assert_eq!(detail["attrs"][k][1], v.as_str(), "attribute {k}");
     }
     assert_eq!(detail["resource"]["service.name"], "order-api");
-    b.screenshot("waterfall.png").await;
+    b.screenshot("waterfall-error.png").await;
 
     // Events, relative to the span's start.
     let charge = exp
@@ -884,7 +884,7 @@ async fn trace_page_waterfall_matches_the_fixture() {
         "span from the URL",
     )
     .await;
-    b.screenshot("waterfall-checkout.png").await;
+    b.screenshot("waterfall.png").await;
     b.client
         .goto(&format!(
             "{}/trace/00000000000000000000000000000abc",

@@ -151,7 +151,7 @@ export function renderSearch(root) {
           : h("span", { class: "muted", "aria-label": "no errors" }, "–")),
         h("td", { class: "duration" },
           h("span", { class: "dur-bar", style: { width: `${Math.max(2, (dur / max) * 100)}%` } }),
-          h("span", { class: "dur-text" }, dur ? formatDuration(dur * 1e6) : "< 1 ms")),
+          h("span", { class: "dur-text" }, dur ? formatDuration(dur * 1e6, true) : "< 1 ms")),
         h("td", { class: "started", title: formatTime(t.startTimeUnixNano) }, ago(t.startTimeUnixNano)),
         h("td", null, h("a", { href, class: "mono trace-id" }, id.slice(0, 16), "…"))));
     }

@@ -112,7 +112,6 @@ impl Browser {
     async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
     }
 
     async fn js(&self, script: &str) -> Value {
@@ -154,6 +153,35 @@ impl Browser {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+/// A failed test unwinds past `close`: end the browser processes of this
+/// test's own profile (found by its unique `--user-data-dir`), by pid.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.start_kill();
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        let pids: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline)
+                    .split('\0')
+                    .any(|arg| arg == marker)
+                    .then(|| pid.to_string())
+            })
+            .collect();
+        if !pids.is_empty() {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .args(&pids)
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 

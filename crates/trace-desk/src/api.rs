@@ -46,6 +46,8 @@ pub fn router(store: Store) -> Router {
         .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .with_state(store)
+        // The web UI: `/`, `/trace/{id}`, `/ui/*` (crates/desk-ui).
+        .merge(desk_ui::router())
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {

@@ -20,7 +20,7 @@ async fn basic_endpoints() {
     let info = get_json(&desk, "/api/status/buildinfo").await;
     assert!(info["version"].is_string());
     assert_eq!(get(&desk, "/api/nope").await.status(), 404);
-    assert_eq!(get(&desk, "/").await.status(), 404);
+    assert_eq!(get(&desk, "/").await.status(), 200, "the web UI");
     let api = desk.api_addr();
     let started = std::time::Instant::now();
     desk.shutdown().await;

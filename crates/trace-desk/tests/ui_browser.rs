@@ -1,0 +1,1105 @@
+//! The web UI (crates/desk-ui) in headless Chromium, driven over WebDriver
+//! (chromedriver + fantoccini), against a real desk holding the committed fleet
+//! fixture. Needs Debian's `chromium` and `chromium-driver` (or `CHROMIUM_BIN` /
+//! `CHROMEDRIVER_BIN`): without them these tests fail, they never skip.
+//! Screenshots go to `target/ui-screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use trace_desk::{DeskConfig, RunningDesk};
+
+const FIXTURE: &str = include_str!("fixtures/fleet-traces.otlp.json");
+const WAIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Browser and desk plumbing
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    profile: PathBuf,
+}
+
+fn binary(var: &str, default: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    assert!(
+        path.exists(),
+        "{} not found: the UI browser tests need Debian's {package} \
+         (apt-get install chromium chromium-driver) or {var} pointing at it",
+        path.display()
+    );
+    path
+}
+
+impl Browser {
+    async fn start(name: &str) -> Browser {
+        let chromium = binary("CHROMIUM_BIN", "/usr/bin/chromium", "chromium");
+        let chromedriver = binary(
+            "CHROMEDRIVER_BIN",
+            "/usr/bin/chromedriver",
+            "chromium-driver",
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let profile = std::env::temp_dir().join(format!(
+            "desk-ui-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
+        let began = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                began.elapsed() < WAIT,
+                "chromedriver did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1400,900",
+                    "--force-device-scale-factor=1",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("starting headless {}: {e}", chromium.display()));
+        Browser {
+            client,
+            driver,
+            profile,
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls a JS expression until it is truthy.
+    async fn wait_js(&self, expr: &str, what: &str) -> Value {
+        let began = Instant::now();
+        loop {
+            let v = self.js(&format!("return ({expr});")).await;
+            if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
+                return v;
+            }
+            assert!(
+                began.elapsed() < WAIT,
+                "timed out waiting for {what}: {expr}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+/// A failed test unwinds past `close`: end the browser processes of this
+/// test's own profile (found by its unique `--user-data-dir`), by pid.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.start_kill();
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        let pids: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline)
+                    .split('\0')
+                    .any(|arg| arg == marker)
+                    .then(|| pid.to_string())
+            })
+            .collect();
+        if !pids.is_empty() {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .args(&pids)
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("ui-screenshots")
+}
+
+async fn desk_with(body: &str) -> RunningDesk {
+    let desk = trace_desk::start(DeskConfig::ephemeral(100_000))
+        .await
+        .expect("desk starts");
+    post_otlp(&desk, body).await;
+    desk
+}
+
+async fn post_otlp(desk: &RunningDesk, body: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", desk.otlp_http_addr()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+fn base(desk: &RunningDesk) -> String {
+    format!("http://{}", desk.api_addr())
+}
+
+// ---------------------------------------------------------------------------
+// The expected picture, computed from the OTLP/JSON independently of the UI
+
+#[derive(Debug, Clone)]
+struct Sp {
+    trace: String,
+    id: String,
+    parent: String,
+    name: String,
+    service: String,
+    start: u64,
+    end: u64,
+    error: bool,
+    attrs: Vec<(String, String)>,
+    status_message: String,
+    events: Vec<String>,
+}
+
+fn value_text(v: &Value) -> String {
+    if let Some(s) = v.get("stringValue").and_then(Value::as_str) {
+        return s.to_string();
+    }
+    if let Some(i) = v.get("intValue") {
+        return i
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| i.to_string());
+    }
+    if let Some(b) = v.get("boolValue") {
+        return b.to_string();
+    }
+    v.to_string()
+}
+
+fn parse_spans(body: &str) -> Vec<Sp> {
+    let v: Value = serde_json::from_str(body).unwrap();
+    let mut out = Vec::new();
+    for rs in v["resourceSpans"].as_array().unwrap() {
+        let service = rs["resource"]["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv["key"] == "service.name")
+            .map(|kv| value_text(&kv["value"]))
+            .unwrap();
+        for ss in rs["scopeSpans"].as_array().unwrap() {
+            for s in ss["spans"].as_array().unwrap() {
+                let num = |k: &str| s[k].as_str().unwrap().parse::<u64>().unwrap();
+                out.push(Sp {
+                    trace: s["traceId"].as_str().unwrap().to_lowercase(),
+                    id: s["spanId"].as_str().unwrap().to_lowercase(),
+                    parent: s["parentSpanId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_lowercase(),
+                    name: s["name"].as_str().unwrap().to_string(),
+                    service: service.clone(),
+                    start: num("startTimeUnixNano"),
+                    end: num("endTimeUnixNano"),
+                    error: s["status"]["code"] == 2,
+                    attrs: s["attributes"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|kv| {
+                                    (
+                                        kv["key"].as_str().unwrap().to_string(),
+                                        value_text(&kv["value"]),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    status_message: s["status"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    events: s["events"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|e| e["name"].as_str().unwrap().to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One trace as the waterfall must show it.
+struct Expected {
+    spans: Vec<Sp>,
+    /// Depth-first order, children by start time (then longest first).
+    order: Vec<(usize, usize)>,
+    start: u64,
+    end: u64,
+    critical: HashSet<usize>,
+}
+
+impl Expected {
+    fn new(spans: Vec<Sp>) -> Expected {
+        let ids: HashMap<&str, usize> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let mut children: Vec<Vec<usize>> = vec![vec![]; spans.len()];
+        let mut roots = vec![];
+        for (i, s) in spans.iter().enumerate() {
+            match ids.get(s.parent.as_str()) {
+                Some(&p) if !s.parent.is_empty() => children[p].push(i),
+                _ => roots.push(i),
+            }
+        }
+        let key = |&i: &usize| (spans[i].start, std::cmp::Reverse(spans[i].end));
+        roots.sort_by_key(key);
+        for c in &mut children {
+            c.sort_by_key(key);
+        }
+        let mut order = vec![];
+        let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|&r| (r, 0)).collect();
+        while let Some((i, d)) = stack.pop() {
+            order.push((i, d));
+            stack.extend(children[i].iter().rev().map(|&c| (c, d + 1)));
+        }
+        // Critical path: from the root, the child ending last before a cursor
+        // that walks back from the span's end (see model.js).
+        let mut critical = HashSet::new();
+        fn walk(
+            i: usize,
+            cursor: u64,
+            spans: &[Sp],
+            children: &[Vec<usize>],
+            out: &mut HashSet<usize>,
+        ) {
+            out.insert(i);
+            let mut cursor = cursor;
+            loop {
+                let next = children[i]
+                    .iter()
+                    .filter(|&&c| !out.contains(&c) && spans[c].start < cursor)
+                    .map(|&c| (spans[c].end.min(cursor), spans[c].start, c))
+                    .max_by_key(|&(end, start, _)| (end, start));
+                let Some((end, start, c)) = next else { break };
+                walk(c, end, spans, children, out);
+                cursor = start.max(spans[i].start);
+                if cursor <= spans[i].start {
+                    break;
+                }
+            }
+        }
+        walk(
+            roots[0],
+            spans[roots[0]].end,
+            &spans,
+            &children,
+            &mut critical,
+        );
+        let start = spans.iter().map(|s| s.start).min().unwrap();
+        let end = spans.iter().map(|s| s.end).max().unwrap();
+        Expected {
+            spans,
+            order,
+            start,
+            end,
+            critical,
+        }
+    }
+
+    fn root(&self) -> &Sp {
+        &self.spans[self.order[0].0]
+    }
+}
+
+fn traces(spans: Vec<Sp>) -> BTreeMap<String, Expected> {
+    let mut by: BTreeMap<String, Vec<Sp>> = BTreeMap::new();
+    for s in spans {
+        by.entry(s.trace.clone()).or_default().push(s);
+    }
+    by.into_iter().map(|(k, v)| (k, Expected::new(v))).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Reading the page
+
+const READ_ROWS: &str = r#"
+return [...document.querySelectorAll('#waterfall .row')].map((r) => {
+  const t = r.querySelector('.track').getBoundingClientRect();
+  const b = r.querySelector('.bar').getBoundingClientRect();
+  const toggle = r.querySelector('.toggle');
+  return {
+    id: r.dataset.spanId, parent: r.dataset.parentId, depth: Number(r.dataset.depth),
+    indent: parseFloat(getComputedStyle(r.querySelector('.name-cell')).paddingLeft),
+    left: t.width ? (b.left - t.left) / t.width : -1, widthPx: b.width, trackPx: t.width,
+    name: r.querySelector('.op').textContent, service: r.dataset.service, label: r.querySelector('.svc').textContent,
+    error: r.classList.contains('error'), errIcon: !!r.querySelector('.span-btn .err-icon'),
+    critical: r.classList.contains('critical'),
+    visible: !r.hidden && r.offsetParent !== null,
+    expanded: toggle.getAttribute('aria-expanded'),
+  };
+});"#;
+
+#[derive(Debug, serde::Deserialize)]
+struct Row {
+    id: String,
+    parent: String,
+    depth: usize,
+    indent: f64,
+    left: f64,
+    #[serde(rename = "widthPx")]
+    width_px: f64,
+    #[serde(rename = "trackPx")]
+    track_px: f64,
+    name: String,
+    service: String,
+    label: String,
+    error: bool,
+    #[serde(rename = "errIcon")]
+    err_icon: bool,
+    critical: bool,
+    visible: bool,
+    expanded: Option<String>,
+}
+
+async fn rows(b: &Browser) -> Vec<Row> {
+    serde_json::from_value(b.js(READ_ROWS).await).unwrap()
+}
+
+/// Order, nesting, indentation, bar geometry, error and critical-path marks.
+fn check_waterfall(rows: &[Row], exp: &Expected) {
+    assert_eq!(rows.len(), exp.spans.len(), "one row per span");
+    let dur = (exp.end - exp.start) as f64;
+    let step = rows
+        .iter()
+        .find(|r| r.depth == 1)
+        .map(|r| r.indent - rows[0].indent)
+        .unwrap_or(0.0);
+    assert!(
+        exp.spans.len() == 1 || step >= 8.0,
+        "visible indentation per level: {step}px"
+    );
+    let depth_of: HashMap<&str, usize> = rows.iter().map(|r| (r.id.as_str(), r.depth)).collect();
+    let service_of: HashMap<&str, &str> = exp
+        .spans
+        .iter()
+        .map(|s| (s.id.as_str(), s.service.as_str()))
+        .collect();
+    for (row, &(i, depth)) in rows.iter().zip(&exp.order) {
+        let s = &exp.spans[i];
+        let what = format!("row {} {}", s.service, s.name);
+        assert_eq!(row.id, s.id, "order: {what}");
+        assert_eq!((&row.name, &row.service), (&s.name, &s.service), "{what}");
+        // The service is named where it changes from the parent's.
+        let named = if service_of.get(s.parent.as_str()) == Some(&s.service.as_str()) {
+            ""
+        } else {
+            s.service.as_str()
+        };
+        assert_eq!(row.label, named, "service label: {what}");
+        assert_eq!(row.depth, depth, "depth: {what}");
+        if row.depth > 0 {
+            assert_eq!(row.parent, s.parent, "parent: {what}");
+            assert_eq!(
+                depth_of[row.parent.as_str()] + 1,
+                row.depth,
+                "nesting: {what}"
+            );
+        }
+        assert!(
+            (row.indent - (rows[0].indent + step * depth as f64)).abs() < 0.5,
+            "indent {} at depth {depth}: {what}",
+            row.indent
+        );
+        let px = 1.5 / row.track_px;
+        let left = (s.start - exp.start) as f64 / dur;
+        assert!(
+            (row.left - left).abs() <= px + 1e-3,
+            "bar offset {} vs {left}: {what}",
+            row.left
+        );
+        let width = ((s.end - s.start) as f64 / dur * row.track_px).max(2.0);
+        assert!(
+            (row.width_px - width).abs() <= 1.5,
+            "bar width {}px vs {width}px: {what}",
+            row.width_px
+        );
+        assert_eq!(row.error, s.error, "error mark: {what}");
+        assert_eq!(row.err_icon, s.error, "error icon: {what}");
+        assert_eq!(
+            row.critical,
+            exp.critical.contains(&i),
+            "critical path: {what}"
+        );
+    }
+    // Children are sorted by start time.
+    for w in exp.order.windows(2) {
+        let (a, b) = (&exp.spans[w[0].0], &exp.spans[w[1].0]);
+        if b.parent == a.parent && !a.parent.is_empty() {
+            assert!(
+                a.start <= b.start,
+                "siblings by start: {} then {}",
+                a.name,
+                b.name
+            );
+        }
+    }
+}
+
+fn fixture() -> BTreeMap<String, Expected> {
+    traces(parse_spans(FIXTURE))
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_page_lists_filters_and_reports_errors() {
+    let expected = fixture();
+    assert_eq!(expected.len(), 10, "the fixture's ten traces");
+    let desk = desk_with(FIXTURE).await;
+    let b = Browser::start("search").await;
+    b.client.goto(&format!("{}/", base(&desk))).await.unwrap();
+    b.wait_js(
+        "document.querySelectorAll('#results tbody tr[data-trace-id]').length === 10",
+        "ten traces listed",
+    )
+    .await;
+    let read = r#"return [...document.querySelectorAll('#results tbody tr[data-trace-id]')].map((r) => ({
+        id: r.dataset.traceId,
+        service: r.querySelector('.root-service').textContent,
+        name: r.querySelector('.root-name').textContent,
+        spans: Number(r.querySelector('.span-count').textContent),
+        errors: r.querySelector('.err-mark') ? Number(r.querySelector('.err-mark').textContent.replace(/\D/g, '')) : 0,
+        services: [...r.querySelectorAll('.svc-chip')].map((c) => c.textContent),
+        href: r.querySelector('a.trace-link').getAttribute('href'),
+    }));"#;
+    let listed = b.js(read).await;
+    let listed = listed.as_array().unwrap();
+    for row in listed {
+        let id = row["id"].as_str().unwrap();
+        let exp = &expected[id];
+        let root = exp.root();
+        assert_eq!(row["service"], root.service.as_str(), "{id}");
+        assert_eq!(row["name"], root.name.as_str(), "{id}");
+        assert_eq!(row["spans"], exp.spans.len(), "{id}");
+        let errors = exp.spans.iter().filter(|s| s.error).count();
+        assert_eq!(row["errors"], errors, "error mark of {id}");
+        assert_eq!(row["href"], format!("/trace/{id}"));
+        let services: std::collections::BTreeSet<&str> =
+            exp.spans.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(row["services"], json!(services), "{id}");
+    }
+    let failing = listed.iter().filter(|r| r["errors"] != 0).count();
+    assert_eq!(
+        failing, 4,
+        "declined, provider fault, unknown sku, order not found"
+    );
+    b.screenshot("search.png").await;
+
+    // Filter by service through the UI: the legacy `tags` parameter.
+    b.wait_js(
+        "document.querySelectorAll('#service option[value=notification]').length === 1",
+        "service names loaded",
+    )
+    .await;
+    b.client
+        .find(Locator::Css("#service"))
+        .await
+        .unwrap()
+        .select_by_value("notification")
+        .await
+        .unwrap();
+    let with_notification = expected
+        .values()
+        .filter(|e| e.spans.iter().any(|s| s.service == "notification"))
+        .count();
+    b.wait_js(
+        &format!(
+            "document.getElementById('app').dataset.state === 'done' && \
+             document.querySelectorAll('#results tbody tr[data-trace-id]').length === {with_notification}"
+        ),
+        "traces with notification spans",
+    )
+    .await;
+    let chips = b
+        .js("return [...document.querySelectorAll('#results tbody tr')].every((r) => r.textContent.includes('notification'));")
+        .await;
+    assert_eq!(chips, json!(true));
+    let url = b.client.current_url().await.unwrap();
+    assert!(url.as_str().contains("service=notification"), "{url}");
+
+    // Duration filter together with the service.
+    let slow = expected
+        .values()
+        .filter(|e| e.spans.iter().any(|s| s.service == "notification"))
+        .filter(|e| e.end - e.start >= 59_000_000)
+        .count();
+    let min = b.client.find(Locator::Css("#min-duration")).await.unwrap();
+    min.send_keys("59ms").await.unwrap();
+    b.click("#search-btn").await;
+    b.wait_js(
+        &format!(
+            "document.getElementById('app').dataset.state === 'done' && \
+             location.search.includes('minDuration=59ms') && \
+             document.querySelectorAll('#results tbody tr[data-trace-id]').length === {slow}"
+        ),
+        "traces of at least 59ms",
+    )
+    .await;
+
+    // A TraceQL example: the desk answers 400 until TraceQL lands; the UI shows
+    // the server's message. Once it lands, the results show instead.
+    let q = "{ status = error }";
+    let api = reqwest::Client::new()
+        .get(format!(
+            "{}/api/search?q=%7B%20status%20%3D%20error%20%7D&limit=20",
+            base(&desk)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = api.status();
+    let text = api.text().await.unwrap();
+    b.click(&format!(".examples .chip[data-q='{q}']")).await;
+    if status == 400 {
+        let shown = b
+            .wait_js(
+                "!document.getElementById('search-error').hidden && document.getElementById('search-error').textContent",
+                "the error box",
+            )
+            .await;
+        let shown = shown.as_str().unwrap();
+        assert!(shown.contains("400"), "{shown}");
+        assert!(
+            shown.contains(text.trim()),
+            "server message {text:?} in {shown:?}"
+        );
+        assert_eq!(
+            b.js("return document.querySelectorAll('#results tbody tr').length;")
+                .await,
+            json!(0)
+        );
+        b.screenshot("search-traceql-error.png").await;
+    } else {
+        assert_eq!(status, 200, "{text}");
+        let n = serde_json::from_str::<Value>(&text).unwrap()["traces"]
+            .as_array()
+            .map_or(0, Vec::len);
+        b.wait_js(
+            &format!("document.getElementById('app').dataset.state === 'done' && document.getElementById('search-error').hidden && document.querySelectorAll('#results tbody tr[data-trace-id]').length === {n}"),
+            "TraceQL results",
+        )
+        .await;
+    }
+    b.close().await;
+    desk.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_page_waterfall_matches_the_fixture() {
+    let expected = fixture();
+    let desk = desk_with(FIXTURE).await;
+    let b = Browser::start("trace").await;
+    let declined = expected
+        .iter()
+        .find(|(_, e)| {
+            e.spans
+                .iter()
+                .any(|s| s.status_message.contains("card declined"))
+        })
+        .map(|(id, _)| id.clone())
+        .unwrap();
+
+    // Open a trace from the search page.
+    b.client.goto(&format!("{}/", base(&desk))).await.unwrap();
+    b.wait_js(
+        "document.querySelectorAll('#results tbody tr[data-trace-id]').length === 10",
+        "results",
+    )
+    .await;
+    b.click(&format!(
+        "#results tr[data-trace-id='{declined}'] a.trace-link"
+    ))
+    .await;
+    b.wait_js(
+        "document.querySelector('#waterfall[data-rendered]')",
+        "waterfall",
+    )
+    .await;
+    let url = b.client.current_url().await.unwrap();
+    assert_eq!(url.path(), format!("/trace/{declined}"));
+    let exp = &expected[&declined];
+    check_waterfall(&rows(&b).await, exp);
+    let title = b
+        .js("return document.getElementById('trace-title').textContent;")
+        .await;
+    assert_eq!(title, format!("{} {}", exp.root().service, exp.root().name));
+    assert_eq!(
+        b.js("return document.getElementById('trace-span-count').textContent;")
+            .await,
+        exp.spans.len().to_string()
+    );
+    // The time ruler has labelled ticks.
+    let ticks = b
+        .js("return [...document.querySelectorAll('.wf-ruler .tick-label')].map((t) => t.textContent);")
+        .await;
+    assert!(ticks.as_array().unwrap().len() >= 3, "{ticks}");
+    assert_eq!(ticks[0], "0");
+    // The legend names every service.
+    let legend = b
+        .js("return [...document.querySelectorAll('.legend li[data-service]')].map((l) => l.dataset.service);")
+        .await;
+    let services: std::collections::BTreeSet<&str> =
+        exp.spans.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(legend, json!(services));
+
+    // Span details: the payment call that failed, with its status message.
+    let charge_client = exp
+        .spans
+        .iter()
+        .find(|s| s.service == "order-api" && s.status_message.contains("card declined"))
+        .unwrap();
+    b.click(&format!(
+        ".row[data-span-id='{}'] .span-btn",
+        charge_client.id
+    ))
+    .await;
+    b.wait_js("!document.getElementById('detail').hidden", "detail panel")
+        .await;
+    let detail = b
+        .js(r#"const d = document.getElementById('detail');
+        return {
+          name: d.querySelector('#detail-name').textContent,
+          status: d.querySelector('#detail-status').textContent,
+          kind: d.querySelector('#detail-kind').textContent,
+          spanId: d.querySelector('#detail-span-id').textContent,
+          attrs: Object.fromEntries([...d.querySelectorAll('#detail-attributes tr')].map((r) => [r.dataset.key, [r.dataset.type, r.querySelector('.value').textContent]])),
+          resource: Object.fromEntries([...d.querySelectorAll('#detail-resource tr')].map((r) => [r.dataset.key, r.querySelector('.value').textContent])),
+          hash: location.hash,
+        };"#)
+        .await;
+    assert!(
+        detail["name"]
+            .as_str()
+            .unwrap()
+            .ends_with(&charge_client.name)
+    );
+    let status = detail["status"].as_str().unwrap();
+    assert!(status.starts_with("ERROR"), "{status}");
+    assert!(status.contains(&charge_client.status_message), "{status}");
+    assert_eq!(detail["kind"], "client");
+    assert_eq!(detail["spanId"], charge_client.id.as_str());
+    assert_eq!(detail["hash"], format!("#span={}", charge_client.id));
+    assert_eq!(
+        detail["attrs"].as_object().unwrap().len(),
+        charge_client.attrs.len()
+    );
+    for (k, v) in &charge_client.attrs {
+        assert_eq!(detail["attrs"][k][1], v.as_str(), "attribute {k}");
+    }
+    assert_eq!(detail["resource"]["service.name"], "order-api");
+    b.screenshot("waterfall-error.png").await;
+
+    // Events, relative to the span's start.
+    let charge = exp
+        .spans
+        .iter()
+        .find(|s| s.service == "payment-api" && !s.events.is_empty())
+        .unwrap();
+    b.click(&format!(".row[data-span-id='{}'] .span-btn", charge.id))
+        .await;
+    let events = b
+        .wait_js(
+            &format!(
+                "document.getElementById('detail-span-id').textContent === '{}' && \
+                 [...document.querySelectorAll('#detail-events .event')].map((e) => [e.querySelector('.event-time').textContent, e.querySelector('.event-name').textContent])",
+                charge.id
+            ),
+            "events",
+        )
+        .await;
+    assert_eq!(events[0][1], charge.events[0].as_str());
+    assert!(events[0][0].as_str().unwrap().starts_with('+'), "{events}");
+
+    // Collapse a subtree: its rows hide, the rest stay.
+    let create_order = exp.spans.iter().find(|s| s.name == "createOrder").unwrap();
+    let below: HashSet<String> = {
+        let mut set = HashSet::new();
+        let mut frontier = vec![create_order.id.clone()];
+        while let Some(p) = frontier.pop() {
+            for s in exp.spans.iter().filter(|s| s.parent == p) {
+                set.insert(s.id.clone());
+                frontier.push(s.id.clone());
+            }
+        }
+        set
+    };
+    assert!(below.len() >= 4);
+    let toggle = format!(".row[data-span-id='{}'] .toggle", create_order.id);
+    b.click(&toggle).await;
+    let after = rows(&b).await;
+    for r in &after {
+        assert_eq!(
+            r.visible,
+            !below.contains(&r.id),
+            "{} after collapse",
+            r.name
+        );
+        if r.id == create_order.id {
+            assert_eq!(r.expanded.as_deref(), Some("false"));
+        }
+    }
+    b.screenshot("waterfall-collapsed.png").await;
+    b.click(&toggle).await;
+    assert!(rows(&b).await.iter().all(|r| r.visible), "expanded again");
+    b.click("#collapse-all").await;
+    let visible: Vec<String> = rows(&b)
+        .await
+        .into_iter()
+        .filter(|r| r.visible)
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        visible,
+        vec![exp.root().id.clone()],
+        "collapse all leaves the root"
+    );
+    b.click("#expand-all").await;
+    assert!(rows(&b).await.iter().all(|r| r.visible), "expand all");
+
+    // Keyboard: arrows move between rows, Left collapses.
+    b.js("document.querySelector('#waterfall .row .span-btn').focus();")
+        .await;
+    let focused = "document.activeElement.closest('.row') && document.activeElement.closest('.row').dataset.index";
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E015}")
+        .await
+        .unwrap();
+    assert_eq!(b.js(&format!("return {focused};")).await, "1");
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E012}")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.js("return document.activeElement.closest('.row').querySelector('.toggle').getAttribute('aria-expanded');")
+            .await,
+        "false"
+    );
+
+    // Every trace, loaded by its shareable URL.
+    for (id, exp) in &expected {
+        b.client
+            .goto(&format!("{}/trace/{id}", base(&desk)))
+            .await
+            .unwrap();
+        b.wait_js(
+            &format!("document.querySelector('#waterfall[data-rendered]') && document.getElementById('trace-id').textContent === '{id}'"),
+            "waterfall",
+        )
+        .await;
+        check_waterfall(&rows(&b).await, exp);
+    }
+    // A span in the URL opens its details (a paid checkout's email, with its
+    // event); unknown traces say so.
+    let (paid, email) = expected
+        .iter()
+        .find_map(|(id, e)| {
+            let email = e
+                .spans
+                .iter()
+                .find(|s| s.name == "sendEmail" && !s.events.is_empty())?;
+            (e.spans.len() == 18).then(|| (id.clone(), email.clone()))
+        })
+        .unwrap();
+    b.client
+        .goto(&format!("{}/trace/{paid}#span={}", base(&desk), email.id))
+        .await
+        .unwrap();
+    b.wait_js(
+        &format!(
+            "document.getElementById('detail-span-id') && \
+             document.getElementById('detail-span-id').textContent === '{}' && \
+             document.querySelectorAll('#detail-events .event').length === 1",
+            email.id
+        ),
+        "span from the URL",
+    )
+    .await;
+    b.screenshot("waterfall.png").await;
+    b.client
+        .goto(&format!(
+            "{}/trace/00000000000000000000000000000abc",
+            base(&desk)
+        ))
+        .await
+        .unwrap();
+    let err = b
+        .wait_js("document.getElementById('trace-error') && document.getElementById('trace-error').textContent", "not found")
+        .await;
+    assert!(err.as_str().unwrap().contains("not found"), "{err}");
+    b.close().await;
+    desk.shutdown().await;
+}
+
+/// OTLP/JSON for one trace of `n` spans over five services: a four-way tree,
+/// every child inside its parent, every 97th span an error, some links.
+fn synthetic(n: usize) -> (String, String) {
+    let trace = "00c0ffee00c0ffee00c0ffee00000001".to_string();
+    let services = ["edge", "cart", "stock", "pricing", "ledger"];
+    let t0: u64 = 1_800_000_000_000_000_000;
+    let mut times: Vec<(u64, u64)> = Vec::with_capacity(n);
+    let mut by_service: Vec<Vec<Value>> = vec![vec![]; services.len()];
+    for i in 0..n {
+        let (start, dur, parent) = if i == 0 {
+            (t0, 2_000_000_000u64, None)
+        } else {
+            let p = (i - 1) / 4;
+            let (ps, pd) = times[p];
+            let off = pd * ((i * 37) % 40) as u64 / 100;
+            let dur = pd * (30 + ((i * 13) % 30) as u64) / 100;
+            (ps + off, dur.max(1_000), Some(p))
+        };
+        times.push((start, dur));
+        let mut span = json!({
+            "traceId": trace,
+            "spanId": format!("{:016x}", 0x5000_0000_0000_0000u64 + i as u64),
+            "name": format!("op-{}", i % 23),
+            "kind": 1 + (i % 5),
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": (start + dur).to_string(),
+            "attributes": [
+                {"key": "span.index", "value": {"intValue": i.to_string()}},
+                {"key": "label", "value": {"stringValue": format!("span-{i}")}},
+                {"key": "ratio", "value": {"doubleValue": i as f64 / 8.0}},
+                {"key": "even", "value": {"boolValue": i % 2 == 0}},
+            ],
+            "status": {"code": if i % 97 == 5 { 2 } else { 0 }, "message": if i % 97 == 5 { "synthetic failure" } else { "" }},
+        });
+        if let Some(p) = parent {
+            span["parentSpanId"] = json!(format!("{:016x}", 0x5000_0000_0000_0000u64 + p as u64));
+        }
+        if i % 50 == 7 {
+            span["events"] = json!([{"timeUnixNano": (start + dur / 2).to_string(), "name": "checkpoint",
+                "attributes": [{"key": "step", "value": {"intValue": "2"}}]}]);
+            span["links"] = json!([
+                {"traceId": trace, "spanId": format!("{:016x}", 0x5000_0000_0000_0000u64 + 1)},
+                {"traceId": "00c0ffee00c0ffee00c0ffee00000002", "spanId": "00000000000000aa",
+                 "attributes": [{"key": "link.kind", "value": {"stringValue": "follows"}}]},
+            ]);
+        }
+        by_service[i % services.len()].push(span);
+    }
+    let resource_spans: Vec<Value> = services
+        .iter()
+        .zip(by_service)
+        .map(|(svc, spans)| {
+            json!({
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": svc}}]},
+                "scopeSpans": [{"scope": {"name": "synthetic", "version": "1.0"}, "spans": spans}],
+            })
+        })
+        .collect();
+    (
+        trace,
+        json!({ "resourceSpans": resource_spans }).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_span_trace_renders_and_stays_interactive() {
+    const N: usize = 2_000;
+    let (trace, body) = synthetic(N);
+    let exp = traces(parse_spans(&body)).remove(&trace).unwrap();
+    assert_eq!(exp.spans.len(), N);
+    let desk = desk_with(&body).await;
+    let b = Browser::start("big").await;
+    let began = Instant::now();
+    b.client
+        .goto(&format!("{}/trace/{trace}", base(&desk)))
+        .await
+        .unwrap();
+    b.wait_js(
+        "document.querySelector('#waterfall[data-rendered]')",
+        "waterfall",
+    )
+    .await;
+    let loaded = began.elapsed();
+    let render_ms = b
+        .js("return Number(document.getElementById('app').dataset.renderMs);")
+        .await;
+    let count = b
+        .js("return document.querySelectorAll('#waterfall .row').length;")
+        .await;
+    assert_eq!(count, N);
+    println!(
+        "2,000 spans: page loaded and rendered in {loaded:?}; model + DOM build {render_ms} ms"
+    );
+
+    // Order and nesting of every row; geometry of the ones on screen.
+    let all = rows(&b).await;
+    check_waterfall(&all, &exp);
+
+    // Interactive: collapse all, expand all, a deep row's details, find.
+    let t = Instant::now();
+    b.click("#collapse-all").await;
+    let shown = b
+        .js("return [...document.querySelectorAll('#waterfall .row')].filter((r) => !r.hidden).length;")
+        .await;
+    assert_eq!(shown, 1);
+    b.click("#expand-all").await;
+    let shown = b
+        .js("return [...document.querySelectorAll('#waterfall .row')].filter((r) => !r.hidden).length;")
+        .await;
+    assert_eq!(shown, N);
+    println!("collapse all + expand all round trip: {:?}", t.elapsed());
+
+    let deep = &exp.spans[exp.order[N - 3].0];
+    let sel = format!(".row[data-span-id='{}'] .span-btn", deep.id);
+    b.js(&format!(
+        "document.querySelector(\"{sel}\").scrollIntoView({{block: 'center'}});"
+    ))
+    .await;
+    b.click(&sel).await;
+    b.wait_js(
+        &format!("document.getElementById('detail-span-id') && document.getElementById('detail-span-id').textContent === '{}'", deep.id),
+        "deep span details",
+    )
+    .await;
+    let types = b
+        .js("return Object.fromEntries([...document.querySelectorAll('#detail-attributes tr')].map((r) => [r.dataset.key, r.dataset.type]));")
+        .await;
+    assert_eq!(
+        types,
+        json!({"span.index": "int", "label": "string", "ratio": "double", "even": "bool"})
+    );
+    b.screenshot("big-trace.png").await;
+
+    // Links: one inside the trace (a button), one to another trace (a link).
+    let linked = &exp.spans.iter().find(|s| s.attrs[0].1 == "57").unwrap().id;
+    let sel = format!(".row[data-span-id='{linked}'] .span-btn");
+    b.js(&format!(
+        "document.querySelector(\"{sel}\").scrollIntoView({{block: 'center'}});"
+    ))
+    .await;
+    b.click(&sel).await;
+    let links = b
+        .wait_js(
+            &format!("document.getElementById('detail-span-id').textContent === '{linked}' && \
+                [...document.querySelectorAll('#detail-links li')].map((l) => l.firstElementChild.tagName + ' ' + l.textContent)"),
+            "links",
+        )
+        .await;
+    let links: Vec<String> = serde_json::from_value(links).unwrap();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(
+        links[0].starts_with("BUTTON span 5000000000000001"),
+        "{links:?}"
+    );
+    assert!(
+        links[1].starts_with("A 00c0ffee00c0ffee00c0ffee00000002"),
+        "{links:?}"
+    );
+    assert!(links[1].contains("link.kind"), "{links:?}");
+
+    b.client
+        .find(Locator::Css("#span-find"))
+        .await
+        .unwrap()
+        .send_keys("span-1999")
+        .await
+        .unwrap();
+    b.wait_js(
+        "document.getElementById('find-count').textContent === '1 match'",
+        "find",
+    )
+    .await;
+    b.close().await;
+    desk.shutdown().await;
+}

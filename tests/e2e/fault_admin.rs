@@ -48,7 +48,8 @@ async fn admin_api_refuses_bad_tokens_and_bad_specs_and_changes_nothing() {
     assert_eq!(armed.status, 200, "{}", armed.body);
     assert_eq!(armed.body["faults"]["order.db"]["latency"], "50ms");
 
-    let refusals: Vec<(Option<&str>, Option<(&str, &str)>, u16, &str)> = vec![
+    type Refusal<'a> = (Option<&'a str>, Option<(&'a str, &'a str)>, u16, &'a str);
+    let refusals: Vec<Refusal> = vec![
         (
             None,
             Some(("text/plain", "order.db:latency=1s")),

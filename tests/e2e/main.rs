@@ -11,6 +11,7 @@ mod fault_admin;
 mod lifecycle;
 mod load;
 mod propagation;
+mod quiz;
 mod resilience;
 mod scenarios;
 mod sdk_config;

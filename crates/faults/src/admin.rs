@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,9 +46,15 @@ fn listing(faults: &Faults) -> Json<serde_json::Value> {
         .filter(|(p, _, _)| faults.owns(p))
         .map(|(p, _, what)| serde_json::json!({"point": p, "what": what}))
         .collect();
+    // During a quiz the answer stays hidden here too.
+    let armed = if faults.hides_evidence() && !faults.armed().is_empty() {
+        serde_json::json!({"hidden": "a quiz is running: find the fault from the traces"})
+    } else {
+        serde_json::json!(faults.armed())
+    };
     Json(serde_json::json!({
         "service": faults.service(),
-        "faults": faults.armed(),
+        "faults": armed,
         "points": points,
     }))
 }
@@ -62,7 +68,19 @@ async fn get_faults(State(faults): State<Faults>, headers: HeaderMap) -> Respons
 
 /// The body is either JSON (`{"order.db": {"latency": "800ms", "p": 0.3}}`) or, as
 /// `text/plain`, the `FLEET_FAULTS` grammar. It replaces what is armed; on any error nothing changes.
-async fn put_faults(State(faults): State<Faults>, headers: HeaderMap, body: Bytes) -> Response {
+#[derive(serde::Deserialize)]
+struct PutQuery {
+    /// `?quiz=true`: arm without leaving `fault.injected` events (for `fleet quiz`).
+    #[serde(default)]
+    quiz: bool,
+}
+
+async fn put_faults(
+    State(faults): State<Faults>,
+    Query(query): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(e) = authorise(&faults, &headers) {
         return e.into_response();
     }
@@ -108,7 +126,10 @@ async fn put_faults(State(faults): State<Faults>, headers: HeaderMap, body: Byte
     });
     match result {
         Ok(()) => {
-            tracing::info!(faults = ?faults.armed(), "faults armed");
+            faults.set_quiz(query.quiz);
+            if !query.quiz {
+                tracing::info!(faults = ?faults.armed(), "faults armed");
+            }
             listing(&faults).into_response()
         }
         Err(e) => e.into_response(),
@@ -120,6 +141,7 @@ async fn delete_faults(State(faults): State<Faults>, headers: HeaderMap) -> Resp
         return e.into_response();
     }
     let _ = faults.replace(BTreeMap::new());
+    faults.set_quiz(false);
     tracing::info!("faults cleared");
     listing(&faults).into_response()
 }

@@ -24,6 +24,8 @@ struct Inner {
     armed: RwLock<BTreeMap<String, FaultSpec>>,
     baggage_enabled: bool,
     quiz: bool,
+    /// Quiz mode switched on at run time (`PUT /admin/faults?quiz=true`), until the next change.
+    quiz_now: std::sync::atomic::AtomicBool,
     admin_token: Option<String>,
 }
 
@@ -86,6 +88,7 @@ impl Faults {
                 armed: RwLock::new(BTreeMap::new()),
                 baggage_enabled,
                 quiz,
+                quiz_now: std::sync::atomic::AtomicBool::new(false),
                 admin_token,
             }),
         }
@@ -133,6 +136,21 @@ impl Faults {
         Ok(())
     }
 
+    /// Hide `fault.injected` events from now on (until the next `replace`), for `fleet quiz`.
+    pub fn set_quiz(&self, on: bool) {
+        self.inner
+            .quiz_now
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn hides_evidence(&self) -> bool {
+        self.inner.quiz
+            || self
+                .inner
+                .quiz_now
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn armed(&self) -> BTreeMap<String, FaultSpec> {
         self.inner
             .armed
@@ -162,7 +180,7 @@ impl Faults {
             .map(|j| j.mul_f64(rng.random::<f64>()))
             .unwrap_or_default();
         let delay = spec.latency.unwrap_or_default() + jitter;
-        if !self.inner.quiz {
+        if !self.hides_evidence() {
             tracing::Span::current().add_event(
                 "fault.injected",
                 vec![

@@ -1,6 +1,7 @@
 //! `fleet`: run the whole tracing fleet on a laptop, or any one of its services.
 
 mod load;
+mod quiz;
 mod scenario;
 mod traces;
 mod up;
@@ -26,6 +27,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Break the fleet on purpose: list, turn on or off the named fault scenarios.
     Scenario(scenario::ScenarioArgs),
+    /// A hidden fault, some traffic, one question: which service and operation is to blame?
+    Quiz(quiz::QuizArgs),
     /// Print one trace as a waterfall (from the desk or any Tempo).
     Trace(traces::TraceArgs),
     /// List recent or matching traces (from the desk or any Tempo).
@@ -66,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::up(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Scenario(args) => scenario::run(args).await,
+        Command::Quiz(args) => quiz::run(args).await,
         Command::Trace(args) => traces::trace(args).await,
         Command::Traces(args) => traces::traces(args).await,
         Command::Run { service } => match service {

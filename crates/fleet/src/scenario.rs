@@ -159,6 +159,48 @@ pub struct Targets {
 }
 
 impl Targets {
+    pub fn gateway_url(&self) -> &str {
+        self.gateway.trim_end_matches('/')
+    }
+
+    /// Arms one fault (grammar) on the service that owns its point.
+    pub async fn arm(
+        &self,
+        client: &reqwest::Client,
+        fault: &str,
+        quiz: bool,
+    ) -> anyhow::Result<()> {
+        let service = owner(fault)?;
+        let current = admin(client, self, reqwest::Method::GET, service, None).await?;
+        let mut text: Vec<String> = current["faults"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(p, spec)| spec_to_grammar(p, spec))
+                    .collect()
+            })
+            .unwrap_or_default();
+        text.push(fault.to_owned());
+        let path = if quiz { "?quiz=true" } else { "" };
+        admin_at(
+            client,
+            self,
+            reqwest::Method::PUT,
+            service,
+            path,
+            Some(text.join(";")),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn clear_all(&self, client: &reqwest::Client) -> anyhow::Result<()> {
+        for (service, _) in self.services() {
+            admin(client, self, reqwest::Method::DELETE, service, None).await?;
+        }
+        Ok(())
+    }
+
     fn services(&self) -> [(&'static str, &str); 5] {
         [
             ("api-gateway", &self.gateway),
@@ -187,6 +229,19 @@ fn owner(fault: &str) -> anyhow::Result<&'static str> {
         .with_context(|| format!("unknown fault point in {fault}"))
 }
 
+/// A fault as `GET /admin/faults` lists it, back in the grammar.
+fn spec_to_grammar(point: &str, spec: &serde_json::Value) -> Option<String> {
+    let map = spec.as_object()?;
+    let settings: Vec<String> = map
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    Some(format!("{point}:{}", settings.join(",")))
+}
+
 async fn admin(
     client: &reqwest::Client,
     targets: &Targets,
@@ -194,8 +249,19 @@ async fn admin(
     service: &str,
     body: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
+    admin_at(client, targets, method, service, "", body).await
+}
+
+async fn admin_at(
+    client: &reqwest::Client,
+    targets: &Targets,
+    method: reqwest::Method,
+    service: &str,
+    query: &str,
+    body: Option<String>,
+) -> anyhow::Result<serde_json::Value> {
     let url = format!(
-        "{}/admin/faults",
+        "{}/admin/faults{query}",
         targets.url_of(service)?.trim_end_matches('/')
     );
     let mut req = client.request(method, &url);

@@ -21,6 +21,16 @@ impl TracedClient {
         Self { inner }
     }
 
+    /// A client with an overall `timeout` per request and a 2 s connect timeout, so an
+    /// unreachable peer fails fast and a slow one is cut off.
+    pub fn with_timeout(timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()?;
+        Ok(Self::new(client))
+    }
+
     pub fn inner(&self) -> &reqwest::Client {
         &self.inner
     }

@@ -29,13 +29,9 @@ pub struct OrderApiClient {
 
 impl OrderApiClient {
     pub fn new(base_url: &str, timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .build()?;
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            http: TracedClient::new(client),
+            http: TracedClient::with_timeout(timeout)?,
         })
     }
 

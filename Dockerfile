@@ -18,7 +18,7 @@
 # runtime image carries ONE extra file: a statically linked busybox installed under the name
 # `wget`, so it only ever runs its wget applet (see docs/deploy.md, "Health checks").
 
-ARG RUST_VERSION=1.94
+ARG RUST_VERSION=1.95
 ARG CARGO_CHEF_VERSION=0.1.78
 
 # ---- toolchain + cargo-chef -------------------------------------------------------------------

@@ -97,3 +97,28 @@ async fn sigterm_drains_the_request_in_flight_and_flushes_its_spans() {
     );
     desk.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_fleet_leaves_no_orphans() {
+    let mut fleet = Fleet::start(FleetOptions::default()).await;
+    let pids = fleet.component_pids();
+    assert_eq!(pids.len(), 6, "desk, provider and four services");
+    fleet.kill_hard().await;
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .split_whitespace()
+                .nth(2)
+                .is_some_and(|state| state == "Z")
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while pids.iter().any(alive) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphans still running: {:?}",
+            pids.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

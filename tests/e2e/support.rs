@@ -138,6 +138,23 @@ impl Fleet {
         self.output.borrow().clone()
     }
 
+    /// Process ids of the components `fleet up` started.
+    pub fn component_pids(&self) -> Vec<u32> {
+        let Some(pid) = self.child.id() else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// SIGKILL `fleet up` itself: it gets no chance to stop its components.
+    pub async fn kill_hard(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// SIGTERM, then insist that the fleet stops cleanly and promptly.
     pub async fn stop(mut self) {
         let pid = self.child.id().expect("fleet still running") as i32;
@@ -168,6 +185,21 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
+        // A test that failed never called stop(): ask the fleet to stop, as a person would,
+        // rather than SIGKILL it (its services also exit when their parent is gone).
+        if let Ok(None) = self.child.try_wait()
+            && let Some(pid) = self.child.id()
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         if let Some(dir) = self.sqlite_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }

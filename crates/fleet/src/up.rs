@@ -78,6 +78,7 @@ async fn start(
     cmd.arg("run")
         .arg(name)
         .env("FLEET_ANNOUNCE", "1")
+        .env("FLEET_EXIT_WITH_PARENT", "1")
         .envs(vars)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -40,7 +40,9 @@ pub async fn bind(addr: &str, label: &str) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM — or, when `FLEET_EXIT_WITH_PARENT` is set (as `fleet up`
+/// sets it), when the parent process is gone, so a `fleet up` killed with SIGKILL leaves no
+/// orphaned services behind.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -59,7 +61,23 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+        () = parent_gone() => {},
     }
+}
+
+async fn parent_gone() {
+    #[cfg(unix)]
+    if std::env::var_os("FLEET_EXIT_WITH_PARENT").is_some() {
+        let parent = std::os::unix::process::parent_id();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if std::os::unix::process::parent_id() != parent {
+                tracing::warn!("the parent process exited; shutting down");
+                return;
+            }
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// What `/readyz` asks: `Ok` when the service can do its work (its database answers, say).

@@ -163,29 +163,6 @@ pub fn announce_lines(desk: &RunningDesk) -> [String; 3] {
     ]
 }
 
-async fn termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; waiting for Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Starts from the environment ([`DeskConfig::from_env`]), announces the
 /// listeners if `FLEET_ANNOUNCE` is set, and runs until Ctrl-C or SIGTERM.
 pub async fn run_from_env() -> anyhow::Result<()> {
@@ -198,7 +175,7 @@ pub async fn run_from_env() -> anyhow::Result<()> {
         }
         stdout.flush().context("flushing stdout")?;
     }
-    termination().await;
+    fleet_server_kit::shutdown_signal().await;
     tracing::info!("shutting down");
     desk.shutdown().await;
     Ok(())

@@ -106,10 +106,9 @@ async fn a_killed_fleet_leaves_no_orphans() {
     fleet.kill_hard().await;
     let alive = |pid: &u32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .split_whitespace()
+            stat.split_whitespace()
                 .nth(2)
-                .is_some_and(|state| state == "Z")
+                .is_none_or(|state| state != "Z")
         })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

@@ -21,7 +21,10 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
         &order_body("grace@example.com", &[("TEA-SENCHA", 1)], CARD_OK),
         &[
             ("traceparent", &format!("00-{TRACE}-{PARENT}-01")),
-            ("baggage", "session.id=s-1234,learner=grace"),
+            (
+                "baggage",
+                "session.id=s-1234,user.id=grace,secret=not-for-spans",
+            ),
         ],
     )
     .await;
@@ -37,7 +40,12 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
         Some("s-1234"),
         "baggage at payment-api"
     );
-    assert_eq!(charge_server.attr("learner").as_deref(), Some("grace"));
+    assert_eq!(charge_server.attr("user.id").as_deref(), Some("grace"));
+    assert_eq!(
+        charge_server.attr("secret"),
+        None,
+        "only allow-listed baggage becomes attributes"
+    );
 
     // Not sampled upstream: the request works, nothing is exported for that trace.
     let unsampled = "0af7651916cd43dd8448eb211c80319c";

@@ -119,8 +119,24 @@ pub fn health_router(readiness: Option<Readiness>) -> Router {
         )
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route")
+async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let grpc = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        // A gRPC client gets a gRPC answer: UNIMPLEMENTED, trailers-only.
+        return (
+            StatusCode::OK,
+            [
+                ("content-type", "application/grpc"),
+                ("grpc-status", "12"),
+                ("grpc-message", "unknown service"),
+            ],
+        )
+            .into_response();
+    }
+    ApiError::not_found("route_not_found", "no such route").into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -9,6 +9,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::cancel::CancelGuard;
 use crate::propagation;
 use crate::status::{grpc_code_name, grpc_status_from_headers};
 
@@ -59,7 +60,7 @@ where
         + Send
         + 'static,
     S::Future: Send + 'static,
-    S::Error: std::fmt::Display,
+    S::Error: std::error::Error + 'static,
     ReqBody: Send + 'static,
 {
     type Response = S::Response;
@@ -89,9 +90,15 @@ where
             propagation::inject(&span.context(), req.headers_mut());
         }
         let future = self.inner.call(req);
+        let mut guard = CancelGuard::new(span.clone(), |span| {
+            span.record("rpc.response.status_code", "CANCELLED");
+            span.record("error.type", "CANCELLED");
+            span.record("otel.status_code", "ERROR");
+        });
         Box::pin(
             async move {
                 let result = future.await;
+                guard.disarm();
                 let span = tracing::Span::current();
                 match &result {
                     Ok(response) => {
@@ -106,9 +113,15 @@ where
                         }
                     }
                     Err(err) => {
-                        // tonic reports a transport failure to the caller as UNAVAILABLE.
-                        span.record("rpc.response.status_code", "UNAVAILABLE");
-                        span.record("error.type", "UNAVAILABLE");
+                        // The code the client itself generates: a deadline it enforced, else
+                        // the transport failure tonic reports as UNAVAILABLE.
+                        let code = if timed_out(err) {
+                            "DEADLINE_EXCEEDED"
+                        } else {
+                            "UNAVAILABLE"
+                        };
+                        span.record("rpc.response.status_code", code);
+                        span.record("error.type", code);
                         span.record("otel.status_code", "ERROR");
                         span.record("otel.status_description", err.to_string());
                     }
@@ -136,4 +149,15 @@ pub fn traced_channel(
         &GrpcClientTraceLayer::new(host, port),
         endpoint.connect_lazy(),
     ))
+}
+
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }

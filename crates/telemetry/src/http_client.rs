@@ -7,6 +7,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::cancel::CancelGuard;
 use crate::propagation;
 use crate::server::method_attribute;
 
@@ -80,7 +81,13 @@ impl TracedClient {
             error.type = Empty,
         );
         propagation::inject(&span.context(), request.headers_mut());
+        let mut guard = CancelGuard::new(span.clone(), |span| {
+            span.record("error.type", "cancelled");
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", "the caller stopped waiting");
+        });
         let result = self.inner.execute(request).instrument(span.clone()).await;
+        guard.disarm();
         match &result {
             Ok(response) => {
                 let status = response.status();
@@ -99,22 +106,19 @@ impl TracedClient {
                 }
             }
             Err(err) => {
-                span.record(
-                    "error.type",
-                    if err.is_timeout() {
-                        "timeout"
-                    } else {
-                        "reqwest::Error"
-                    },
-                );
+                let kind = if err.is_timeout() {
+                    "timeout"
+                } else if err.is_connect() {
+                    "connect_error"
+                } else if err.is_body() || err.is_decode() {
+                    "body_error"
+                } else {
+                    "reqwest::Error"
+                };
+                span.record("error.type", kind);
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", err.to_string());
-                span.in_scope(|| {
-                    tracing::warn!(
-                        error = err as &(dyn std::error::Error + 'static),
-                        "HTTP request failed"
-                    )
-                });
+                span.in_scope(|| tracing::warn!(error = %err, "HTTP request failed"));
             }
         }
         result

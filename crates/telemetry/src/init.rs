@@ -179,7 +179,11 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
             .with_resource(resource)
             .with_batch_exporter(exporter)
             .build();
-        let tracer = provider.tracer("fleet");
+        let tracer = provider.tracer_with_scope(
+            opentelemetry::InstrumentationScope::builder("fleet-telemetry")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        );
         opentelemetry::global::set_tracer_provider(provider.clone());
         let otel_layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
@@ -188,7 +192,13 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
             .with_level(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            .with_error_records_to_exceptions(true)
+            // Errors are told by span status and `error.type`, as the conventions now ask, not by
+            // exception events; and log lines stay logs (with trace ids) rather than span events
+            // with unregistered attributes. Spans only, then (the event filter below; a per-layer
+            // filter refusing events can leave later spans disabled).
+            .with_error_records_to_exceptions(false)
+            .with_error_fields_to_exceptions(false)
+            .with_counting_event_filter(tracing_subscriber::filter::filter_fn(|_| false))
             .with_filter(filter()?);
         let layers: Vec<BoxedLayer> = vec![otel_layer.boxed(), fmt_layer];
         tracing_subscriber::registry().with(layers).try_init()?;

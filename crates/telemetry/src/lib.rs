@@ -8,6 +8,7 @@
 //! * [`http_client`] and [`grpc_client`] start CLIENT spans and inject the context.
 //! * [`db`] builds database CLIENT spans (sqlx creates none of its own).
 
+mod cancel;
 pub mod db;
 pub mod grpc_client;
 pub mod http_client;

@@ -16,8 +16,9 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::cancel::CancelGuard;
 use crate::propagation;
-use crate::status::{grpc_code_name, grpc_server_error, grpc_status_from_headers};
+use crate::status::{grpc_code_name, grpc_server_error, grpc_status_of};
 
 /// Paths that probes hit every few seconds: traced, they would bury the traces learners look for.
 const UNTRACED_PATHS: &[&str] = &[
@@ -40,20 +41,39 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
     }
     let parent = propagation::extract(req.headers());
     let grpc = is_grpc(req.headers());
+    // No route matched: for gRPC an unknown service, whose method must not name the span.
+    let recognised = req.extensions().get::<MatchedPath>().is_some();
     let span = if grpc {
-        rpc_span(&req)
+        rpc_span(&req, recognised)
     } else {
         http_span(&req)
     };
     let _ = span.set_parent(parent.clone());
-    for (key, (value, _)) in parent.baggage().iter().take(MAX_BAGGAGE_ATTRIBUTES) {
+    let allowed = baggage_attributes();
+    for (key, (value, _)) in parent
+        .baggage()
+        .iter()
+        .filter(|(k, _)| allowed.allows(k.as_str()))
+        .take(MAX_BAGGAGE_ATTRIBUTES)
+    {
         span.set_attribute(key.clone(), value.clone());
     }
 
+    let mut guard = CancelGuard::new(
+        span.clone(),
+        if grpc {
+            |span| {
+                span.record("rpc.response.status_code", "CANCELLED");
+            }
+        } else {
+            |_| {}
+        },
+    );
     let mut response = next.run(req).instrument(span.clone()).await;
+    guard.disarm();
 
     if grpc {
-        let (code, message) = grpc_status_from_headers(response.headers());
+        let (code, message) = grpc_status_of(response.status(), response.headers());
         span.record("rpc.response.status_code", grpc_code_name(code));
         if grpc_server_error(code) {
             span.record("error.type", grpc_code_name(code));
@@ -172,6 +192,8 @@ fn http_span(req: &Request) -> tracing::Span {
         network.protocol.version = protocol_version(req.version()),
         client.address = Empty,
         client.port = Empty,
+        network.peer.address = Empty,
+        network.peer.port = Empty,
         user_agent.original = Empty,
         http.response.status_code = Empty,
         error.type = Empty,
@@ -182,6 +204,8 @@ fn http_span(req: &Request) -> tracing::Span {
     if let Some(peer) = peer(req) {
         span.record("client.address", peer.ip().to_string());
         span.record("client.port", i64::from(peer.port()));
+        span.record("network.peer.address", peer.ip().to_string());
+        span.record("network.peer.port", i64::from(peer.port()));
     }
     if let Some(ua) = req
         .headers()
@@ -193,27 +217,70 @@ fn http_span(req: &Request) -> tracing::Span {
     span
 }
 
-fn rpc_span(req: &Request) -> tracing::Span {
-    let method = req.uri().path().trim_start_matches('/').to_owned();
+fn rpc_span(req: &Request, recognised: bool) -> tracing::Span {
+    let path = req.uri().path().trim_start_matches('/').to_owned();
+    let (name, method) = if recognised {
+        (path.clone(), path.clone())
+    } else {
+        ("grpc".to_owned(), "_OTHER".to_owned())
+    };
     let (address, port) = server_address(req);
     let span = tracing::info_span!(
         "rpc.server",
-        otel.name = %method,
+        otel.name = %name,
         otel.kind = "server",
         otel.status_code = Empty,
         otel.status_description = Empty,
         rpc.system.name = "grpc",
         rpc.method = %method,
+        rpc.method_original = Empty,
         rpc.response.status_code = Empty,
         server.address = address.as_deref(),
         server.port = port,
+        client.address = Empty,
+        client.port = Empty,
         network.peer.address = Empty,
         network.peer.port = Empty,
+        network.transport = "tcp",
         error.type = Empty,
     );
+    if !recognised {
+        span.record("rpc.method_original", path.as_str());
+    }
     if let Some(peer) = peer(req) {
+        span.record("client.address", peer.ip().to_string());
+        span.record("client.port", i64::from(peer.port()));
         span.record("network.peer.address", peer.ip().to_string());
         span.record("network.peer.port", i64::from(peer.port()));
     }
     span
+}
+
+/// Which baggage entries become span attributes: `FLEET_BAGGAGE_ATTRIBUTES`, a comma list of
+/// keys (a trailing `*` matches a prefix), default `session.id,user.id,fleet.*`. Copying
+/// whatever a stranger sends would let any header bloat every span.
+struct BaggageAllowList(Vec<String>);
+
+impl BaggageAllowList {
+    fn allows(&self, key: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => p == key,
+        })
+    }
+}
+
+fn baggage_attributes() -> &'static BaggageAllowList {
+    static LIST: std::sync::OnceLock<BaggageAllowList> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        let raw = std::env::var("FLEET_BAGGAGE_ATTRIBUTES")
+            .unwrap_or_else(|_| "session.id,user.id,fleet.*".to_owned());
+        BaggageAllowList(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    })
 }

@@ -29,6 +29,26 @@ pub fn grpc_server_error(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
+/// The gRPC status of a response: `grpc-status` when the headers carry one, otherwise the
+/// HTTP status mapped as the gRPC spec maps it (a 404 from a router is `UNIMPLEMENTED`).
+pub fn grpc_status_of(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+) -> (i32, Option<String>) {
+    if headers.contains_key("grpc-status") || status == http::StatusCode::OK {
+        return grpc_status_from_headers(headers);
+    }
+    let code = match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    };
+    (code, Some(format!("HTTP {status}")))
+}
+
 /// Status from response headers. A unary success sends `grpc-status` in trailers, so a
 /// response with none in its headers is OK; an error is sent trailers-only, in the headers.
 pub fn grpc_status_from_headers(headers: &http::HeaderMap) -> (i32, Option<String>) {

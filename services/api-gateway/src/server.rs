@@ -108,12 +108,22 @@ async fn checkout(
     } else {
         // A span of its own, parented in OpenTelemetry only: as a tracing child it would hold
         // the server span open until the email was done, hiding the parallelism.
-        let span = tracing::info_span!(parent: None, "send confirmation", otel.kind = "internal");
+        let span = tracing::info_span!(
+            parent: None,
+            "send confirmation",
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
         let _ = span.set_parent(tracing::Span::current().context());
         let (state2, order2) = (Arc::clone(&state), order.clone());
         state.background.spawn(
             async move {
-                send_confirmation(&state2, &order2).await;
+                if !send_confirmation(&state2, &order2).await {
+                    let span = tracing::Span::current();
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", "email_not_sent");
+                }
             }
             .instrument(span),
         );

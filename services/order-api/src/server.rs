@@ -15,7 +15,7 @@ use tonic::Code;
 use tracing::Instrument as _;
 
 use crate::Config;
-use crate::model::{CreateOrder, MAX_ITEMS, MAX_QUANTITY, Order, ProductList};
+use crate::model::{CreateOrder, MAX_ITEMS, MAX_QUANTITY, Order, Product, ProductList};
 use crate::store::{DbFaults, NewLine, Store};
 use fleet_faults::Faults;
 use payment_api::client::CallOptions;
@@ -133,6 +133,7 @@ async fn create_order(
         "createOrder",
         otel.kind = "internal",
         otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
         app.order.id = tracing::field::Empty,
         app.order.items = req.items.len() as i64,
     );
@@ -157,6 +158,7 @@ async fn create_order(
         Err(err) => {
             if err.status.is_server_error() {
                 span.record("otel.status_code", "ERROR");
+                span.record("error.type", err.code.as_str());
             }
             err.into_response()
         }
@@ -168,17 +170,17 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
     let mut skus: Vec<String> = req.items.iter().map(|i| i.sku.clone()).collect();
     skus.sort();
     skus.dedup();
-    let products: HashMap<String, i64> = state
+    let products: HashMap<String, Product> = state
         .store
         .products_by_sku(&skus)
         .await
         .map_err(db_error)?
         .into_iter()
-        .map(|p| (p.sku, p.price_cents))
+        .map(|p| (p.sku.clone(), p))
         .collect();
     let mut lines = Vec::with_capacity(req.items.len());
     for (i, item) in req.items.iter().enumerate() {
-        let Some(price) = products.get(&item.sku) else {
+        let Some(product) = products.get(&item.sku) else {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_sku",
@@ -188,8 +190,9 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
         };
         lines.push(NewLine {
             sku: item.sku.clone(),
+            name: product.name.clone(),
             quantity: item.quantity,
-            unit_price_cents: *price,
+            unit_price_cents: product.price_cents,
         });
     }
     let total: i64 = lines.iter().map(|l| l.quantity * l.unit_price_cents).sum();

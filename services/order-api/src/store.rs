@@ -34,6 +34,7 @@ pub struct DbFaults {
 #[derive(Debug, Clone)]
 pub struct NewLine {
     pub sku: String,
+    pub name: String,
     pub quantity: i64,
     pub unit_price_cents: i64,
 }
@@ -85,8 +86,8 @@ macro_rules! engine {
             const SLOW_INSERT_ORDER: Option<&str> = $slow_insert;
             const SELECT_LINES: &str = "SELECT line_no FROM order_items WHERE order_id = $1 ORDER BY line_no";
             const SELECT_ITEM: &str = concat!(
-                "SELECT i.sku, p.name, i.quantity, i.unit_price_cents FROM order_items i ",
-                "JOIN products p ON p.sku = i.sku WHERE i.order_id = $1 AND i.line_no = $2"
+                "SELECT sku, name, quantity, unit_price_cents FROM order_items ",
+                "WHERE order_id = $1 AND line_no = $2"
             );
             const UPDATE_ORDER: &str = concat!(
                 "UPDATE orders SET status = $1, payment_id = $2, failure_reason = $3, updated_at = ",
@@ -96,9 +97,10 @@ macro_rules! engine {
                 "SELECT id, customer_email, status, total_cents, currency, payment_id, failure_reason, ",
                 $created_at, " AS created_at FROM orders WHERE id = $1"
             );
+            // Items keep the name and price they were bought at: no join with products.
             const SELECT_ITEMS: &str = concat!(
-                "SELECT i.sku, p.name, i.quantity, i.unit_price_cents FROM order_items i ",
-                "JOIN products p ON p.sku = i.sku WHERE i.order_id = $1 ORDER BY i.line_no"
+                "SELECT sku, name, quantity, unit_price_cents FROM order_items ",
+                "WHERE order_id = $1 ORDER BY line_no"
             );
 
             fn product(row: &<$db as sqlx::Database>::Row) -> Result<Product, sqlx::Error> {
@@ -152,10 +154,14 @@ macro_rules! engine {
                 let acquire = tracing::info_span!(
                     "sqlx.pool.acquire",
                     otel.kind = "internal",
+                    otel.status_code = tracing::field::Empty,
+                    otel.status_description = tracing::field::Empty,
+                    error.type = tracing::field::Empty,
+                    db.response.status_code = tracing::field::Empty,
                     db.system.name = t.system,
                     db.client.connection.pool.name = %t.namespace,
                 );
-                let mut tx = pool.begin().instrument(acquire).await?;
+                let mut tx = traced(acquire, pool.begin()).await?;
                 let (sql, collection, slow) = match (faults.broken, faults.slow_query.zip(SLOW_INSERT_ORDER)) {
                     (true, _) => (BROKEN_INSERT_ORDER, "orders_v2", None),
                     (false, Some((delay, slow_sql))) => (slow_sql, "orders", Some(delay)),
@@ -167,12 +173,13 @@ macro_rules! engine {
                 }
                 traced(t.span("INSERT", collection, sql), insert.execute(&mut *tx)).await?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents) ",
+                    "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_cents) ",
                 );
                 qb.push_values(lines.iter().enumerate(), |mut row, (i, line)| {
                     row.push_bind(id.to_owned())
                         .push_bind(i as i32 + 1)
                         .push_bind(line.sku.clone())
+                        .push_bind(line.name.clone())
                         .push_bind(line.quantity as i32)
                         .push_bind(line.unit_price_cents);
                 });

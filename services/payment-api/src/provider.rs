@@ -20,6 +20,18 @@ pub enum ProviderError {
     Failed(String),
 }
 
+impl ProviderError {
+    /// `error.type` for a failure that is a fault (a decline is not one).
+    pub fn fault_kind(&self) -> Option<&'static str> {
+        match self {
+            ProviderError::Declined { .. } => None,
+            ProviderError::Timeout => Some("timeout"),
+            ProviderError::Unreachable(_) => Some("provider_unreachable"),
+            ProviderError::Failed(_) => Some("provider_failed"),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Charge {
     pub id: String,
@@ -65,6 +77,8 @@ impl ProviderClient {
         let span = tracing::info_span!(
             "stripe-sdk.request",
             otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             app.payment.amount_cents = amount_cents
         );
         async {
@@ -84,7 +98,16 @@ impl ProviderClient {
                         backoff *= 2;
                         attempt += 1;
                     }
-                    other => return other,
+                    other => {
+                        if let Err(kind) = other.as_ref().map_err(ProviderError::fault_kind)
+                            && let Some(kind) = kind
+                        {
+                            let span = tracing::Span::current();
+                            span.record("otel.status_code", "ERROR");
+                            span.record("error.type", kind);
+                        }
+                        return other;
+                    }
                 }
             }
         }

@@ -47,6 +47,7 @@ impl PaymentService for Payments {
             "charge",
             otel.kind = "internal",
             otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             app.order.id = %req.order_id,
             app.payment.amount_cents = req.amount_cents,
             app.payment.currency = %req.currency,
@@ -97,10 +98,15 @@ impl PaymentService for Payments {
                         }
                         ProviderError::Timeout => Status::deadline_exceeded(err.to_string()),
                         ProviderError::Unreachable(_) | ProviderError::Failed(_) => {
-                            tracing::Span::current().record("otel.status_code", "ERROR");
                             Status::unavailable(err.to_string())
                         }
                     };
+                    // A decline is the card's outcome, not a fault of ours.
+                    if let Some(kind) = err.fault_kind() {
+                        let span = tracing::Span::current();
+                        span.record("otel.status_code", "ERROR");
+                        span.record("error.type", kind);
+                    }
                     tracing::warn!(error = %err, "charge failed");
                     Err(status)
                 }

@@ -21,6 +21,7 @@ CREATE TABLE order_items (
     order_id         TEXT NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     line_no          INTEGER NOT NULL,
     sku              TEXT NOT NULL REFERENCES products (sku),
+    name             TEXT NOT NULL,
     quantity         INTEGER NOT NULL CHECK (quantity > 0),
     unit_price_cents BIGINT NOT NULL,
     PRIMARY KEY (order_id, line_no)

@@ -112,7 +112,7 @@ async fn metrics(State(store): State<Store>) -> Response {
     metric(
         "trace_desk_traces_evicted_total",
         "counter",
-        "Whole traces evicted, oldest first, to stay within the span bound.",
+        "Whole traces evicted, oldest first, to stay within the span and byte bounds.",
         s.traces_evicted,
     );
     metric(
@@ -126,6 +126,18 @@ async fn metrics(State(store): State<Store>) -> Response {
         "gauge",
         "Configured bound on held spans.",
         s.max_spans,
+    );
+    metric(
+        "trace_desk_bytes_held",
+        "gauge",
+        "Estimated bytes of the spans held (encoded protobuf length plus a fixed per-span overhead).",
+        s.bytes_held,
+    );
+    metric(
+        "trace_desk_max_bytes",
+        "gauge",
+        "Configured bound on the estimated bytes held.",
+        s.max_bytes,
     );
     (
         StatusCode::OK,

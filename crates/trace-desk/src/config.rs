@@ -10,6 +10,8 @@ pub const DEFAULT_OTLP_GRPC_ADDR: &str = "127.0.0.1:4317";
 pub const DEFAULT_OTLP_HTTP_ADDR: &str = "127.0.0.1:4318";
 /// Default bound on the number of spans held in memory.
 pub const DEFAULT_MAX_SPANS: usize = 200_000;
+/// Default bound on the estimated bytes held in memory (256 MiB).
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Where the desk listens and how much it keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,9 @@ pub struct DeskConfig {
     pub otlp_http_addr: SocketAddr,
     /// Maximum spans held; whole traces are evicted oldest first beyond it.
     pub max_spans: usize,
+    /// Maximum estimated bytes held (see [`crate::store::estimated_span_bytes`]); whole
+    /// traces are evicted oldest first beyond it.
+    pub max_bytes: u64,
 }
 
 /// A configuration value that could not be used.
@@ -41,6 +46,15 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// The byte bound did not parse as a positive size.
+    #[error(
+        "{var}={value:?} is not a size (expected e.g. 268435456, 256MiB, 1GiB, 500MB): {reason}"
+    )]
+    BadSize {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 impl Default for DeskConfig {
@@ -50,6 +64,7 @@ impl Default for DeskConfig {
             otlp_grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
             otlp_http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_spans: DEFAULT_MAX_SPANS,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -63,11 +78,18 @@ impl DeskConfig {
             otlp_grpc_addr: any,
             otlp_http_addr: any,
             max_spans,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 
-    /// Reads `DESK_API_ADDR`, `DESK_OTLP_GRPC_ADDR`, `DESK_OTLP_HTTP_ADDR` and
-    /// `DESK_MAX_SPANS`; unset or empty variables take their defaults.
+    /// The same configuration with another byte bound.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Reads `DESK_API_ADDR`, `DESK_OTLP_GRPC_ADDR`, `DESK_OTLP_HTTP_ADDR`,
+    /// `DESK_MAX_SPANS` and `DESK_MAX_BYTES`; unset or empty variables take their defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -90,6 +112,14 @@ impl DeskConfig {
             max_spans: match get("DESK_MAX_SPANS") {
                 None => DEFAULT_MAX_SPANS,
                 Some(value) => parse_max_spans(&value)?,
+            },
+            max_bytes: match get("DESK_MAX_BYTES") {
+                None => DEFAULT_MAX_BYTES,
+                Some(value) => parse_size(&value).map_err(|reason| ConfigError::BadSize {
+                    var: "DESK_MAX_BYTES",
+                    value,
+                    reason,
+                })?,
             },
         })
     }
@@ -128,6 +158,51 @@ fn parse_max_spans(value: &str) -> Result<usize, ConfigError> {
     Ok(n)
 }
 
+/// Parses a byte size: a plain number of bytes (`_` separators allowed), or a number with a
+/// unit, case-insensitive, optionally separated by a space: `B`; `KiB`/`Ki`, `MiB`/`Mi`,
+/// `GiB`/`Gi`, `TiB`/`Ti` (powers of 1024); `KB`/`K`, `MB`/`M`, `GB`/`G`, `TB`/`T` (powers of
+/// 1000). Fractions are allowed with a unit (`1.5GiB`). Zero is refused.
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let v = value.trim().replace('_', "");
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?}")),
+    };
+    if number.is_empty() {
+        return Err("a number is missing".to_string());
+    }
+    let bytes = if number.contains('.') {
+        let n: f64 = number.parse().map_err(|e| format!("{e}"))?;
+        let b = n * multiplier as f64;
+        if !b.is_finite() || b >= u64::MAX as f64 {
+            return Err("too large".to_string());
+        }
+        b as u64
+    } else {
+        number
+            .parse::<u64>()
+            .map_err(|e| e.to_string())?
+            .checked_mul(multiplier)
+            .ok_or_else(|| "too large".to_string())?
+    };
+    if bytes == 0 {
+        return Err("must be at least 1 byte".to_string());
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +237,35 @@ mod tests {
         assert!(matches!(e, Err(ConfigError::BadNumber { .. })));
         let e = with(&[("DESK_MAX_SPANS", "0")]);
         assert!(matches!(e, Err(ConfigError::BadNumber { .. })));
+    }
+
+    #[test]
+    fn max_bytes() {
+        assert_eq!(DeskConfig::default().max_bytes, 256 << 20);
+        let c = with(&[("DESK_MAX_BYTES", "64MiB")]);
+        assert!(matches!(c, Ok(ref c) if c.max_bytes == 64 << 20));
+        for bad in ["0", "-1", "12XB", "MiB", "1.2.3GiB", "99999999999TiB"] {
+            let e = with(&[("DESK_MAX_BYTES", bad)]);
+            assert!(
+                matches!(
+                    e,
+                    Err(ConfigError::BadSize {
+                        var: "DESK_MAX_BYTES",
+                        ..
+                    })
+                ),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1_000"), Ok(1000));
+        assert_eq!(parse_size("512 KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("2gb"), Ok(2_000_000_000));
+        assert_eq!(parse_size("10M"), Ok(10_000_000));
+        assert_eq!(parse_size("7b"), Ok(7));
     }
 }

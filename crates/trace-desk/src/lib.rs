@@ -102,7 +102,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Binds the three listeners (port 0 allowed) and serves them in background tasks.
 pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
-    let store = Store::new(config.max_spans);
+    let store = Store::with_limits(config.max_spans, config.max_bytes);
     let (api_listener, api_addr) = bind(config.api_addr, "api").await?;
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "otlp-grpc").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "otlp-http").await?;
@@ -139,7 +139,7 @@ pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
             .context("serving the otlp-grpc listener")
     });
 
-    tracing::info!(%api_addr, %otlp_grpc_addr, %otlp_http_addr, max_spans = config.max_spans, "trace desk listening");
+    tracing::info!(%api_addr, %otlp_grpc_addr, %otlp_http_addr, max_spans = config.max_spans, max_bytes = config.max_bytes, "trace desk listening");
     Ok(RunningDesk {
         api_addr,
         otlp_grpc_addr,

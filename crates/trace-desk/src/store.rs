@@ -6,6 +6,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message as _;
+
+/// Fixed per-span overhead added to a span's encoded protobuf length when estimating the
+/// memory it takes: the in-memory `Span` and `StoredSpan` structs (a dozen `Vec`/`String`
+/// headers and the four `Arc`s to the shared resource and scope), the trace's `Vec` slot and
+/// allocator slack. Resources and scopes are shared by the spans of one export and not counted.
+pub const SPAN_OVERHEAD_BYTES: u64 = 320;
+
+/// Estimated memory held by one span: its encoded protobuf length plus [`SPAN_OVERHEAD_BYTES`].
+pub fn estimated_span_bytes(span: &Span) -> u64 {
+    span.encoded_len() as u64 + SPAN_OVERHEAD_BYTES
+}
 
 /// A 16-byte trace id.
 pub type TraceId = [u8; 16];
@@ -58,6 +70,10 @@ pub struct StoreStats {
     pub spans_evicted: u64,
     /// The bound on held spans.
     pub max_spans: u64,
+    /// Estimated bytes currently held ([`estimated_span_bytes`] summed over held spans).
+    pub bytes_held: u64,
+    /// The bound on [`StoreStats::bytes_held`].
+    pub max_bytes: u64,
 }
 
 /// Result of one intake call.
@@ -74,6 +90,8 @@ pub struct IngestOutcome {
 #[derive(Debug)]
 struct TraceEntry {
     spans: Vec<StoredSpan>,
+    /// Estimated bytes of `spans`.
+    bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -89,15 +107,25 @@ struct Inner {
 pub struct Store {
     inner: Arc<Mutex<Inner>>,
     max_spans: usize,
+    max_bytes: u64,
 }
 
 impl Store {
-    /// A store that holds at most `max_spans` spans (at least 1).
+    /// A store that holds at most `max_spans` spans (at least 1) and
+    /// [`crate::config::DEFAULT_MAX_BYTES`] estimated bytes.
     pub fn new(max_spans: usize) -> Self {
+        Self::with_limits(max_spans, crate::config::DEFAULT_MAX_BYTES)
+    }
+
+    /// A store that holds at most `max_spans` spans and `max_bytes` estimated bytes (each at
+    /// least 1); past either bound it evicts whole traces, oldest first.
+    pub fn with_limits(max_spans: usize, max_bytes: u64) -> Self {
         let max_spans = max_spans.max(1);
+        let max_bytes = max_bytes.max(1);
         let inner = Inner {
             stats: StoreStats {
                 max_spans: max_spans as u64,
+                max_bytes,
                 ..StoreStats::default()
             },
             ..Inner::default()
@@ -105,6 +133,7 @@ impl Store {
         Self {
             inner: Arc::new(Mutex::new(inner)),
             max_spans,
+            max_bytes,
         }
     }
 
@@ -113,14 +142,19 @@ impl Store {
         self.max_spans
     }
 
+    /// The bound on held bytes (estimated, see [`estimated_span_bytes`]).
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated in a way
         // that matters for reads, so keep serving.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores the spans of an OTLP export; evicts whole traces, oldest first, when
-    /// the bound is exceeded.
+    /// Stores the spans of an OTLP export; evicts whole traces, oldest first, while
+    /// either bound (spans, estimated bytes) is exceeded.
     pub fn ingest(&self, resource_spans: Vec<ResourceSpans>) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
         let mut batch: Vec<(TraceId, StoredSpan)> = Vec::new();
@@ -170,24 +204,36 @@ impl Store {
         inner.stats.spans_received += outcome.accepted;
         inner.stats.spans_rejected += outcome.rejected;
         for (trace_id, span) in batch {
+            let bytes = estimated_span_bytes(&span.span);
             match inner.traces.get_mut(&trace_id) {
-                Some(entry) => entry.spans.push(span),
+                Some(entry) => {
+                    entry.spans.push(span);
+                    entry.bytes += bytes;
+                }
                 None => {
-                    inner
-                        .traces
-                        .insert(trace_id, TraceEntry { spans: vec![span] });
+                    inner.traces.insert(
+                        trace_id,
+                        TraceEntry {
+                            spans: vec![span],
+                            bytes,
+                        },
+                    );
                     inner.order.push_back(trace_id);
                 }
             }
             inner.stats.spans_held += 1;
+            inner.stats.bytes_held += bytes;
         }
-        while inner.stats.spans_held > self.max_spans as u64 {
+        while inner.stats.spans_held > self.max_spans as u64
+            || inner.stats.bytes_held > self.max_bytes
+        {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
             if let Some(entry) = inner.traces.remove(&oldest) {
                 let n = entry.spans.len() as u64;
                 inner.stats.spans_held -= n;
+                inner.stats.bytes_held -= entry.bytes;
                 inner.stats.spans_evicted += n;
                 inner.stats.traces_evicted += 1;
             }

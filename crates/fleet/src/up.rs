@@ -374,7 +374,9 @@ async fn start_everything(args: &UpArgs, started: &mut Vec<Running>) -> anyhow::
     );
     match (desk_api, &external) {
         (Some(api), _) => {
-            println!("  trace desk        http://{api}   Tempo API; traces arrive over OTLP")
+            println!(
+                "  trace desk        http://{api}   web UI and Tempo API; traces arrive over OTLP"
+            )
         }
         (None, Some(endpoint)) => {
             println!("  telemetry         {endpoint}   (OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -388,7 +390,10 @@ async fn start_everything(args: &UpArgs, started: &mut Vec<Running>) -> anyhow::
     );
     if let Some(api) = desk_api {
         println!("Then read its trace (the x-trace-id header):");
-        println!("  curl -s http://{api}/api/traces/TRACE_ID");
+        println!(
+            "  open http://{api}/trace/TRACE_ID   or   fleet trace TRACE_ID --tempo http://{api}"
+        );
+        println!("Break it on purpose: fleet scenario list; fleet quiz start");
     }
     println!("Ctrl-C stops everything.");
     println!("fleet:up");

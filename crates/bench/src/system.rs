@@ -169,7 +169,7 @@ impl System {
         let exe = std::env::current_exe().context("finding fleet-bench")?;
         let mut children = Vec::new();
         let mut procs = Vec::new();
-        let mut start = |role: &'static str, env: Vec<(&'static str, String)>| {
+        let start = |role: &'static str, env: Vec<(&'static str, String)>| {
             let exe = exe.clone();
             let log = dir.join(format!("{role}.log"));
             async move {
@@ -230,24 +230,6 @@ impl System {
             dir,
             stopped: false,
         })
-    }
-
-    /// The processes of the four services (no provider, no desk).
-    pub fn services(&self) -> Procs {
-        self.procs
-            .iter()
-            .filter(|(n, _)| SERVICES.contains(&n.as_str()))
-            .cloned()
-            .collect()
-    }
-
-    /// The desk's process, if this system has one.
-    pub fn desk_proc(&self) -> Procs {
-        self.procs
-            .iter()
-            .filter(|(n, _)| n == "desk")
-            .cloned()
-            .collect()
     }
 
     /// SIGTERM to every process we started (fleet up stops its own children), then wait.

@@ -65,12 +65,13 @@ esac
 for _ in $(seq 1 240); do curl -fs "$READY" >/dev/null 2>&1 && curl -fs http://127.0.0.1:18180/readyz >/dev/null 2>&1 && break; sleep 0.5; done
 
 "$BIN" load --url http://127.0.0.1:18180 --mix checkout=1 --decline-rate 0 --seed 7 \
-  --rate "$RATE" --duration "$DURATION" --timeout 60s --quiet --json "$OUT/load.$SERVICE.$MODE.json" || true
+  --rate "$RATE" --duration "$DURATION" --timeout 60s --quiet --json "$OUT/load.$SERVICE.$MODE.json" \
+  >"$OUT/load.$SERVICE.$MODE.txt" || true
 sleep 3
 kill -TERM "$PROFILED"
 wait "$PROFILED" 2>/dev/null || true
 FILE=$(ls -t "$OUT"/callgrind."$SERVICE"."$MODE".* | head -1)
 echo "== $FILE"
-callgrind_annotate --inclusive=yes "$FILE" 2>/dev/null | head -60 >"$OUT/top-inclusive.$SERVICE.$MODE.txt"
-callgrind_annotate "$FILE" 2>/dev/null | head -60 >"$OUT/top-exclusive.$SERVICE.$MODE.txt"
-cat "$OUT/top-exclusive.$SERVICE.$MODE.txt"
+callgrind_annotate --inclusive=yes "$FILE" >"$OUT/inclusive.$SERVICE.$MODE.txt" 2>/dev/null || true
+callgrind_annotate "$FILE" >"$OUT/exclusive.$SERVICE.$MODE.txt" 2>/dev/null || true
+sed -n 1,60p "$OUT/exclusive.$SERVICE.$MODE.txt"

@@ -26,7 +26,13 @@ pub struct ColdBuild {
 pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
     let scratch = crate::system::scratch_dir("cold-build")?;
     let files = std::process::Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(repo)
         .output()
         .context("git ls-files")?;

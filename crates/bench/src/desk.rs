@@ -47,8 +47,22 @@ const SHAPE: [(usize, &str, i32, Option<usize>, u64, u64); 20] = [
     (1, "SELECT order_items", 3, Some(3), 45, 1),
     (1, "COMMIT", 3, Some(3), 46, 1),
     (0, "send confirmation", 1, Some(0), 47, 3),
-    (0, "notification.v1.NotificationService/SendEmail", 3, Some(16), 47, 3),
-    (3, "notification.v1.NotificationService/SendEmail", 2, Some(17), 48, 2),
+    (
+        0,
+        "notification.v1.NotificationService/SendEmail",
+        3,
+        Some(16),
+        47,
+        3,
+    ),
+    (
+        3,
+        "notification.v1.NotificationService/SendEmail",
+        2,
+        Some(17),
+        48,
+        2,
+    ),
     (3, "sendEmail", 1, Some(18), 48, 1),
 ];
 
@@ -388,18 +402,8 @@ pub async fn capacity(
             [Protocol::Http, Protocol::Grpc]
         };
         for p in order {
-            ingest_runs.push(
-                ingest(
-                    &desk,
-                    p,
-                    4,
-                    Some(ingest_window),
-                    None,
-                    salt,
-                    next.clone(),
-                )
-                .await?,
-            );
+            ingest_runs
+                .push(ingest(&desk, p, 4, Some(ingest_window), None, salt, next.clone()).await?);
         }
     }
     desk.stop().await;
@@ -464,7 +468,11 @@ pub async fn capacity(
         answer_items: spans_seen,
     });
     for (name, q, runs) in [
-        ("TraceQL { status = error }", "{ status = error }", query_runs / 5),
+        (
+            "TraceQL { status = error }",
+            "{ status = error }",
+            query_runs / 5,
+        ),
         (
             "TraceQL service and duration",
             "{ resource.service.name = \"payment-api\" && duration > 100ms }",
@@ -513,10 +521,8 @@ pub async fn capacity(
 
 /// A value from Prometheus text: `name value`.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (n, v) = l.split_once(' ')?;
-            (n == name).then(|| v.trim().parse().ok()).flatten()
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
 }

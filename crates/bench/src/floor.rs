@@ -173,7 +173,9 @@ impl NotificationService for Notification {
         &self,
         _request: tonic::Request<ListOutboxRequest>,
     ) -> Result<tonic::Response<ListOutboxResponse>, tonic::Status> {
-        Ok(tonic::Response::new(ListOutboxResponse { emails: Vec::new() }))
+        Ok(tonic::Response::new(ListOutboxResponse {
+            emails: Vec::new(),
+        }))
     }
 }
 
@@ -195,7 +197,8 @@ async fn create_order(
             return (StatusCode::UNPROCESSABLE_ENTITY, "unknown sku").into_response();
         };
         total += unit * quantity;
-        items.push(json!({"sku": sku, "name": sku, "quantity": quantity, "unit_price_cents": unit}));
+        items
+            .push(json!({"sku": sku, "name": sku, "quantity": quantity, "unit_price_cents": unit}));
     }
     let charge = payments
         .charge(ChargeRequest {
@@ -237,7 +240,10 @@ async fn products() -> Json<Value> {
     Json(json!({ "products": products }))
 }
 
-async fn checkout(State(state): State<Gateway>, Json(body): Json<Value>) -> axum::response::Response {
+async fn checkout(
+    State(state): State<Gateway>,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
     let answer = match state.http.post(&state.orders_url).json(&body).send().await {
         Ok(a) => a,
         Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -251,7 +257,10 @@ async fn checkout(State(state): State<Gateway>, Json(body): Json<Value>) -> axum
     };
     // Beside the reply, like the real gateway.
     let email = SendEmailRequest {
-        to: order["customer_email"].as_str().unwrap_or_default().to_owned(),
+        to: order["customer_email"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         order_id: order["id"].as_str().unwrap_or_default().to_owned(),
         total_cents: order["total_cents"].as_i64().unwrap_or_default(),
         currency: "EUR".into(),

@@ -102,7 +102,8 @@ pub async fn run(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let raw = std::fs::read(&json_path).with_context(|| format!("reading {}", json_path.display()))?;
+    let raw =
+        std::fs::read(&json_path).with_context(|| format!("reading {}", json_path.display()))?;
     let _ = std::fs::remove_file(&json_path);
     let v: Value = serde_json::from_slice(&raw).context("parsing fleet load's JSON")?;
     let n = |k: &str| v[k].as_u64().unwrap_or(0);

@@ -292,7 +292,10 @@ impl Postgres {
     fn drop_db(&self) {
         let _ = std::process::Command::new("psql")
             .arg(format!("{}/postgres", self.server))
-            .args(["-qc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
             .status();
     }
 }
@@ -371,7 +374,10 @@ async fn fleet_sections(
             )
             .await?;
             max_merge(peak.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
-            max_merge(peak_all.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
+            max_merge(
+                peak_all.entry(s.label.clone()).or_default(),
+                &r.rss_peak_mib,
+            );
             saturation.entry(s.label.clone()).or_default().push(r);
         }
         for s in order.iter().rev() {
@@ -394,7 +400,10 @@ async fn fleet_sections(
             )
             .await?;
             max_merge(peak.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
-            max_merge(peak_all.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
+            max_merge(
+                peak_all.entry(s.label.clone()).or_default(),
+                &r.rss_peak_mib,
+            );
             fixed.entry(s.label.clone()).or_default().push(r);
         }
     }
@@ -423,7 +432,10 @@ async fn fleet_sections(
     let ratio = t / u;
     table.add(
         "1",
-        format!("saturation throughput, traced ÷ untraced ({} workers)", args.concurrency),
+        format!(
+            "saturation throughput, traced ÷ untraced ({} workers)",
+            args.concurrency
+        ),
         ratio,
         "×",
         Some(("≥ 0.95× (loss < 5%)", ratio >= 0.95)),
@@ -437,7 +449,10 @@ async fn fleet_sections(
     let r50 = p50("traced") / p50("untraced");
     table.add(
         "1",
-        format!("p50 at {} checkouts/s, traced ÷ untraced", args.latency_rate),
+        format!(
+            "p50 at {} checkouts/s, traced ÷ untraced",
+            args.latency_rate
+        ),
         r50,
         "×",
         None,
@@ -450,7 +465,10 @@ async fn fleet_sections(
     let r99 = p99("traced") / p99("untraced");
     table.add(
         "1",
-        format!("p99 at {} checkouts/s, traced ÷ untraced", args.latency_rate),
+        format!(
+            "p99 at {} checkouts/s, traced ÷ untraced",
+            args.latency_rate
+        ),
         r99,
         "×",
         Some(("< 1.10×", r99 < 1.10)),
@@ -572,7 +590,10 @@ async fn fleet_sections(
             &scratch,
         )
         .await?;
-        max_merge(peak_all.entry("traced".into()).or_default(), &r.rss_peak_mib);
+        max_merge(
+            peak_all.entry("traced".into()).or_default(),
+            &r.rss_peak_mib,
+        );
         let after = settled_received(&desk_url).await?;
         let got = after - before;
         let non_ok = r.answered.saturating_sub(r.ok);
@@ -626,11 +647,7 @@ async fn fleet_sections(
     let traced_peak = peak.get("traced").cloned().unwrap_or_default();
     let untraced_peak = peak.get("untraced").cloned().unwrap_or_default();
     let floor_peak = peak.get("floor").cloned().unwrap_or_default();
-    for name in SERVICES
-        .iter()
-        .copied()
-        .chain(["payment-provider", "desk"])
-    {
+    for name in SERVICES.iter().copied().chain(["payment-provider", "desk"]) {
         let get = |m: &BTreeMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
         table.add(
             "3",
@@ -767,7 +784,10 @@ fn desk_figures(table: &mut Table, cap: &desk::Capacity, mode: &Mode) {
 }
 
 async fn received(desk: &str) -> anyhow::Result<u64> {
-    let text = reqwest::get(format!("{desk}/metrics")).await?.text().await?;
+    let text = reqwest::get(format!("{desk}/metrics"))
+        .await?
+        .text()
+        .await?;
     Ok(desk::metric(&text, "trace_desk_spans_received_total").unwrap_or(0.0) as u64)
 }
 
@@ -800,7 +820,11 @@ async fn spans_per_trace(gateway: &str, desk: &str) -> anyhow::Result<(u64, u64)
         .json(&json!({"customer_email": "bench@example.com", "items": [{"sku": "COFFEE-250G", "quantity": 2}], "card_number": "4242424242424242"}))
         .send()
         .await?;
-    anyhow::ensure!(checkout.status() == 201, "sample checkout: {}", checkout.status());
+    anyhow::ensure!(
+        checkout.status() == 201,
+        "sample checkout: {}",
+        checkout.status()
+    );
     let checkout_id = header(&checkout, "x-trace-id")?;
     let products = client.get(format!("{gateway}/products")).send().await?;
     let products_id = header(&products, "x-trace-id")?;

@@ -60,7 +60,11 @@ pub fn children_running(parent: u32, verb: &str) -> Vec<(String, u32)> {
     };
     let mut found = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if ppid(pid) != Some(parent) {

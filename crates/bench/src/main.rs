@@ -324,7 +324,7 @@ async fn fleet_sections(
 ) -> anyhow::Result<()> {
     let scratch = system::scratch_dir("runs")?;
     eprintln!("fleet-bench: starting the traced fleet, the untraced fleet and the floor");
-    let traced = System::fleet(fleet_bin, "traced", true, database_url, &[]).await?;
+    let mut traced = System::fleet(fleet_bin, "traced", true, database_url, &[]).await?;
     let idle_traced = procfs::rss_snapshot(&traced.procs);
     let untraced = System::fleet(fleet_bin, "untraced", false, database_url, &[]).await?;
     let idle_untraced = procfs::rss_snapshot(&untraced.procs);
@@ -578,23 +578,44 @@ async fn fleet_sections(
             "fleet-bench: delivery at {rate}/s for {} s",
             window.as_secs()
         );
-        let before = received(&desk_url).await?;
-        let r = load::run(
-            fleet_bin,
-            &traced,
-            Model::Open {
-                rate,
-                max_in_flight: 256,
-            },
-            window,
-            &scratch,
-        )
-        .await?;
+        let step = async {
+            let before = received(&desk_url).await?;
+            let r = load::run(
+                fleet_bin,
+                &traced,
+                Model::Open {
+                    rate,
+                    max_in_flight: 256,
+                },
+                window,
+                &scratch,
+            )
+            .await?;
+            let after = settled_received(&desk_url).await?;
+            anyhow::Ok((before, r, after))
+        };
+        let (before, r, after) = match step.await {
+            Ok(v) => v,
+            Err(e) => {
+                // Keep what was measured so far; say what happened instead of aborting.
+                let alive = traced.alive();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                table.text(
+                    "2",
+                    format!("delivery step at {rate}/s for {} s", window.as_secs()),
+                    "not measured",
+                    format!(
+                        "{e:#}; fleet still up: {alive}; its last stderr lines: {}",
+                        traced.stderr_tail(6)
+                    ),
+                );
+                break;
+            }
+        };
         max_merge(
             peak_all.entry("traced".into()).or_default(),
             &r.rss_peak_mib,
         );
-        let after = settled_received(&desk_url).await?;
         let got = after - before;
         let non_ok = r.answered.saturating_sub(r.ok);
         // Healthy checkouts are exactly `per_checkout` spans; the setup read is one products

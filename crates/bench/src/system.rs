@@ -232,6 +232,33 @@ impl System {
         })
     }
 
+    /// Whether every process we started is still running.
+    pub fn alive(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The last stderr lines of the system's logs (why it stopped, when it did).
+    pub fn stderr_tail(&self, n: usize) -> String {
+        let mut lines: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .flat_map(|t| {
+                t.lines()
+                    .filter(|l| l.starts_with("stderr| "))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let keep = lines.len().saturating_sub(n);
+        lines.drain(..keep);
+        lines.join(" / ")
+    }
+
     /// SIGTERM to every process we started (fleet up stops its own children), then wait.
     pub async fn stop(mut self) {
         self.signal_all();

@@ -29,7 +29,8 @@ const SPANS_PER_TRACE: u64 = 20;
 const SERVICES: [&str; 4] = ["api-gateway", "order-api", "payment-api", "notification"];
 
 /// (service, name, kind, parent, start ms, duration ms)
-const SHAPE: [(usize, &str, i32, Option<usize>, u64, u64); 20] = [
+type ShapeSpan = (usize, &'static str, i32, Option<usize>, u64, u64);
+const SHAPE: [ShapeSpan; 20] = [
     (0, "POST /checkout", 2, None, 0, 91),
     (0, "POST /orders", 3, Some(0), 2, 45),
     (1, "POST /orders", 2, Some(1), 3, 43),

@@ -27,6 +27,16 @@ test: lint validate ## Lint, deploy validation, then every test (needs PostgreSQ
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
+.PHONY: bench
+bench: ## Measure the fleet (full, ~15 min incl. a cold build): table on stdout, bench/results/latest.json
+	$(CARGO) build --release -p fleet -p fleet-bench
+	target/release/fleet-bench --fleet-bin target/release/fleet $(BENCH_FLAGS)
+
+.PHONY: bench-quick
+bench-quick: ## A short bench run (~3 min, no cold build): bench/results/quick.json
+	$(CARGO) build --release -p fleet -p fleet-bench
+	target/release/fleet-bench --quick --fleet-bin target/release/fleet $(BENCH_FLAGS)
+
 # ---------------------------------------------------------------------------------------------
 # The real stack: Collector -> Tempo -> Grafana, in Docker compose or on kind (docs/deploy.md).
 # SAMPLING picks the sampling lab (docs/sampling.md): all | head | tail | two-tier.

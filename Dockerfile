@@ -37,7 +37,7 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --workspace --bins \
+RUN cargo build --release --locked --workspace --exclude fleet-bench --bins \
  && mkdir -p /out \
  && for bin in api-gateway order-api payment-api notification payment-provider trace-desk fleet; do \
       cp "target/release/${bin}" /out/ ; \

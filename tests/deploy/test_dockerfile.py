@@ -15,6 +15,9 @@ def workspace_binaries() -> set[str]:
     names = set()
     for member in ws["workspace"]["members"]:
         pkg = tomllib.loads((ROOT / member / "Cargo.toml").read_text())
+        # A host-only tool (the benchmark) says so in its manifest and gets no image.
+        if pkg["package"].get("metadata", {}).get("fleet", {}).get("image") is False:
+            continue
         bins = [b["name"] for b in pkg.get("bin", [])]
         if bins:
             names.update(bins)

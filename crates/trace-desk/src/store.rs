@@ -89,7 +89,9 @@ pub struct IngestOutcome {
 
 #[derive(Debug)]
 struct TraceEntry {
-    spans: Vec<StoredSpan>,
+    /// Shared so a search can read a snapshot without holding the store's lock; a write to a
+    /// trace a search is reading copies that trace's vector (`Arc::make_mut`).
+    spans: Arc<Vec<StoredSpan>>,
     /// Estimated bytes of `spans`.
     bytes: u64,
 }
@@ -207,14 +209,14 @@ impl Store {
             let bytes = estimated_span_bytes(&span.span);
             match inner.traces.get_mut(&trace_id) {
                 Some(entry) => {
-                    entry.spans.push(span);
+                    Arc::make_mut(&mut entry.spans).push(span);
                     entry.bytes += bytes;
                 }
                 None => {
                     inner.traces.insert(
                         trace_id,
                         TraceEntry {
-                            spans: vec![span],
+                            spans: Arc::new(vec![span]),
                             bytes,
                         },
                     );
@@ -245,19 +247,25 @@ impl Store {
     /// A copy of the spans of one trace, sorted by start time.
     pub fn trace(&self, trace_id: &TraceId) -> Option<Vec<StoredSpan>> {
         let inner = self.lock();
-        let mut spans = inner.traces.get(trace_id)?.spans.clone();
+        let mut spans = Vec::clone(&inner.traces.get(trace_id)?.spans);
         drop(inner);
         sort_by_start(&mut spans);
         Some(spans)
     }
 
-    /// Calls `f` for every held trace (in first-received order) while holding the lock.
+    /// Calls `f` for every held trace (in first-received order). The lock is held only to
+    /// take a snapshot, so a long search does not stall span intake.
     pub fn for_each_trace(&self, mut f: impl FnMut(&TraceId, &[StoredSpan])) {
-        let inner = self.lock();
-        for id in &inner.order {
-            if let Some(entry) = inner.traces.get(id) {
-                f(id, &entry.spans);
-            }
+        let snapshot: Vec<(TraceId, Arc<Vec<StoredSpan>>)> = {
+            let inner = self.lock();
+            inner
+                .order
+                .iter()
+                .filter_map(|id| inner.traces.get(id).map(|e| (*id, Arc::clone(&e.spans))))
+                .collect()
+        };
+        for (id, spans) in &snapshot {
+            f(id, spans);
         }
     }
 

@@ -13,11 +13,7 @@ fn error_code(reply: &Reply) -> &str {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_with_a_named_problem_and_leaves_no_rows() {
     let db = TestDb::create().await;
-    let fleet = Fleet::start(FleetOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let fleet = Fleet::on_postgres(&db).await;
     let checkout = format!("{}/checkout", fleet.gateway());
 
     let cases: Vec<(&str, serde_json::Value, u16, &str, Option<&str>)> = vec![
@@ -107,11 +103,7 @@ async fn bad_input_is_refused_with_a_named_problem_and_leaves_no_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn declines_and_provider_faults_end_payment_failed_with_the_dependency_named() {
     let db = TestDb::create().await;
-    let fleet = Fleet::start(FleetOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let fleet = Fleet::on_postgres(&db).await;
     let checkout = format!("{}/checkout", fleet.gateway());
 
     let reply = post_json(

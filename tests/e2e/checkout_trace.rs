@@ -200,11 +200,7 @@ async fn checkout_makes_one_trace(fleet: &Fleet, db_system: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn checkout_trace_over_otlp_http_with_postgres() {
     let db = TestDb::create().await;
-    let fleet = Fleet::start(FleetOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let fleet = Fleet::on_postgres(&db).await;
     let order_id = checkout_makes_one_trace(&fleet, "postgresql").await;
     assert_eq!(db.status_of(&order_id).await.as_deref(), Some("paid"));
     assert_eq!(db.count("SELECT count(*) FROM order_items").await, 2);

@@ -8,11 +8,7 @@ const PARENT: &str = "00f067aa0ba902b7";
 #[tokio::test(flavor = "multi_thread")]
 async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     let db = TestDb::create().await;
-    let fleet = Fleet::start(FleetOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let fleet = Fleet::on_postgres(&db).await;
     let checkout = format!("{}/checkout", fleet.gateway());
 
     // A sampled parent: same trace id, our root is its child, baggage arrives two hops down.

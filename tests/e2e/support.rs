@@ -123,6 +123,15 @@ impl Fleet {
         }
     }
 
+    /// A fleet whose order-api uses the test's own PostgreSQL database.
+    pub async fn on_postgres(db: &TestDb) -> Fleet {
+        Fleet::start(FleetOptions {
+            database_url: Some(db.url.clone()),
+            ..Default::default()
+        })
+        .await
+    }
+
     pub fn gateway(&self) -> &str {
         &self.urls["api-gateway"]
     }

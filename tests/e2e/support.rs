@@ -33,18 +33,7 @@ impl Fleet {
     pub async fn start(options: FleetOptions) -> Fleet {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
         cmd.arg("up");
-        for flag in [
-            "--gateway-port",
-            "--order-api-port",
-            "--payment-api-port",
-            "--notification-port",
-            "--provider-port",
-            "--desk-port",
-            "--otlp-grpc-port",
-            "--otlp-http-port",
-        ] {
-            cmd.args([flag, "0"]);
-        }
+        cmd.arg("--any-ports");
         let mut sqlite_dir = None;
         cmd.env_remove("DATABASE_URL");
         for var in [

@@ -113,18 +113,7 @@ impl System {
         let dir = scratch_dir(label)?;
         let mut cmd = Command::new(bin);
         cmd.arg("up");
-        for flag in [
-            "--gateway-port",
-            "--order-api-port",
-            "--payment-api-port",
-            "--notification-port",
-            "--provider-port",
-            "--desk-port",
-            "--otlp-grpc-port",
-            "--otlp-http-port",
-        ] {
-            cmd.arg(flag).arg("0");
-        }
+        cmd.arg("--any-ports");
         match database_url {
             Some(url) => cmd.arg("--database-url").arg(url),
             None => cmd.arg("--sqlite-path").arg(dir.join("orders.sqlite")),

@@ -163,7 +163,7 @@ pub async fn run(args: QuizArgs) -> anyhow::Result<()> {
                 started_unix: now().saturating_sub(5),
             };
             std::fs::write(&args.state, serde_json::to_vec_pretty(&state)?)?;
-            let sent = args.targets.send_checkouts(&client, requests).await?;
+            let sent = send_checkouts(&args.targets, requests).await?;
             println!("A fault is hidden somewhere in the fleet. {sent} checkouts went through it.");
             println!("Find it from the traces alone:");
             println!("  fleet traces --slowest 5        then  fleet trace <id>");
@@ -260,36 +260,33 @@ async fn evidence(client: &reqwest::Client, args: &QuizArgs, state: &State, puzz
     }
 }
 
-impl Targets {
-    pub async fn send_checkouts(
-        &self,
-        client: &reqwest::Client,
-        n: usize,
-    ) -> anyhow::Result<usize> {
-        let skus = [
-            "COFFEE-250G",
-            "MUG-CERAMIC",
-            "FILTER-V60",
-            "TEA-SENCHA",
-            "DRIPPER-V60",
-        ];
-        let mut ok = 0;
-        for i in 0..n {
-            let body = serde_json::json!({
-                "customer_email": format!("learner{i}@example.com"),
-                "items": [{"sku": skus[i % skus.len()], "quantity": 1}, {"sku": skus[(i + 2) % skus.len()], "quantity": 2}],
-                "card_number": "4242424242424242",
-            });
-            match client
-                .post(format!("{}/checkout", self.gateway_url()))
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(_) => ok += 1,
-                Err(e) => bail!("the gateway is unreachable: {e}"),
-            }
+/// `n` checkouts through the gateway's own typed client; returns how many were answered.
+async fn send_checkouts(targets: &Targets, n: usize) -> anyhow::Result<usize> {
+    use order_api::model::{CreateOrder, OrderItemInput};
+    let gateway = api_gateway::client::GatewayClient::new(targets.gateway_url());
+    let skus = [
+        "COFFEE-250G",
+        "MUG-CERAMIC",
+        "FILTER-V60",
+        "TEA-SENCHA",
+        "DRIPPER-V60",
+    ];
+    let item = |sku: &str, quantity| OrderItemInput {
+        sku: sku.to_owned(),
+        quantity,
+    };
+    for i in 0..n {
+        let order = CreateOrder {
+            customer_email: format!("learner{i}@example.com"),
+            items: vec![
+                item(skus[i % skus.len()], 1),
+                item(skus[(i + 2) % skus.len()], 2),
+            ],
+            card_number: "4242424242424242".to_owned(),
+        };
+        if let Err(e) = gateway.checkout(&order, &[]).await {
+            bail!("the gateway is unreachable: {e}");
         }
-        Ok(ok)
     }
+    Ok(n)
 }

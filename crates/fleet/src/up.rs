@@ -21,6 +21,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
+    /// Pick a free port for every component (as if every port flag were 0); the addresses are
+    /// printed as `fleet:ready NAME URL` lines. For tests, benchmarks and a second fleet.
+    #[arg(long)]
+    any_ports: bool,
     /// Address every component listens on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -191,7 +195,21 @@ async fn stop_all(started: &mut [Running]) {
     }
 }
 
-pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
+    if args.any_ports {
+        for port in [
+            &mut args.gateway_port,
+            &mut args.order_api_port,
+            &mut args.payment_api_port,
+            &mut args.notification_port,
+            &mut args.provider_port,
+            &mut args.desk_port,
+            &mut args.otlp_grpc_port,
+            &mut args.otlp_http_port,
+        ] {
+            *port = 0;
+        }
+    }
     let mut started: Vec<Running> = Vec::new();
     let result = start_everything(&args, &mut started).await;
     let outcome = match result {

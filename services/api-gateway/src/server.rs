@@ -15,7 +15,7 @@ use order_api::model::{CreateOrder, Order, OrderItem};
 use serde::{Deserialize, Serialize};
 
 use crate::Config;
-use fleet_faults::Faults;
+use fleet_faults::{Faults, Injection};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -95,12 +95,13 @@ async fn checkout(
     };
     // The email does not change the answer, so it goes out beside the reply, not before it;
     // `gateway.notification:mode=sequential` makes the reply wait (the slower shape).
-    let sequential = state
-        .faults
-        .check("gateway.notification")
+    // One roll of the dice per checkout: the same injection decides the shape and the email.
+    let fault = state.faults.check("gateway.notification");
+    let sequential = fault
+        .as_ref()
         .is_some_and(|f| f.mode() == Some("sequential"));
     let email = if sequential {
-        if send_confirmation(&state, &order).await {
+        if send_confirmation(&state, &order, fault.as_ref()).await {
             "sent"
         } else {
             "failed"
@@ -119,7 +120,7 @@ async fn checkout(
         let (state2, order2) = (Arc::clone(&state), order.clone());
         state.background.spawn(
             async move {
-                if !send_confirmation(&state2, &order2).await {
+                if !send_confirmation(&state2, &order2, fault.as_ref()).await {
                     let span = tracing::Span::current();
                     span.record("otel.status_code", "ERROR");
                     span.record("error.type", "email_not_sent");
@@ -144,8 +145,8 @@ async fn checkout(
         .into_response()
 }
 
-async fn send_confirmation(state: &AppState, order: &Order) -> bool {
-    if let Some(fault) = state.faults.check("gateway.notification") {
+async fn send_confirmation(state: &AppState, order: &Order, fault: Option<&Injection>) -> bool {
+    if let Some(fault) = fault {
         fault.delay().await;
         if fault.spec.error.is_some() {
             tracing::warn!("confirmation email not sent: notification call failed");

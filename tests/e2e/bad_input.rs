@@ -133,7 +133,7 @@ async fn declines_and_provider_faults_end_payment_failed_with_the_dependency_nam
     let client = find(&spans, "order-api", "payment.v1.PaymentService/Charge");
     assert_eq!(client.kind, "SPAN_KIND_CLIENT");
     assert_eq!(
-        client.attr("rpc.response.status_code").as_deref(),
+        client.attr("rpc.status_code").as_deref(),
         Some("FAILED_PRECONDITION")
     );
     assert_eq!(
@@ -145,7 +145,7 @@ async fn declines_and_provider_faults_end_payment_failed_with_the_dependency_nam
         .find(|s| s.service == "payment-api" && s.kind == "SPAN_KIND_SERVER")
         .expect("payment-api server span");
     assert_eq!(
-        server.attr("rpc.response.status_code").as_deref(),
+        server.attr("rpc.status_code").as_deref(),
         Some("FAILED_PRECONDITION")
     );
     assert_ne!(
@@ -196,7 +196,7 @@ async fn declines_and_provider_faults_end_payment_failed_with_the_dependency_nam
         .find(|s| s.service == "payment-api" && s.kind == "SPAN_KIND_SERVER")
         .expect("payment-api server span");
     assert_eq!(
-        server.attr("rpc.response.status_code").as_deref(),
+        server.attr("rpc.status_code").as_deref(),
         Some("UNAVAILABLE")
     );
     assert_eq!(server.status, "STATUS_CODE_ERROR");

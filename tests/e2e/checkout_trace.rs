@@ -86,10 +86,7 @@ fn assert_whiteboard(spans: &[Span], db_system: &str) {
         charge_client.attr("rpc.method").as_deref(),
         Some("payment.v1.PaymentService/Charge")
     );
-    assert_eq!(
-        charge_client.attr("rpc.response.status_code").as_deref(),
-        Some("OK")
-    );
+    assert_eq!(charge_client.attr("rpc.status_code").as_deref(), Some("OK"));
     let charge_server = child_of(
         spans,
         &charge_client,

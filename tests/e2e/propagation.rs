@@ -94,3 +94,226 @@ async fn callers_context_is_continued_and_baggage_reaches_payment_api() {
     assert_eq!(ids.len(), 2, "{ids:?}");
     fleet.stop().await;
 }
+
+/// The W3C trace-context test suite's `traceparent` cases (w3c/trace-context `test/test.py`),
+/// as a table, sent to the gateway: `true` when the caller's trace must be continued.
+const W3C_TRACEPARENT_CASES: &[(&str, &[&str], bool)] = &[
+    (
+        "included",
+        &["00-12345678901234567890123456789012-1234567890123456-01"],
+        true,
+    ),
+    (
+        "duplicated",
+        &[
+            "00-12345678901234567890123456789011-1234567890123456-01",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+        ],
+        false,
+    ),
+    (
+        "version 00, trailing dot",
+        &["00-12345678901234567890123456789012-1234567890123456-01."],
+        false,
+    ),
+    (
+        "version 00, more fields",
+        &["00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like"],
+        false,
+    ),
+    (
+        "version cc",
+        &["cc-12345678901234567890123456789012-1234567890123456-01"],
+        true,
+    ),
+    (
+        "version cc, more fields",
+        &["cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like"],
+        true,
+    ),
+    (
+        "version cc, bad separator",
+        &["cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like"],
+        false,
+    ),
+    (
+        "version ff",
+        &["ff-12345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "version illegal 1",
+        &[".0-12345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "version illegal 2",
+        &["0.-12345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "version too long 1",
+        &["000-12345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "version too long 2",
+        &["0000-12345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "version too short",
+        &["0-12345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "trace id zero",
+        &["00-00000000000000000000000000000000-1234567890123456-01"],
+        false,
+    ),
+    (
+        "trace id illegal 1",
+        &["00-.2345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "trace id illegal 2",
+        &["00-1234567890123456789012345678901.-1234567890123456-01"],
+        false,
+    ),
+    (
+        "trace id too long",
+        &["00-123456789012345678901234567890123-1234567890123456-01"],
+        false,
+    ),
+    (
+        "trace id too short",
+        &["00-1234567890123456789012345678901-1234567890123456-01"],
+        false,
+    ),
+    (
+        "parent id zero",
+        &["00-12345678901234567890123456789012-0000000000000000-01"],
+        false,
+    ),
+    (
+        "parent id illegal 1",
+        &["00-12345678901234567890123456789012-.234567890123456-01"],
+        false,
+    ),
+    (
+        "parent id illegal 2",
+        &["00-12345678901234567890123456789012-123456789012345.-01"],
+        false,
+    ),
+    (
+        "parent id too long",
+        &["00-12345678901234567890123456789012-12345678901234567-01"],
+        false,
+    ),
+    (
+        "parent id too short",
+        &["00-12345678901234567890123456789012-123456789012345-01"],
+        false,
+    ),
+    (
+        "flags illegal 1",
+        &["00-12345678901234567890123456789012-1234567890123456-.0"],
+        false,
+    ),
+    (
+        "flags illegal 2",
+        &["00-12345678901234567890123456789012-1234567890123456-0."],
+        false,
+    ),
+    (
+        "flags too long",
+        &["00-12345678901234567890123456789012-1234567890123456-001"],
+        false,
+    ),
+    (
+        "flags too short",
+        &["00-12345678901234567890123456789012-1234567890123456-1"],
+        false,
+    ),
+    (
+        "ows leading space",
+        &[" 00-12345678901234567890123456789012-1234567890123456-01"],
+        true,
+    ),
+    (
+        "ows leading tab",
+        &["\t00-12345678901234567890123456789012-1234567890123456-01"],
+        true,
+    ),
+    (
+        "ows trailing space",
+        &["00-12345678901234567890123456789012-1234567890123456-01 "],
+        true,
+    ),
+    (
+        "ows trailing tab",
+        &["00-12345678901234567890123456789012-1234567890123456-01\t"],
+        true,
+    ),
+    (
+        "ows both",
+        &["\t 00-12345678901234567890123456789012-1234567890123456-01 \t"],
+        true,
+    ),
+    // Beyond the suite: what the SDK's lax parser used to continue.
+    ("short ids", &["00-1-1-01"], false),
+    (
+        "signed id",
+        &["00-+2345678901234567890123456789012-1234567890123456-01"],
+        false,
+    ),
+    (
+        "uppercase",
+        &["00-1234567890123456789012345678901A-1234567890123456-01"],
+        false,
+    ),
+    (
+        "flags one digit",
+        &["00-12345678901234567890123456789012-1234567890123456-1"],
+        false,
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_w3c_traceparent_cases_against_the_gateway() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/products", fleet.gateway());
+    let mut wrong = Vec::new();
+    for (name, values, continued) in W3C_TRACEPARENT_CASES {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for v in *values {
+            headers.append(
+                "traceparent",
+                reqwest::header::HeaderValue::from_str(v).expect("header value"),
+            );
+        }
+        let resp = client
+            .get(&url)
+            .headers(headers)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "{name}");
+        let trace_id = resp
+            .headers()
+            .get("x-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("x-trace-id")
+            .to_owned();
+        let was_continued = values
+            .iter()
+            .any(|v| v.trim().get(3..35) == Some(trace_id.as_str()));
+        if was_continued != *continued {
+            wrong.push(format!("{name}: {values:?} -> {trace_id}"));
+        }
+    }
+    assert!(wrong.is_empty(), "cases answered wrongly: {wrong:#?}");
+    fleet.stop().await;
+}

@@ -347,10 +347,7 @@ async fn error_burst_marks_payment_api_spans_failed() {
             .expect("server span");
         if server.status == "STATUS_CODE_ERROR" {
             failed += 1;
-            assert_eq!(
-                server.attr("rpc.response.status_code").as_deref(),
-                Some("INTERNAL")
-            );
+            assert_eq!(server.attr("rpc.status_code").as_deref(), Some("INTERNAL"));
             assert!(
                 find(spans, "payment-api", "charge")
                     .events

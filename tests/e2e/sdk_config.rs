@@ -160,5 +160,19 @@ async fn json_logs_carry_the_trace_id() {
     assert_eq!(line["message"], "email sent");
     assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
     assert!(line["timestamp"].is_string() && line["level"] == "INFO");
+    // Every line a child printed is JSON: none from a dependency's stray println! (the
+    // `evaluating event with level INFO` that tracing-opentelemetry 0.34.0 printed per event).
+    let children: Vec<String> = fleet
+        .output()
+        .into_iter()
+        .filter_map(|l| Some(l.split_once(" | ")?.1.to_owned()))
+        .collect();
+    assert!(children.len() >= 5, "too few child lines: {children:?}");
+    for l in &children {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(l).is_ok(),
+            "a child printed a line that is not JSON: {l:?}"
+        );
+    }
     fleet.stop().await;
 }

@@ -81,7 +81,7 @@ where
             otel.status_description = Empty,
             rpc.system.name = "grpc",
             rpc.method = %method,
-            rpc.response.status_code = Empty,
+            rpc.status_code = Empty,
             server.address = %self.server_address,
             server.port = i64::from(self.server_port),
             error.type = Empty,
@@ -91,7 +91,7 @@ where
         }
         let future = self.inner.call(req);
         let mut guard = CancelGuard::new(span.clone(), |span| {
-            span.record("rpc.response.status_code", "CANCELLED");
+            span.record("rpc.status_code", "CANCELLED");
             span.record("error.type", "CANCELLED");
             span.record("otel.status_code", "ERROR");
         });
@@ -103,7 +103,7 @@ where
                 match &result {
                     Ok(response) => {
                         let (code, message) = grpc_status_from_headers(response.headers());
-                        span.record("rpc.response.status_code", grpc_code_name(code));
+                        span.record("rpc.status_code", grpc_code_name(code));
                         if code != 0 {
                             span.record("error.type", grpc_code_name(code));
                             span.record("otel.status_code", "ERROR");
@@ -120,7 +120,7 @@ where
                         } else {
                             "UNAVAILABLE"
                         };
-                        span.record("rpc.response.status_code", code);
+                        span.record("rpc.status_code", code);
                         span.record("error.type", code);
                         span.record("otel.status_code", "ERROR");
                         span.record("otel.status_description", err.to_string());

@@ -64,6 +64,11 @@ impl TracedClient {
         let mut full = url.clone();
         let _ = full.set_username("");
         let _ = full.set_password(None);
+        if let Some(query) = url.query()
+            && let std::borrow::Cow::Owned(redacted) = crate::redact::redact_query(query)
+        {
+            full.set_query(Some(&redacted));
+        }
         let span = tracing::info_span!(
             "http.client",
             otel.name = %name,

@@ -6,7 +6,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor};
+use tracing_subscriber::filter::FilterExt as _;
+
+use crate::limits::ValueLengthLimit;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -45,7 +48,13 @@ pub struct TelemetryConfig {
     pub sdk_disabled: bool,
     pub protocol: OtlpProtocol,
     pub log_format: LogFormat,
+    /// `deployment.environment.name`: `FLEET_ENVIRONMENT`, default `local`
+    /// (`OTEL_RESOURCE_ATTRIBUTES` still overrides it, as it does every resource attribute).
+    pub environment: String,
 }
+
+/// `service.namespace` of every fleet service: the fleet's name.
+pub const SERVICE_NAMESPACE: &str = "tempo-fleet";
 
 impl TelemetryConfig {
     pub fn from_env(
@@ -70,9 +79,18 @@ impl TelemetryConfig {
             sdk_disabled,
             protocol,
             log_format: LogFormat::from_env(),
+            environment: std::env::var("FLEET_ENVIRONMENT")
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "local".to_owned()),
         })
     }
 }
+
+/// How long shutdown waits for the last spans to be exported. `fleet up` stops the whole fleet
+/// within 5 s, so a service gets a slice of that; the spans that miss it are lost, and said so.
+pub const FLUSH_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// Flushes and shuts the tracer provider down when dropped (or on [`TelemetryGuard::shutdown`]).
 pub struct TelemetryGuard {
@@ -85,15 +103,24 @@ impl TelemetryGuard {
         &self.service_name
     }
 
-    /// Exports what is still queued. Safe to call from async code: the exporters block.
+    /// Exports what is still queued, waiting at most [`FLUSH_DEADLINE`] whatever the collector
+    /// does (a black hole would otherwise hold the process for the exporter's 10 s timeout).
+    /// Safe to call from async code: the exporters block, so this runs on its own thread.
     pub fn shutdown(&mut self) {
         if let Some(provider) = self.provider.take() {
-            // Off the async worker: the batch processor's flush blocks on the exporter.
-            let _ = std::thread::spawn(move || {
-                let _ = provider.force_flush();
-                let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
-            })
-            .join();
+            let (done, wait) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("otel-shutdown".into())
+                .spawn(move || {
+                    // shutdown flushes the batch processor first; a separate force_flush would
+                    // wait on the exporter with no deadline at all.
+                    let _ = provider.shutdown_with_timeout(FLUSH_DEADLINE);
+                    let _ = done.send(());
+                });
+            if spawned.is_ok() && wait.recv_timeout(FLUSH_DEADLINE).is_err() {
+                // The thread is abandoned: the process is exiting anyway.
+                tracing::warn!(deadline = ?FLUSH_DEADLINE, "spans not flushed within the deadline");
+            }
         }
     }
 }
@@ -114,6 +141,9 @@ fn resource(config: &TelemetryConfig) -> Resource {
     let mut builder = Resource::builder().with_attributes([
         KeyValue::new("service.version", config.service_version.clone()),
         KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
+        // Grafana's service graph and Traces Drilldown group by these two.
+        KeyValue::new("service.namespace", SERVICE_NAMESPACE),
+        KeyValue::new("deployment.environment.name", config.environment.clone()),
     ]);
     if !named_in_env {
         builder = builder.with_service_name(config.default_service_name.clone());
@@ -127,8 +157,85 @@ fn resource(config: &TelemetryConfig) -> Resource {
         .build()
 }
 
-/// Sets up tracing and logging for one service process. Call once, inside the Tokio runtime.
+/// Lets spans through and no events, asking about every span (see `install`).
+struct SpansOnly;
+
+impl<S> tracing_subscriber::layer::Filter<S> for SpansOnly {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        meta.is_span()
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.is_span() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+}
+
+/// Where finished spans go: OTLP through the batch processor, or (tests) memory, synchronously.
+pub(crate) enum Export {
+    Otlp(Box<opentelemetry_otlp::SpanExporter>),
+    Simple(crate::testing::CapturedSpans),
+}
+
+fn otlp_exporter(
+    protocol: OtlpProtocol,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    Ok(match protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()?,
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build()?,
+        OtlpProtocol::HttpJson => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+            .build()?,
+    })
+}
+
+/// Logs only, for a process that exports no telemetry (the payment provider's stand-in): the
+/// same line format and `LOG_FORMAT` as every service, so a JSON log stream stays JSON.
+pub fn init_logs() -> Result<(), TelemetryError> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new("info,h2=warn,hyper=warn,tower=warn"))?;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .event_format(WithTraceIds(LogFormat::from_env()))
+                .fmt_fields(tracing_subscriber::fmt::format::debug_fn(|_, _, _| Ok(())))
+                .with_filter(filter),
+        )
+        .try_init()?;
+    Ok(())
+}
+
+/// Sets up tracing and logging for one service process. Call once, inside the Tokio runtime,
+/// at the process edge (`main`, `fleet run`): it installs global state.
 pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    let export = if config.sdk_disabled {
+        None
+    } else {
+        Some(Export::Otlp(Box::new(otlp_exporter(config.protocol)?)))
+    };
+    install(config, export)
+}
+
+pub(crate) fn install(
+    config: TelemetryConfig,
+    export: Option<Export>,
+) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
@@ -149,66 +256,69 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
         .fmt_fields(tracing_subscriber::fmt::format::debug_fn(|_, _, _| Ok(())))
         .with_filter(filter()?)
         .boxed();
+    // Errors are told by span status and `error.type`, as the conventions now ask, not by
+    // exception events; and log lines stay logs (with trace ids) rather than span events with
+    // unregistered attributes. So the OpenTelemetry layer sees spans only. (Not through
+    // `with_counting_event_filter`: in tracing-opentelemetry 0.34.0 it prints a line to stdout
+    // per event and adds an `otel.tracing_event_count` attribute no convention defines.)
+    //
+    // Span callsites answer `sometimes`, never `always`: with an `always` interest tracing skips
+    // `enabled()` for the span, and a per-layer filter bit left "disabled" by an earlier event
+    // that no layer wanted (tracing-subscriber 0.3's FilterState is only reset in `enabled()`)
+    // then silently drops the span. That lost order-api's spans after PostgreSQL queries.
+    let spans_only = || -> Result<_, TelemetryError> { Ok(filter()?.and(SpansOnly)) };
 
-    let (provider, service_name) = if config.sdk_disabled {
+    let Some(export) = export else {
         // The no-op tracer still carries an incoming context downstream, as the API specifies.
         let otel_layer = tracing_opentelemetry::layer()
             .with_tracer(opentelemetry::trace::noop::NoopTracer::new())
-            .with_filter(filter()?);
+            .with_filter(spans_only()?);
         let layers: Vec<BoxedLayer> = vec![otel_layer.boxed(), fmt_layer];
         tracing_subscriber::registry().with(layers).try_init()?;
-        (None, config.default_service_name.clone())
-    } else {
-        let resource = resource(&config);
-        let service_name = resource
-            .get(&opentelemetry::Key::from_static_str("service.name"))
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| config.default_service_name.clone());
-        let exporter = match config.protocol {
-            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()?,
-            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .build()?,
-            OtlpProtocol::HttpJson => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
-                .build()?,
-        };
-        // No with_sampler(): the SDK then honours OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
-        let provider = SdkTracerProvider::builder()
-            .with_resource(resource)
-            .with_batch_exporter(exporter)
-            .build();
-        let tracer = provider.tracer_with_scope(
-            opentelemetry::InstrumentationScope::builder("fleet-telemetry")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        );
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        let otel_layer = tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_level(false)
-            .with_target(false)
-            .with_tracked_inactivity(false)
-            // Errors are told by span status and `error.type`, as the conventions now ask, not by
-            // exception events; and log lines stay logs (with trace ids) rather than span events
-            // with unregistered attributes. Spans only, then (the event filter below; a per-layer
-            // filter refusing events can leave later spans disabled).
-            .with_error_records_to_exceptions(false)
-            .with_error_fields_to_exceptions(false)
-            .with_counting_event_filter(tracing_subscriber::filter::filter_fn(|_| false))
-            .with_filter(filter()?);
-        let layers: Vec<BoxedLayer> = vec![otel_layer.boxed(), fmt_layer];
-        tracing_subscriber::registry().with(layers).try_init()?;
-        (Some(provider), service_name)
+        return Ok(TelemetryGuard {
+            provider: None,
+            service_name: config.default_service_name.clone(),
+        });
     };
+    let resource = resource(&config);
+    let service_name = resource
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| config.default_service_name.clone());
+    let limit = crate::limits::value_length_limit_from_env();
+    // No with_sampler(): the SDK then honours OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let provider = match export {
+        Export::Otlp(exporter) => builder.with_span_processor(ValueLengthLimit::new(
+            BatchSpanProcessor::builder(*exporter).build(),
+            limit,
+        )),
+        Export::Simple(exporter) => builder.with_span_processor(ValueLengthLimit::new(
+            SimpleSpanProcessor::new(exporter),
+            limit,
+        )),
+    }
+    .build();
+    let tracer = provider.tracer_with_scope(
+        opentelemetry::InstrumentationScope::builder("fleet-telemetry")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    );
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_level(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_error_records_to_exceptions(false)
+        .with_error_fields_to_exceptions(false)
+        .with_filter(spans_only()?);
+    let layers: Vec<BoxedLayer> = vec![otel_layer.boxed(), fmt_layer];
+    tracing_subscriber::registry().with(layers).try_init()?;
     Ok(TelemetryGuard {
-        provider,
+        provider: Some(provider),
         service_name,
     })
 }

@@ -13,10 +13,13 @@ pub mod db;
 pub mod grpc_client;
 pub mod http_client;
 mod init;
+pub mod limits;
 mod logs;
 pub mod propagation;
+pub mod redact;
 pub mod server;
 pub mod status;
+pub mod testing;
 
-pub use init::{TelemetryConfig, TelemetryError, TelemetryGuard, init};
+pub use init::{FLUSH_DEADLINE, TelemetryConfig, TelemetryError, TelemetryGuard, init, init_logs};
 pub use propagation::{current_trace_id, trace_id_of};

@@ -63,7 +63,7 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         span.clone(),
         if grpc {
             |span| {
-                span.record("rpc.response.status_code", "CANCELLED");
+                span.record("rpc.status_code", "CANCELLED");
             }
         } else {
             |_| {}
@@ -74,7 +74,7 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
 
     if grpc {
         let (code, message) = grpc_status_of(response.status(), response.headers());
-        span.record("rpc.response.status_code", grpc_code_name(code));
+        span.record("rpc.status_code", grpc_code_name(code));
         if grpc_server_error(code) {
             span.record("error.type", grpc_code_name(code));
             span.record("otel.status_code", "ERROR");
@@ -185,7 +185,7 @@ fn http_span(req: &Request) -> tracing::Span {
         http.request.method_original = Empty,
         http.route = route.as_deref(),
         url.path = req.uri().path(),
-        url.query = req.uri().query(),
+        url.query = req.uri().query().map(crate::redact::redact_query).as_deref(),
         url.scheme = "http",
         server.address = address.as_deref(),
         server.port = port,
@@ -234,7 +234,7 @@ fn rpc_span(req: &Request, recognised: bool) -> tracing::Span {
         rpc.system.name = "grpc",
         rpc.method = %method,
         rpc.method_original = Empty,
-        rpc.response.status_code = Empty,
+        rpc.status_code = Empty,
         server.address = address.as_deref(),
         server.port = port,
         client.address = Empty,

@@ -1,6 +1,6 @@
 //! gRPC status codes by the names the RPC conventions record.
 
-/// `rpc.response.status_code` value for a numeric gRPC status.
+/// `rpc.status_code` value for a numeric gRPC status.
 pub fn grpc_code_name(code: i32) -> &'static str {
     match code {
         0 => "OK",

@@ -163,7 +163,7 @@ pub fn router(config: Config, faults: Faults) -> Router {
 
 /// Runs the provider until Ctrl-C/SIGTERM. Plain logs only: a third party sends us no spans.
 pub async fn run_from_env() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt().with_target(false).try_init();
+    fleet_telemetry::init_logs()?;
     let config = Config::from_env()?;
     let faults = Faults::from_env("payment-provider")?;
     let listener = fleet_server_kit::bind(&config.listen_addr, "payment-provider").await?;

@@ -7,10 +7,11 @@ use super::model::Span;
 use super::tree::{self, bar, human};
 
 /// Attributes `--attrs` prints under a span, when it has them.
-pub const KEY_ATTRIBUTES: [&str; 6] = [
+pub const KEY_ATTRIBUTES: [&str; 7] = [
     "http.route",
     "http.response.status_code",
     "rpc.method",
+    "rpc.status_code",
     "rpc.response.status_code",
     "db.query.text",
     "error.type",

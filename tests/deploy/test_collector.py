@@ -55,7 +55,8 @@ def exporter_targets(cfg) -> list[tuple[str, int]]:
             out.append(host_port(exp["endpoint"]))
         dns = (exp.get("resolver") or {}).get("dns")
         if dns:
-            out.append((dns["hostname"], dns.get("port", 4317)))
+            # The port is a string in the resolver's struct (test_collector_types checks that).
+            out.append((dns["hostname"], int(dns["port"])))
     return out
 
 

@@ -51,7 +51,8 @@ THIRD_PARTY_IMAGES := postgres:18.4 otel/opentelemetry-collector-contrib:0.159.0
 KIND ?= kind
 KUBECTL ?= kubectl
 KIND_CLUSTER ?= tempo-fleet
-KIND_NODE_IMAGE ?= kindest/node:v1.32.8
+# kind v0.33.0's image for Kubernetes 1.37, by digest (its release notes); same as k8s/kind/cluster.yaml.
+KIND_NODE_IMAGE ?= kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5
 KIND_OVERLAY = k8s/overlays/$(if $(filter all,$(SAMPLING)),kind,kind-$(SAMPLING))
 KCTX = --context kind-$(KIND_CLUSTER)
 DEPLOY_VENV ?= target/deploy-venv

@@ -261,3 +261,20 @@ def test_head_overlay_sets_the_sdk_sampler():
     assert cm["data"]["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
     base = [d for d in by_kind(render("kind"), "ConfigMap") if d["metadata"]["name"].startswith("fleet-otel")][0]
     assert base["metadata"]["name"] != cm["metadata"]["name"], "a new hash must roll the pods"
+
+
+def test_kind_up_loads_single_platform_archives():
+    # `kind load docker-image` fails under Docker's containerd image store for multi-arch images
+    # (kind #3795, #4224): kind-up must save each image for the node's platform and load the archive.
+    out = subprocess.run(["make", "-n", "kind-up", "KIND_ARCH=arm64"], cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "load docker-image" not in out.stdout, "kind load docker-image breaks on the containerd image store"
+    assert "docker image save --platform linux/arm64" in out.stdout
+    assert "load image-archive" in out.stdout
+    make = (ROOT / "Makefile").read_text()
+    third_party = re.search(r"^THIRD_PARTY_IMAGES := ((?:.*\\\n)*.*)$", make, re.M).group(1).replace("\\\n", " ").split()
+    loop = [line for line in out.stdout.splitlines() if line.startswith("for i in ")]
+    assert loop, out.stdout
+    for image in third_party + ["fleet/api-gateway:0.1.0", "fleet/fleet:0.1.0"]:
+        assert f" {image} " in loop[0] or loop[0].split("; do")[0].endswith(f" {image}"), image

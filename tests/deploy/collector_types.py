@@ -43,6 +43,15 @@ OTLP_GRPC_EXPORTER = {
     "sending_queue": SENDING_QUEUE, "retry_on_failure": RETRY,
 }
 
+# core exporter/otlphttpexporter Config: confighttp ClientConfig (squash: endpoint string, timeout
+# time.Duration, compression string, tls, headers map[string]) + sending_queue + retry_on_failure +
+# traces_endpoint string + encoding string.
+OTLP_HTTP_EXPORTER = {
+    "endpoint": "string", "traces_endpoint": "string", "encoding": "string", "compression": "string",
+    "timeout": "duration", "tls": TLS_CLIENT, "headers": {"*": "string"},
+    "sending_queue": SENDING_QUEUE, "retry_on_failure": RETRY,
+}
+
 COMPONENTS = {
     "receivers": {
         # core receiver/otlpreceiver Config: protocols.grpc (configgrpc ServerConfig) and
@@ -78,6 +87,7 @@ COMPONENTS = {
     },
     "exporters": {
         "otlp_grpc": OTLP_GRPC_EXPORTER,
+        "otlp_http": OTLP_HTTP_EXPORTER,
         # contrib exporter/loadbalancingexporter Config: TimeoutConfig (squash), retry_on_failure,
         # sending_queue, routing_key string, protocol.otlp (an otlpexporter.Config), and
         # resolver.dns DNSResolver{Hostname string, Port string, Interval, Timeout time.Duration}.

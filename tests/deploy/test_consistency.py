@@ -19,6 +19,14 @@ def tempo_otlp_grpc_port() -> int:
     return host_port(TEMPO["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])[1]
 
 
+def tempo_otlp_http_port() -> int:
+    return host_port(TEMPO["distributor"]["receivers"]["otlp"]["protocols"]["http"]["endpoint"])[1]
+
+
+def collector_tempo_endpoint() -> str:
+    return COLLECTOR_ALL["exporters"]["otlp_http/tempo"]["endpoint"]
+
+
 def collector_otlp_grpc_port() -> int:
     return host_port(COLLECTOR_ALL["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])[1]
 
@@ -67,9 +75,9 @@ def test_compose_services_reach_the_collector_receiver():
 
 
 def test_compose_collector_reaches_tempo_receiver():
-    host, port = host_port(COLLECTOR_ALL["exporters"]["otlp_grpc/tempo"]["endpoint"])
+    host, port = host_port(collector_tempo_endpoint())
     assert host == "tempo" and host in compose()["services"]
-    assert port == tempo_otlp_grpc_port()
+    assert port == tempo_otlp_http_port()
 
 
 def test_grafana_datasources_reach_tempo_and_prometheus():
@@ -186,8 +194,7 @@ def test_k8s_services_reach_the_collector_receiver(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_k8s_collector_tempo_prometheus_grafana_wiring(overlay):
     docs = render(overlay)
-    exporter = COLLECTOR_ALL["exporters"]["otlp_grpc/tempo"]["endpoint"]
-    assert k8s_reaches(docs, exporter, "observability", tempo_otlp_grpc_port())
+    assert k8s_reaches(docs, collector_tempo_endpoint(), "observability", tempo_otlp_http_port())
     rw = TEMPO["metrics_generator"]["storage"]["remote_write"][0]["url"]
     assert k8s_reaches(docs, rw, "observability", 9090)
     for d in DATASOURCES["datasources"]:

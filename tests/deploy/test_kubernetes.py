@@ -201,10 +201,11 @@ def test_network_policies_allow_the_flows_the_fleet_needs(overlay):
     ]
     flows += [((F, s), (O, "otel-collector"), 4317) for s in ("api-gateway", "order-api", "payment-api", "notification")]
     if overlay == "kind-two-tier":
-        flows += [((O, "otel-collector"), (O, "otel-sampler"), 4317), ((O, "otel-sampler"), (O, "tempo"), 4317),
+        flows += [((O, "otel-collector"), (O, "otel-sampler"), 4317), ((O, "otel-sampler"), (O, "tempo"), 4318),
                   ((O, "prometheus"), (O, "otel-sampler"), 8888)]
     else:
-        flows += [((O, "otel-collector"), (O, "tempo"), 4317)]
+        # OTLP/HTTP to Tempo (its 429 is retried; a gRPC refusal would be dropped).
+        flows += [((O, "otel-collector"), (O, "tempo"), 4318)]
     for src, dst, port in flows:
         assert allowed(docs, w[src], w[dst], port), f"{src} -> {dst}:{port} is blocked"
     # ... and only those: a few flows that must stay closed.

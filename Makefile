@@ -51,9 +51,18 @@ THIRD_PARTY_IMAGES := postgres:18.4 otel/opentelemetry-collector-contrib:0.159.0
 KIND ?= kind
 KUBECTL ?= kubectl
 KIND_CLUSTER ?= tempo-fleet
-KIND_NODE_IMAGE ?= kindest/node:v1.32.8
+# kind v0.33.0's image for Kubernetes 1.37, by digest (its release notes); same as k8s/kind/cluster.yaml.
+KIND_NODE_IMAGE ?= kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5
 KIND_OVERLAY = k8s/overlays/$(if $(filter all,$(SAMPLING)),kind,kind-$(SAMPLING))
 KCTX = --context kind-$(KIND_CLUSTER)
+# kind nodes run the Docker host's architecture. Images are saved for that one platform: under
+# Docker's containerd image store `kind load docker-image` exports a multi-arch index whose other
+# platforms were never pulled, and the node's `ctr import --all-platforms` fails with
+# "content digest ... not found" (kind issues #3795, #4224). docker < 28 has no `save --platform`:
+# kind-up then saves without it, which its classic image store makes single-platform anyway.
+KIND_ARCH ?= $(shell docker version --format '{{.Server.Arch}}' 2>/dev/null || echo amd64)
+KIND_IMAGE_DIR ?= target/kind-images
+KIND_LOAD_IMAGES = $(foreach t,$(filter-out trace-desk,$(IMAGES)),fleet/$(t):$(VERSION)) $(THIRD_PARTY_IMAGES)
 DEPLOY_VENV ?= target/deploy-venv
 PYTHON ?= $(shell test -x $(DEPLOY_VENV)/bin/python && echo $(DEPLOY_VENV)/bin/python || echo python3)
 
@@ -91,9 +100,13 @@ load-stop: ## Stop the Docker load generator
 kind-up: check-sampling images ## Create the kind cluster, load images, apply k8s/overlays (SAMPLING=...), wait until Grafana shows a trace
 	$(KIND) get clusters 2>/dev/null | grep -qx $(KIND_CLUSTER) || \
 	  $(KIND) create cluster --name $(KIND_CLUSTER) --config k8s/kind/cluster.yaml --image $(KIND_NODE_IMAGE)
-	for t in $(filter-out trace-desk,$(IMAGES)); do $(KIND) load docker-image fleet/$$t:$(VERSION) --name $(KIND_CLUSTER) || exit 1; done
-	for i in $(THIRD_PARTY_IMAGES); do docker image inspect $$i >/dev/null 2>&1 || docker pull $$i || exit 1; \
-	  $(KIND) load docker-image $$i --name $(KIND_CLUSTER) || exit 1; done
+	mkdir -p $(KIND_IMAGE_DIR)
+	for i in $(KIND_LOAD_IMAGES); do \
+	  docker image inspect $$i >/dev/null 2>&1 || docker pull --platform linux/$(KIND_ARCH) $$i || exit 1; \
+	  tar=$(KIND_IMAGE_DIR)/$$(echo $$i | tr '/:' '__').tar; \
+	  docker image save --platform linux/$(KIND_ARCH) -o $$tar $$i 2>/dev/null || docker image save -o $$tar $$i || exit 1; \
+	  $(KIND) load image-archive $$tar --name $(KIND_CLUSTER) || exit 1; rm -f $$tar; \
+	done
 	$(KUBECTL) kustomize $(KIND_OVERLAY) | $(KUBECTL) $(KCTX) apply --server-side --force-conflicts -f -
 	$(KUBECTL) $(KCTX) -n observability rollout status statefulset/tempo --timeout=300s
 	$(KUBECTL) $(KCTX) -n fleet rollout status statefulset/postgres --timeout=300s

@@ -25,8 +25,9 @@ COMPOSE_FILE = DEPLOY / "compose.yaml"
 K8S = ROOT / "k8s"
 OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml"))
 SAMPLING_MODES = ["all", "head", "tail", "two-tier"]
-# The Kubernetes version the docs name (docs/deploy.md): kubectl 1.32 and a 1.32 kind node.
-K8S_VERSION = "1.32.0"
+# The Kubernetes version the kind node runs (k8s/kind/cluster.yaml, docs/deploy.md): manifests are
+# validated against its schemas.
+K8S_VERSION = "1.37.0"
 
 # The fleet's own images: compose service / k8s workload -> Dockerfile target (= binary name).
 FLEET_TARGETS = ["api-gateway", "order-api", "payment-api", "notification", "payment-provider", "trace-desk", "fleet"]

@@ -1,5 +1,7 @@
 """Collector configs: complete pipelines, reachable receivers, exporters that reach real services."""
 
+import re
+
 import pytest
 
 from conftest import by_kind, collector_configs, compose, host_port, load_yaml, render
@@ -55,7 +57,8 @@ def exporter_targets(cfg) -> list[tuple[str, int]]:
             out.append(host_port(exp["endpoint"]))
         dns = (exp.get("resolver") or {}).get("dns")
         if dns:
-            out.append((dns["hostname"], dns.get("port", 4317)))
+            # The port is a string in the resolver's struct (test_collector_types checks that).
+            out.append((dns["hostname"], int(dns["port"])))
     return out
 
 
@@ -140,3 +143,31 @@ def test_single_tail_sampler_is_never_scaled():
     for overlay in ("kind-tail",):
         front = [d for d in by_kind(render(overlay), "Deployment") if d["metadata"]["name"] == "otel-collector"][0]
         assert front["spec"]["replicas"] == 1, "tail sampling needs all spans of a trace on one instance"
+
+
+def duration_seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text))
+
+
+def test_exporters_to_tempo_retry_a_429_with_backoff_and_queue_meanwhile():
+    # Tempo refuses a push over its ingestion limit. Over gRPC that is RESOURCE_EXHAUSTED without
+    # RetryInfo, which otlp_grpc treats as permanent (dropped); over HTTP it is a 429, which otlp_http
+    # retries. Every config that exports to Tempo must do the latter, with a queue to wait in.
+    exporting = set()
+    for name, cfg in CONFIGS.items():
+        for exp_name, exp in (cfg.get("exporters") or {}).items():
+            if "endpoint" not in exp or host_port(exp["endpoint"])[0] != "tempo":
+                continue
+            exporting.add(name)
+            assert exp_name.split("/")[0] == "otlp_http", f"{name}: {exp_name} drops Tempo's rate-limit refusals"
+            retry = exp.get("retry_on_failure") or {}
+            assert retry.get("enabled") is True, f"{name}: {exp_name} needs retry_on_failure"
+            assert duration_seconds(retry["max_elapsed_time"]) >= 60, f"{name}: give a throttled batch minutes"
+            assert duration_seconds(retry["max_interval"]) >= duration_seconds(retry["initial_interval"]) > 0
+            queue = exp.get("sending_queue")
+            assert isinstance(queue, dict) and queue.get("enabled", True) is not False, f"{name}: no sending_queue"
+            assert queue.get("block_on_overflow") is not True, f"{name}: a full queue must not stall the receiver"
+            if queue.get("sizer") == "items":
+                assert queue["queue_size"] >= 4000 * 10, f"{name}: the queue holds <10 s of one fleet's spans"
+    assert exporting == {"all.yaml", "tail.yaml"}, exporting

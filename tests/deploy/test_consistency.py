@@ -1,18 +1,30 @@
 """Cross-file wiring, in compose and in Kubernetes: services -> Collector -> Tempo -> Prometheus <- Grafana."""
 
+import fnmatch
+
 import pytest
 
-from conftest import CONFIG, OVERLAYS, by_kind, compose, host_port, load_yaml, ns, pod_spec, render, workloads
+from conftest import (CONFIG, DEPLOY, OVERLAYS, SAMPLING_MODES, by_kind, compose, host_port, interpolate, load_yaml,
+                      ns, pod_spec, read_env_file, render, workloads)
 
 TEMPO = load_yaml(CONFIG / "tempo" / "tempo.yaml")
 DATASOURCES = load_yaml(CONFIG / "grafana" / "provisioning" / "datasources" / "datasources.yaml")
 PROMETHEUS = load_yaml(CONFIG / "prometheus" / "prometheus.yaml")
+SAMPLER_JOB = load_yaml(CONFIG / "prometheus" / "otel-sampler.yaml")
 COLLECTOR_ALL = load_yaml(CONFIG / "otel-collector" / "all.yaml")
 TRACED = ["api-gateway", "order-api", "payment-api", "notification"]
 
 
 def tempo_otlp_grpc_port() -> int:
     return host_port(TEMPO["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])[1]
+
+
+def tempo_otlp_http_port() -> int:
+    return host_port(TEMPO["distributor"]["receivers"]["otlp"]["protocols"]["http"]["endpoint"])[1]
+
+
+def collector_tempo_endpoint() -> str:
+    return COLLECTOR_ALL["exporters"]["otlp_http/tempo"]["endpoint"]
 
 
 def collector_otlp_grpc_port() -> int:
@@ -63,9 +75,9 @@ def test_compose_services_reach_the_collector_receiver():
 
 
 def test_compose_collector_reaches_tempo_receiver():
-    host, port = host_port(COLLECTOR_ALL["exporters"]["otlp_grpc/tempo"]["endpoint"])
+    host, port = host_port(collector_tempo_endpoint())
     assert host == "tempo" and host in compose()["services"]
-    assert port == tempo_otlp_grpc_port()
+    assert port == tempo_otlp_http_port()
 
 
 def test_grafana_datasources_reach_tempo_and_prometheus():
@@ -97,8 +109,13 @@ def test_tempo_receivers_listen_beyond_localhost():
         assert TEMPO["distributor"]["receivers"]["otlp"]["protocols"][proto]["endpoint"].startswith("0.0.0.0:")
 
 
+def test_tempo_does_not_report_usage_to_the_internet():
+    # Offline, or under the NetworkPolicies, the usage report only produces error lines.
+    assert TEMPO["usage_report"]["reporting_enabled"] is False
+
+
 def test_prometheus_scrapes_existing_targets():
-    for job in PROMETHEUS["scrape_configs"]:
+    for job in PROMETHEUS["scrape_configs"] + SAMPLER_JOB["scrape_configs"]:
         for sc in job.get("static_configs", []):
             for target in sc["targets"]:
                 host, _port = host_port(target)
@@ -106,6 +123,58 @@ def test_prometheus_scrapes_existing_targets():
         for sd in job.get("dns_sd_configs", []):
             for name in sd["names"]:
                 assert name in compose()["services"], name
+
+
+def prometheus_jobs(extra_files: list[str]) -> set[str]:
+    """Job names Prometheus runs: its main file plus the mounted files its scrape_config_files globs match."""
+    jobs = {j["job_name"] for j in PROMETHEUS["scrape_configs"]}
+    globs = PROMETHEUS.get("scrape_config_files", [])
+    for path in extra_files:
+        if any(fnmatch.fnmatch(path, g) for g in globs):
+            jobs |= {j["job_name"] for j in load_yaml(CONFIG / "prometheus" / path.rsplit("/", 1)[1])["scrape_configs"]}
+    return jobs
+
+
+def test_the_main_prometheus_config_has_no_sampler_job():
+    # The sampling tier exists only with SAMPLING=two-tier; elsewhere its DNS lookup fails every 15 s.
+    for job in PROMETHEUS["scrape_configs"]:
+        assert job["job_name"] != "otel-sampler" and not job.get("dns_sd_configs"), job["job_name"]
+
+
+@pytest.mark.parametrize("mode", SAMPLING_MODES)
+def test_compose_prometheus_scrapes_the_sampler_only_in_two_tier(mode):
+    env = read_env_file(DEPLOY / "sampling" / f"{mode}.env")
+    targets = [interpolate(v, env).split(":")[1] for v in compose()["services"]["prometheus"]["volumes"]]
+    jobs = prometheus_jobs(targets)
+    assert ("otel-sampler" in jobs) == (mode == "two-tier"), (mode, sorted(jobs))
+    assert {"otel-collector", "tempo", "prometheus"} <= jobs
+
+
+def k8s_prometheus_files(docs) -> list[str]:
+    """Paths of the prometheus-config keys mounted into the Prometheus container."""
+    dep = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "prometheus"][0]
+    spec = pod_spec(dep)
+    cms = {d["metadata"]["name"]: d for d in by_kind(docs, "ConfigMap")}
+    vols = {v["name"]: v["configMap"] for v in spec["volumes"] if "configMap" in v}
+    files = []
+    for m in spec["containers"][0]["volumeMounts"]:
+        cm = vols.get(m["name"])
+        if not cm:
+            continue
+        if m.get("subPath"):
+            files.append(m["mountPath"])
+        elif cm.get("items"):
+            files += [f"{m['mountPath']}/{i['path']}" for i in cm["items"]]
+        else:
+            files += [f"{m['mountPath']}/{k}" for k in cms[cm["name"]]["data"]]
+    return files
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_prometheus_scrapes_the_sampler_only_in_two_tier(overlay):
+    jobs = prometheus_jobs(k8s_prometheus_files(render(overlay)))
+    assert ("otel-sampler" in jobs) == (overlay == "kind-two-tier"), (overlay, sorted(jobs))
+    assert {"otel-collector", "tempo", "prometheus"} <= jobs
 
 
 # ------------------------------------------------------------------------------------- kubernetes
@@ -125,8 +194,7 @@ def test_k8s_services_reach_the_collector_receiver(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_k8s_collector_tempo_prometheus_grafana_wiring(overlay):
     docs = render(overlay)
-    exporter = COLLECTOR_ALL["exporters"]["otlp_grpc/tempo"]["endpoint"]
-    assert k8s_reaches(docs, exporter, "observability", tempo_otlp_grpc_port())
+    assert k8s_reaches(docs, collector_tempo_endpoint(), "observability", tempo_otlp_http_port())
     rw = TEMPO["metrics_generator"]["storage"]["remote_write"][0]["url"]
     assert k8s_reaches(docs, rw, "observability", 9090)
     for d in DATASOURCES["datasources"]:

@@ -1,10 +1,11 @@
 """Every kustomize overlay renders, validates strictly, and hangs together."""
 
+import re
 import subprocess
 
 import pytest
 
-from conftest import (FLEET_TARGETS, K8S, K8S_VERSION, OVERLAYS, by_kind, matches, ns, pod_labels, pod_spec,
+from conftest import (ROOT, FLEET_TARGETS, K8S, K8S_VERSION, OVERLAYS, by_kind, matches, ns, pod_labels, pod_spec,
                       render, tool, workloads)
 
 
@@ -200,10 +201,11 @@ def test_network_policies_allow_the_flows_the_fleet_needs(overlay):
     ]
     flows += [((F, s), (O, "otel-collector"), 4317) for s in ("api-gateway", "order-api", "payment-api", "notification")]
     if overlay == "kind-two-tier":
-        flows += [((O, "otel-collector"), (O, "otel-sampler"), 4317), ((O, "otel-sampler"), (O, "tempo"), 4317),
+        flows += [((O, "otel-collector"), (O, "otel-sampler"), 4317), ((O, "otel-sampler"), (O, "tempo"), 4318),
                   ((O, "prometheus"), (O, "otel-sampler"), 8888)]
     else:
-        flows += [((O, "otel-collector"), (O, "tempo"), 4317)]
+        # OTLP/HTTP to Tempo (its 429 is retried; a gRPC refusal would be dropped).
+        flows += [((O, "otel-collector"), (O, "tempo"), 4318)]
     for src, dst, port in flows:
         assert allowed(docs, w[src], w[dst], port), f"{src} -> {dst}:{port} is blocked"
     # ... and only those: a few flows that must stay closed.
@@ -224,8 +226,34 @@ def test_kind_overlay_exposes_what_the_cluster_config_maps():
     for np_, svc in node_ports.items():
         assert mapped[np_] == expect[svc]
         assert 30000 <= np_ <= 32767
-    image = cluster["nodes"][0]["image"]
-    assert image.startswith("kindest/node:v1.32."), "node image within one minor of kubectl 1.32"
+
+
+# The images kind v0.33.0 was released with ("Images pre-built for this release",
+# https://github.com/kubernetes-sigs/kind/releases/tag/v0.33.0). Only these are supported with it.
+KIND_V0_33_0_IMAGES = {
+    "v1.37.0": "sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5",
+    "v1.36.4": "sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed",
+    "v1.35.8": "sha256:07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0",
+    "v1.34.11": "sha256:44e222ee2132dab25ff87301682f89eb82c7880ea3a1bf543bfe9708fd08d67d",
+}
+NODE_IMAGE = re.compile(r"^kindest/node:(v\d+\.\d+\.\d+)@(sha256:[0-9a-f]{64})$")
+
+
+def test_kind_node_image_is_pinned_by_digest_everywhere():
+    import yaml
+    cluster = yaml.safe_load((K8S / "kind" / "cluster.yaml").read_text())
+    images = {n.get("image") for n in cluster["nodes"]}
+    assert len(images) == 1, images
+    image = images.pop()
+    m = NODE_IMAGE.match(image or "")
+    assert m, f"{image}: pin the node image by digest (kindest/node:vX.Y.Z@sha256:...)"
+    tag, digest = m.groups()
+    assert KIND_V0_33_0_IMAGES.get(tag) == digest, f"{image} is not an image kind v0.33.0 lists"
+    # The manifests are validated against the version the node runs.
+    assert tag.lstrip("v").split(".")[:2] == K8S_VERSION.split(".")[:2], (tag, K8S_VERSION)
+    make = re.search(r"^KIND_NODE_IMAGE \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert make and make.group(1) == image, "Makefile KIND_NODE_IMAGE and k8s/kind/cluster.yaml disagree"
+    assert image in (ROOT / "docs" / "deploy.md").read_text(), "docs/deploy.md names another node image"
 
 
 def test_head_overlay_sets_the_sdk_sampler():
@@ -234,3 +262,20 @@ def test_head_overlay_sets_the_sdk_sampler():
     assert cm["data"]["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
     base = [d for d in by_kind(render("kind"), "ConfigMap") if d["metadata"]["name"].startswith("fleet-otel")][0]
     assert base["metadata"]["name"] != cm["metadata"]["name"], "a new hash must roll the pods"
+
+
+def test_kind_up_loads_single_platform_archives():
+    # `kind load docker-image` fails under Docker's containerd image store for multi-arch images
+    # (kind #3795, #4224): kind-up must save each image for the node's platform and load the archive.
+    out = subprocess.run(["make", "-n", "kind-up", "KIND_ARCH=arm64"], cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "load docker-image" not in out.stdout, "kind load docker-image breaks on the containerd image store"
+    assert "docker image save --platform linux/arm64" in out.stdout
+    assert "load image-archive" in out.stdout
+    make = (ROOT / "Makefile").read_text()
+    third_party = re.search(r"^THIRD_PARTY_IMAGES := ((?:.*\\\n)*.*)$", make, re.M).group(1).replace("\\\n", " ").split()
+    loop = [line for line in out.stdout.splitlines() if line.startswith("for i in ")]
+    assert loop, out.stdout
+    for image in third_party + ["fleet/api-gateway:0.1.0", "fleet/fleet:0.1.0"]:
+        assert f" {image} " in loop[0] or loop[0].split("; do")[0].endswith(f" {image}"), image

@@ -2,7 +2,9 @@
 //! endpoints, graceful shutdown, and JSON errors that name the problem.
 
 mod error;
+mod running;
 mod serve;
 
 pub use error::{ApiError, ApiJson, valid_email};
-pub use serve::{Readiness, bind, env_or, health_router, serve, shutdown_signal};
+pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};
+pub use serve::{Readiness, bind, env_or, health_router, shutdown_signal};

@@ -1,6 +1,5 @@
 use std::future::Future;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -147,24 +146,18 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Serves `app` until Ctrl-C/SIGTERM, then drains in-flight requests before returning.
-/// Adds the JSON 404/405 fallbacks and the body limit every service shares and, when `traced`,
-/// the server-span middleware (outermost, so 404s and 413s are traced too).
-pub async fn serve(listener: TcpListener, app: Router, traced: bool) -> anyhow::Result<()> {
-    let mut app = app
+/// The JSON 404/405 fallbacks and the body limit every service shares and, when `traced`, the
+/// server-span middleware (outermost, so 404s and 413s are traced too).
+pub(crate) fn with_fleet_layers(app: Router, traced: bool) -> Router {
+    let app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     if traced {
-        app = app.layer(axum::middleware::from_fn(
+        app.layer(axum::middleware::from_fn(
             fleet_telemetry::server::trace_requests,
-        ));
+        ))
+    } else {
+        app
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
-    Ok(())
 }

@@ -5,63 +5,44 @@
 //! (tests, load generators).
 
 pub mod client;
+pub mod config;
 pub mod server;
-
-use std::time::Duration;
-
-use fleet_server_kit::env_or;
 
 pub const SERVICE_NAME: &str = "api-gateway";
 
-/// Configuration from the environment; every variable has a default.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `LISTEN_ADDR`, default `0.0.0.0:8080`.
-    pub listen_addr: String,
-    /// `ORDER_API_URL`, default `http://127.0.0.1:8081`.
-    pub order_api_url: String,
-    /// `ORDER_API_TIMEOUT_MS`, default 10000.
-    pub order_api_timeout: Duration,
-    /// `NOTIFICATION_ADDR`, default `http://127.0.0.1:50052`.
-    pub notification_addr: String,
-    /// `NOTIFICATION_TIMEOUT_MS`, default 3000.
-    pub notification_timeout: Duration,
-}
+pub use config::Config;
+use fleet_server_kit::Running;
 
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let ms = |name: &str, default: &str| -> anyhow::Result<Duration> {
-            Ok(Duration::from_millis(
-                env_or(name, default)
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
-            ))
-        };
-        Ok(Self {
-            listen_addr: env_or("LISTEN_ADDR", "0.0.0.0:8080"),
-            order_api_url: env_or("ORDER_API_URL", "http://127.0.0.1:8081"),
-            order_api_timeout: ms("ORDER_API_TIMEOUT_MS", "10000")?,
-            notification_addr: env_or("NOTIFICATION_ADDR", "http://127.0.0.1:50052"),
-            notification_timeout: ms("NOTIFICATION_TIMEOUT_MS", "3000")?,
-        })
-    }
-}
+/// How long a stopping gateway waits for confirmation emails still being sent.
+pub const BACKGROUND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs api-gateway until Ctrl-C/SIGTERM, then drains requests and flushes spans.
-pub async fn run_from_env() -> anyhow::Result<()> {
-    let mut telemetry = fleet_telemetry::init(fleet_telemetry::TelemetryConfig::from_env(
-        SERVICE_NAME,
-        env!("CARGO_PKG_VERSION"),
-    )?)?;
-    let config = Config::from_env()?;
+/// Starts api-gateway on `config.listen_addr` (port 0 picks a free one). Telemetry is the
+/// caller's: see [`run_from_env`].
+pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let faults = fleet_faults::Faults::from_env(SERVICE_NAME)?;
     let background = tokio_util::task::TaskTracker::new();
     let app = server::router(&config, faults, background.clone())?;
-    let result = fleet_server_kit::serve(listener, app, true).await;
-    // Replies are drained; let queued emails finish too, within reason.
-    background.close();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), background.wait()).await;
-    telemetry.shutdown();
-    result
+    Running::spawn(listener, app, true, async move {
+        // Confirmation emails go out beside the reply: let those in flight finish (bounded).
+        background.close();
+        if tokio::time::timeout(BACKGROUND_DEADLINE, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("confirmation emails still sending at the deadline were dropped");
+        }
+    })
+}
+
+/// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until
+/// Ctrl-C/SIGTERM, drain, flush.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
+        start(
+            Config::from_env()?,
+            fleet_faults::Faults::from_env(SERVICE_NAME)?,
+        )
+        .await
+    })
+    .await
 }

@@ -19,33 +19,65 @@ use tracing::Instrument as _;
 
 use crate::Config;
 
-/// Sent emails, newest last, bounded.
+/// Largest `SendEmail` message accepted (tonic's default is 4 MiB, which held 2,000,000 empty
+/// lines); bigger ones are refused with `RESOURCE_EXHAUSTED` before they are decoded.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Most lines in one email: an order has at most `order_api::model::MAX_ITEMS` (50).
+pub const MAX_LINES: usize = 100;
+/// Longest `order_id`, SKU and item name.
+pub const MAX_FIELD_CHARS: usize = 200;
+
+fn email_bytes(e: &Email) -> usize {
+    e.message_id.len() + e.to.len() + e.subject.len() + e.body.len() + e.order_id.len() + 8
+}
+
+#[derive(Default)]
+struct Held {
+    emails: VecDeque<Email>,
+    bytes: usize,
+}
+
+/// Sent emails, newest last, bounded by count and by bytes (`OUTBOX_CAPACITY`,
+/// `OUTBOX_MAX_BYTES`): the oldest go first.
 #[derive(Clone)]
 pub struct Outbox {
-    emails: Arc<Mutex<VecDeque<Email>>>,
+    held: Arc<Mutex<Held>>,
     capacity: usize,
+    max_bytes: usize,
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
-            emails: Arc::new(Mutex::new(VecDeque::new())),
+            held: Arc::new(Mutex::new(Held::default())),
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
         }
     }
 
     fn push(&self, email: Email) {
-        let mut emails = self.emails.lock().unwrap_or_else(|p| p.into_inner());
-        while emails.len() >= self.capacity {
-            emails.pop_front();
+        let size = email_bytes(&email);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while !held.emails.is_empty()
+            && (held.emails.len() >= self.capacity || held.bytes + size > self.max_bytes)
+        {
+            if let Some(old) = held.emails.pop_front() {
+                held.bytes -= email_bytes(&old);
+            }
         }
-        emails.push_back(email);
+        held.bytes += size;
+        held.emails.push_back(email);
+    }
+
+    /// Bytes the outbox holds now.
+    pub fn bytes(&self) -> usize {
+        self.held.lock().map(|h| h.bytes).unwrap_or_default()
     }
 
     /// Newest first; `to` empty means everyone.
     pub fn list(&self, to: &str, limit: usize) -> Vec<Email> {
-        let emails = self.emails.lock().unwrap_or_else(|p| p.into_inner());
-        emails
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.emails
             .iter()
             .rev()
             .filter(|e| to.is_empty() || e.to.eq_ignore_ascii_case(to))
@@ -83,6 +115,44 @@ fn render(req: &SendEmailRequest) -> (String, String) {
     (subject, body)
 }
 
+fn bad_text(s: &str) -> bool {
+    s.chars().count() > MAX_FIELD_CHARS || s.chars().any(|c| c.is_control())
+}
+
+fn validate(req: &SendEmailRequest) -> Result<(), Status> {
+    if !fleet_server_kit::valid_email(&req.to) {
+        return Err(Status::invalid_argument("to must be a valid email address"));
+    }
+    if req.order_id.trim().is_empty() {
+        return Err(Status::invalid_argument("order_id is required"));
+    }
+    if bad_text(&req.order_id) {
+        return Err(Status::invalid_argument(format!(
+            "order_id must be at most {MAX_FIELD_CHARS} printable characters"
+        )));
+    }
+    if req.lines.len() > MAX_LINES {
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_LINES} lines per email"
+        )));
+    }
+    if req
+        .lines
+        .iter()
+        .any(|l| bad_text(&l.name) || bad_text(&l.sku))
+    {
+        return Err(Status::invalid_argument(format!(
+            "line names and SKUs must be at most {MAX_FIELD_CHARS} printable characters"
+        )));
+    }
+    if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(Status::invalid_argument(
+            "currency must be a 3-letter ISO 4217 code",
+        ));
+    }
+    Ok(())
+}
+
 pub struct Notifications {
     outbox: Outbox,
     faults: Faults,
@@ -95,15 +165,14 @@ impl NotificationService for Notifications {
         request: Request<SendEmailRequest>,
     ) -> Result<Response<SendEmailResponse>, Status> {
         let req = request.into_inner();
-        let span =
-            tracing::info_span!("sendEmail", otel.kind = "internal", app.order.id = %req.order_id);
+        let span = tracing::info_span!(
+            "sendEmail",
+            otel.kind = "internal",
+            app.order.id = tracing::field::Empty
+        );
         async {
-            if !fleet_server_kit::valid_email(&req.to) {
-                return Err(Status::invalid_argument("to must be a valid email address"));
-            }
-            if req.order_id.trim().is_empty() {
-                return Err(Status::invalid_argument("order_id is required"));
-            }
+            validate(&req)?;
+            tracing::Span::current().record("app.order.id", req.order_id.as_str());
             // The fault point `notification.send`: a slow or failing mail server.
             if let Some(fault) = self.faults.check("notification.send") {
                 fault.delay().await;
@@ -196,15 +265,18 @@ async fn outbox_http(
 
 /// gRPC (NotificationService, grpc.health.v1), `GET /outbox`, `/healthz`, `/readyz` on one port.
 pub async fn router(config: &Config, faults: Faults) -> axum::Router {
-    let outbox = Outbox::new(config.outbox_capacity);
+    let outbox = Outbox::new(config.outbox_capacity, config.outbox_max_bytes);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<NotificationServiceServer<Notifications>>()
         .await;
-    let grpc = tonic::service::Routes::new(NotificationServiceServer::new(Notifications {
-        outbox: outbox.clone(),
-        faults: faults.clone(),
-    }))
+    let grpc = tonic::service::Routes::new(
+        NotificationServiceServer::new(Notifications {
+            outbox: outbox.clone(),
+            faults: faults.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
     .add_service(health)
     .into_axum_router();
     grpc.route("/outbox", get(outbox_http).with_state(outbox))

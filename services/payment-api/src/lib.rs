@@ -5,50 +5,32 @@
 
 pub mod card;
 pub mod client;
+pub mod config;
 pub mod provider;
 pub mod server;
 
-use std::time::Duration;
-
-use fleet_server_kit::env_or;
-
 pub const SERVICE_NAME: &str = "payment-api";
 
-/// Configuration from the environment; every variable has a default.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `LISTEN_ADDR`, default `0.0.0.0:50051`.
-    pub listen_addr: String,
-    /// `PAYMENT_PROVIDER_URL`, default `http://127.0.0.1:8090`.
-    pub provider_url: String,
-    /// `PAYMENT_PROVIDER_TIMEOUT_MS`, default 5000.
-    pub provider_timeout: Duration,
-}
+pub use config::Config;
+use fleet_server_kit::Running;
 
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let timeout_ms: u64 = env_or("PAYMENT_PROVIDER_TIMEOUT_MS", "5000")
-            .parse()
-            .map_err(|e| anyhow::anyhow!("PAYMENT_PROVIDER_TIMEOUT_MS: {e}"))?;
-        Ok(Self {
-            listen_addr: env_or("LISTEN_ADDR", "0.0.0.0:50051"),
-            provider_url: env_or("PAYMENT_PROVIDER_URL", "http://127.0.0.1:8090"),
-            provider_timeout: Duration::from_millis(timeout_ms),
-        })
-    }
-}
-
-/// Runs payment-api until Ctrl-C/SIGTERM, then drains requests and flushes spans.
-pub async fn run_from_env() -> anyhow::Result<()> {
-    let mut telemetry = fleet_telemetry::init(fleet_telemetry::TelemetryConfig::from_env(
-        SERVICE_NAME,
-        env!("CARGO_PKG_VERSION"),
-    )?)?;
-    let config = Config::from_env()?;
+/// Starts payment-api on `config.listen_addr` (port 0 picks a free one). Telemetry is the
+/// caller's: see [`run_from_env`].
+pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let faults = fleet_faults::Faults::from_env(SERVICE_NAME)?;
     let app = server::router(&config, faults).await?;
-    let result = fleet_server_kit::serve(listener, app, true).await;
-    telemetry.shutdown();
-    result
+    Running::spawn(listener, app, true, async {})
+}
+
+/// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until
+/// Ctrl-C/SIGTERM, drain, flush.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
+        start(
+            Config::from_env()?,
+            fleet_faults::Faults::from_env(SERVICE_NAME)?,
+        )
+        .await
+    })
+    .await
 }

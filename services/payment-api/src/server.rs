@@ -21,12 +21,32 @@ impl Payments {
     }
 }
 
+/// Largest `Charge` message accepted (tonic's default is 4 MiB); bigger ones are refused with
+/// `RESOURCE_EXHAUSTED` before they are decoded.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Longest `order_id`: order ids are UUIDs (36); this leaves room for other callers' ids.
+pub const MAX_ORDER_ID_CHARS: usize = 64;
+/// Largest charge: 1,000,000.00 in the currency's major unit.
+pub const MAX_AMOUNT_CENTS: i64 = 100_000_000;
+
 fn validate(req: &ChargeRequest) -> Result<(), Status> {
     if req.order_id.trim().is_empty() {
         return Err(Status::invalid_argument("order_id is required"));
     }
+    if req.order_id.chars().count() > MAX_ORDER_ID_CHARS
+        || req.order_id.chars().any(|c| c.is_control())
+    {
+        return Err(Status::invalid_argument(format!(
+            "order_id must be at most {MAX_ORDER_ID_CHARS} printable characters"
+        )));
+    }
     if req.amount_cents <= 0 {
         return Err(Status::invalid_argument("amount_cents must be positive"));
+    }
+    if req.amount_cents > MAX_AMOUNT_CENTS {
+        return Err(Status::invalid_argument(format!(
+            "amount_cents must be at most {MAX_AMOUNT_CENTS}"
+        )));
     }
     if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(Status::invalid_argument(
@@ -48,12 +68,17 @@ impl PaymentService for Payments {
             otel.kind = "internal",
             otel.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
-            app.order.id = %req.order_id,
-            app.payment.amount_cents = req.amount_cents,
-            app.payment.currency = %req.currency,
+            app.order.id = tracing::field::Empty,
+            app.payment.amount_cents = tracing::field::Empty,
+            app.payment.currency = tracing::field::Empty,
         );
         async {
             validate(&req)?;
+            // Recorded once valid, so no caller can put a megabyte into a span.
+            let span = tracing::Span::current();
+            span.record("app.order.id", req.order_id.as_str());
+            span.record("app.payment.amount_cents", req.amount_cents);
+            span.record("app.payment.currency", req.currency.as_str());
             if let Some(fault) = self.faults.check("payment.charge") {
                 fault.delay().await;
                 if let Some(status) = fault.spec.error {
@@ -124,10 +149,10 @@ pub async fn router(config: &Config, faults: Faults) -> anyhow::Result<axum::Rou
     reporter
         .set_serving::<PaymentServiceServer<Payments>>()
         .await;
-    let grpc = tonic::service::Routes::new(PaymentServiceServer::new(Payments::new(
-        provider,
-        faults.clone(),
-    )))
+    let grpc = tonic::service::Routes::new(
+        PaymentServiceServer::new(Payments::new(provider, faults.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
     .add_service(health)
     .into_axum_router();
     Ok(grpc

@@ -1,0 +1,181 @@
+//! payment-api in-process on port 0 against the provider stand-in (also in-process), called
+//! through its typed gRPC client; spans from an in-memory exporter.
+
+use std::time::Duration;
+
+use fleet_proto::payment::v1::ChargeRequest;
+use opentelemetry::trace::SpanKind;
+use payment_api::client::{CallOptions, PaymentClient};
+
+struct Services {
+    provider: fleet_server_kit::Running,
+    payments: fleet_server_kit::Running,
+    client: PaymentClient,
+}
+
+async fn start() -> Services {
+    let none = |s| fleet_faults::Faults::new(s, false, false, None);
+    let provider = payment_provider::start(
+        payment_provider::Config {
+            listen_addr: "127.0.0.1:0".into(),
+            latency: Duration::ZERO,
+        },
+        none("payment-provider"),
+    )
+    .await
+    .unwrap();
+    let payments = payment_api::start(
+        payment_api::Config {
+            listen_addr: "127.0.0.1:0".into(),
+            provider_url: provider.url(),
+            provider_timeout: Duration::from_secs(5),
+        },
+        none("payment-api"),
+    )
+    .await
+    .unwrap();
+    let client = PaymentClient::connect_lazy(&payments.url(), Duration::from_secs(5)).unwrap();
+    Services {
+        provider,
+        payments,
+        client,
+    }
+}
+
+fn charge(order_id: &str, amount_cents: i64, card: &str) -> ChargeRequest {
+    ChargeRequest {
+        order_id: order_id.into(),
+        amount_cents,
+        currency: "USD".into(),
+        card_number: card.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_is_traced_as_the_course_draws_it() {
+    let (_guard, spans) = fleet_telemetry::testing::capture("payment-api").unwrap();
+    let s = start().await;
+    let ok = s
+        .client
+        .charge(
+            CallOptions::default(),
+            charge("order-1", 1299, "4242424242424242"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status, "succeeded");
+    let declined = s
+        .client
+        .charge(
+            CallOptions::default(),
+            charge("order-2", 1299, "4000000000009995"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(declined.code(), tonic::Code::FailedPrecondition);
+    s.payments.shutdown().await.unwrap();
+    s.provider.shutdown().await.unwrap();
+
+    // SERVER Charge -> charge -> stripe-sdk.request -> POST /v1/charges (CLIENT), twice.
+    let server: Vec<_> = spans
+        .named("payment.v1.PaymentService/Charge")
+        .into_iter()
+        .filter(|s| s.span_kind == SpanKind::Server)
+        .collect();
+    assert_eq!(server.len(), 2);
+    let charges = spans.named("charge");
+    let sdk = spans.named("stripe-sdk.request");
+    let http = spans.named("POST /v1/charges");
+    assert_eq!((charges.len(), sdk.len(), http.len()), (2, 2, 2));
+    for http in &http {
+        assert_eq!(http.span_kind, SpanKind::Client);
+        assert!(
+            sdk.iter()
+                .any(|s| s.span_context.span_id() == http.parent_span_id)
+        );
+    }
+    let attr = |span: &opentelemetry_sdk::trace::SpanData, k: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| kv.value.to_string())
+    };
+    let codes: Vec<_> = server.iter().map(|s| attr(s, "rpc.status_code")).collect();
+    assert!(codes.contains(&Some("OK".into())));
+    assert!(codes.contains(&Some("FAILED_PRECONDITION".into())));
+    assert!(
+        charges
+            .iter()
+            .any(|c| attr(c, "app.order.id").as_deref() == Some("order-1"))
+    );
+    // A decline is the card's outcome, not a server fault: the SERVER span is not an error.
+    assert!(
+        server
+            .iter()
+            .all(|s| s.status == opentelemetry::trace::Status::Unset)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_charges_are_invalid_arguments_and_never_reach_a_span() {
+    let (_guard, spans) = fleet_telemetry::testing::capture("payment-api").unwrap();
+    let s = start().await;
+    let max_id = "x".repeat(payment_api::server::MAX_ORDER_ID_CHARS);
+    let ok = s
+        .client
+        .charge(
+            CallOptions::default(),
+            charge(
+                &max_id,
+                payment_api::server::MAX_AMOUNT_CENTS,
+                "4242424242424242",
+            ),
+        )
+        .await;
+    assert!(ok.is_ok(), "at the bounds: {ok:?}");
+    let long_id = "x".repeat(payment_api::server::MAX_ORDER_ID_CHARS + 1);
+    for (request, why) in [
+        (
+            charge(&long_id, 100, "4242424242424242"),
+            "order id one over",
+        ),
+        (charge("\0", 100, "4242424242424242"), "NUL order id"),
+        (charge(&"z".repeat(10_000), 100, "4242424242424242"), "10 KB order id"),
+        (charge("o", i64::MAX, "4242424242424242"), "i64::MAX"),
+        (
+            charge(
+                "o",
+                payment_api::server::MAX_AMOUNT_CENTS + 1,
+                "4242424242424242",
+            ),
+            "one cent over",
+        ),
+        (charge("o", -5, "4242424242424242"), "negative"),
+    ] {
+        let err = s
+            .client
+            .charge(CallOptions::default(), request)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{why}: {err:?}");
+    }
+    // A 3 MB order id: refused at the message bound, before decoding.
+    let err = s
+        .client
+        .charge(
+            CallOptions::default(),
+            charge(&"y".repeat(3_000_000), 100, "4242424242424242"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    s.payments.shutdown().await.unwrap();
+    s.provider.shutdown().await.unwrap();
+    let longest = spans
+        .spans()
+        .iter()
+        .flat_map(|s| s.attributes.iter().map(|kv| kv.value.as_str().len()))
+        .max()
+        .unwrap_or(0);
+    assert!(longest <= 200, "a span attribute of {longest} bytes");
+}

@@ -1,0 +1,61 @@
+//! The provider stand-in in-process on port 0, over real HTTP.
+
+use payment_provider::Config;
+
+async fn start() -> fleet_server_kit::Running {
+    payment_provider::start(
+        Config {
+            listen_addr: "127.0.0.1:0".into(),
+            latency: std::time::Duration::ZERO,
+        },
+        fleet_faults::Faults::new("payment-provider", false, false, None),
+    )
+    .await
+    .unwrap()
+}
+
+async fn charge(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/charges"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn answers_charges_and_declines_as_stripe_does() {
+    let provider = start().await;
+    let url = provider.url();
+    let (status, body) = charge(
+        &url,
+        serde_json::json!({"amount": 1299, "currency": "USD", "card_number": "4242424242424242"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["currency"], "usd");
+    assert!(body["id"].as_str().unwrap().starts_with("ch_"));
+
+    let (status, body) = charge(
+        &url,
+        serde_json::json!({"amount": 1299, "currency": "usd", "card_number": "4000000000009995"}),
+    )
+    .await;
+    assert_eq!(status, 402);
+    assert_eq!(body["error"]["decline_code"], "insufficient_funds");
+
+    let (status, body) = charge(
+        &url,
+        serde_json::json!({"amount": 0, "currency": "usd", "card_number": "4242424242424242"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "amount_too_small");
+
+    let (status, _) = charge(&url, serde_json::json!({"amount": "lots"})).await;
+    assert!((400..500).contains(&status), "{status}");
+    provider.shutdown().await.unwrap();
+}

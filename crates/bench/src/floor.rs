@@ -148,6 +148,13 @@ impl PaymentService for Payment {
             status: charge["status"].as_str().unwrap_or_default().to_owned(),
         }))
     }
+
+    async fn get_charge(
+        &self,
+        _: tonic::Request<fleet_proto::payment::v1::GetChargeRequest>,
+    ) -> Result<tonic::Response<ChargeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("the floor keeps no charges"))
+    }
 }
 
 struct Notification;
@@ -206,6 +213,7 @@ async fn create_order(
             amount_cents: total,
             currency: "EUR".into(),
             card_number: body["card_number"].as_str().unwrap_or_default().to_owned(),
+            idempotency_key: String::new(),
         })
         .await;
     match charge {

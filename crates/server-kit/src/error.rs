@@ -71,6 +71,9 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` on every 503 answer, in seconds.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a ApiError,
@@ -81,7 +84,15 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = %self.code, dependency = self.dependency.as_deref(), "{}", self.message);
         }
-        (self.status, axum::Json(Body { error: &self })).into_response()
+        let mut response = (self.status, axum::Json(Body { error: &self })).into_response();
+        if self.status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 of the fleet is a "not now": say when to come back.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
@@ -119,6 +130,40 @@ where
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// `Idempotency-Key`, as payment APIs take it: 1 to 255 visible ASCII characters.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The caller's `Idempotency-Key`, or a fresh one when it sent none.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        if headers.contains_key("idempotency-key") {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "send one Idempotency-Key header, not several",
+            ));
+        }
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    match value.to_str() {
+        Ok(key)
+            if !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+                && key.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Ok(key.to_owned())
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
+        )),
     }
 }
 

@@ -5,6 +5,8 @@ mod error;
 mod running;
 mod serve;
 
-pub use error::{ApiError, ApiJson, valid_email};
+pub use error::{
+    ApiError, ApiJson, MAX_IDEMPOTENCY_KEY_LEN, RETRY_AFTER_SECONDS, idempotency_key, valid_email,
+};
 pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};
 pub use serve::{Readiness, bind, env_or, health_router, shutdown_signal};

@@ -1,6 +1,8 @@
 //! The OpenTelemetry layer sees spans, never log events: events inside a span neither become
 //! span events nor leave later spans unrecorded, and no span carries `otel.tracing_event_count`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[tokio::test(flavor = "multi_thread")]
 async fn log_events_inside_spans_leave_spans_whole() {
     let (_guard, captured) = fleet_telemetry::testing::capture("telemetry-test").unwrap();

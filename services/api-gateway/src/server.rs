@@ -51,7 +51,14 @@ fn upstream(err: OrderApiError) -> Response {
     match err {
         OrderApiError::Status { status, body } => {
             let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            (status, Json(body)).into_response()
+            let mut response = (status, Json(body)).into_response();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static(fleet_server_kit::RETRY_AFTER_SECONDS),
+                );
+            }
+            response
         }
         OrderApiError::Timeout => ApiError::upstream(
             StatusCode::GATEWAY_TIMEOUT,
@@ -74,10 +81,25 @@ fn upstream(err: OrderApiError) -> Response {
     }
 }
 
+/// `POST /checkout`: the answer always carries the `Idempotency-Key` it was made under (the
+/// caller's, or a fresh one): send it again to retry without ordering or charging twice.
 async fn checkout(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Response {
+    let key = match fleet_server_kit::idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(err) => return err.into_response(),
+    };
+    let mut response = place_order(state, req, &key).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&key) {
+        response.headers_mut().insert("idempotency-key", value);
+    }
+    response
+}
+
+async fn place_order(state: Arc<AppState>, req: CreateOrder, key: &str) -> Response {
     // The fault point `gateway.orders`: latency before the call, an error instead of it, or a
     // timeout shorter than the one order-api needs.
     let fault = state.faults.check("gateway.orders");
@@ -89,7 +111,7 @@ async fn checkout(
         }
     }
     let timeout = fault.and_then(|f| f.spec.timeout);
-    let order = match state.orders.create_order(&req, timeout).await {
+    let order = match state.orders.create_order(&req, key, timeout).await {
         Ok(order) => order,
         Err(err) => return upstream(err),
     };

@@ -1,6 +1,8 @@
 //! notification in-process on port 0, called through its own typed client; spans from an
 //! in-memory exporter.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use fleet_proto::notification::v1::{OrderLine, SendEmailRequest};

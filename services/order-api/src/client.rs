@@ -67,13 +67,18 @@ impl OrderApiClient {
     }
 
     /// `timeout` overrides the client's own for this call.
+    /// `idempotency_key`: the same key again returns the first order (and charges once).
     pub async fn create_order(
         &self,
         order: &CreateOrder,
+        idempotency_key: &str,
         timeout: Option<std::time::Duration>,
     ) -> Result<Order, OrderApiError> {
         let http = self.http.inner();
-        let mut request = http.post(format!("{}/orders", self.base_url)).json(order);
+        let mut request = http
+            .post(format!("{}/orders", self.base_url))
+            .header("idempotency-key", idempotency_key)
+            .json(order);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }

@@ -19,6 +19,10 @@ pub struct Config {
     pub payment_api_addr: String,
     /// `PAYMENT_API_TIMEOUT_MS`, default 8000.
     pub payment_timeout: Duration,
+    /// `ORDER_PENDING_BOUND_MS`, default 30000: an order pending longer is reconciled.
+    pub pending_bound: Duration,
+    /// `ORDER_RECONCILE_INTERVAL_MS`, default 5000: how often the reconciler looks.
+    pub reconcile_interval: Duration,
 }
 
 impl Config {
@@ -37,6 +41,10 @@ impl Config {
             sqlite_path: env_or("SQLITE_PATH", "fleet-data/orders.sqlite").into(),
             payment_api_addr: env_or("PAYMENT_API_ADDR", "http://127.0.0.1:50051"),
             payment_timeout: Duration::from_millis(parse("PAYMENT_API_TIMEOUT_MS", "8000")?),
+            pending_bound: Duration::from_millis(parse("ORDER_PENDING_BOUND_MS", "30000")?),
+            reconcile_interval: Duration::from_millis(
+                parse("ORDER_RECONCILE_INTERVAL_MS", "5000")?.max(10),
+            ),
         })
     }
 }

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod model;
+pub mod reconcile;
 pub mod server;
 pub mod store;
 
@@ -24,8 +25,18 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     };
     tracing::info!(database = store.system(), "database ready");
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
+    let reconciler = reconcile::Reconciler {
+        store: store.clone(),
+        payments: payment_api::client::PaymentClient::connect_lazy(
+            &config.payment_api_addr,
+            config.payment_timeout,
+        )?,
+        pending_bound: config.pending_bound,
+        interval: config.reconcile_interval,
+    };
     let app = server::router(&config, store, faults)?;
-    Running::spawn(listener, app, true, async {})
+    let reconciling = tokio::spawn(reconciler.run());
+    Running::spawn(listener, app, true, async move { reconciling.abort() })
 }
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until

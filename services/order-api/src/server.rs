@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 
 use crate::Config;
 use crate::model::{CreateOrder, MAX_ITEMS, MAX_QUANTITY, Order, Product, ProductList};
-use crate::store::{DbFaults, NewLine, Store};
+use crate::store::{DbFaults, NewLine, NewOrder, Store};
 use fleet_faults::Faults;
 use payment_api::client::CallOptions;
 
@@ -30,16 +30,37 @@ pub struct AppState {
     faults: Faults,
 }
 
-fn db_error(err: sqlx::Error) -> ApiError {
+/// Whether a database error means "the database is not there right now" (retry later) rather
+/// than "this statement is wrong": pool and I/O failures, and the SQLSTATE classes 08
+/// (connection exception), 57P0x (operator intervention: shutdown, crash, cannot connect now)
+/// and 53 (insufficient resources).
+pub fn transient(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            ApiError::upstream(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database",
-                format!("database unavailable: {err}"),
-            )
-        }
-        other => ApiError::internal(format!("database error: {other}")),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0") || c.starts_with("53")),
+        _ => false,
+    }
+}
+
+/// 503 (with `Retry-After`) when the database is away, 500 otherwise; never the database's own
+/// message, which can carry data and schema details. The log line and the span keep it.
+fn db_error(err: sqlx::Error) -> ApiError {
+    if transient(&err) {
+        tracing::warn!(error = %err, "database unavailable");
+        ApiError::upstream(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database",
+            "the database is unavailable; retry shortly",
+        )
+    } else {
+        tracing::error!(error = %err, "database error");
+        ApiError::internal("the database could not complete the request")
     }
 }
 
@@ -101,11 +122,14 @@ fn validate(req: &CreateOrder) -> Result<(), ApiError> {
         ));
     }
     for (i, item) in req.items.iter().enumerate() {
-        if item.sku.trim().is_empty() || item.sku.len() > 64 {
+        if item.sku.trim().is_empty()
+            || item.sku.len() > 64
+            || item.sku.chars().any(|c| c.is_control())
+        {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_sku",
-                "sku must be 1 to 64 characters",
+                "sku must be 1 to 64 printable characters",
             )
             .with_field(&format!("items[{i}].sku")));
         }
@@ -127,8 +151,13 @@ fn validate(req: &CreateOrder) -> Result<(), ApiError> {
 
 async fn create_order(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Response {
+    let key = match fleet_server_kit::idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(err) => return err.into_response(),
+    };
     let span = tracing::info_span!(
         "createOrder",
         otel.kind = "internal",
@@ -139,21 +168,29 @@ async fn create_order(
     );
     // Its own task: a caller that hangs up (a timeout upstream) must not cancel the work
     // half-way and strand a `pending` order; the order still ends paid or payment_failed.
-    let task =
-        tokio::spawn(async move { create_order_inner(&state, req).await }.instrument(span.clone()));
+    let task = tokio::spawn(
+        async move { create_order_inner(&state, req, &key).await }.instrument(span.clone()),
+    );
     let result = match task.await {
         Ok(result) => result,
         Err(e) => Err(ApiError::internal(format!("order task failed: {e}"))),
     };
     match result {
-        Ok(order) => {
+        Ok((order, replayed)) => {
             let location = format!("/orders/{}", order.id);
-            (
+            let mut response = (
                 StatusCode::CREATED,
                 [(header::LOCATION, location)],
                 Json(order),
             )
-                .into_response()
+                .into_response();
+            if replayed {
+                response.headers_mut().insert(
+                    "idempotent-replayed",
+                    axum::http::HeaderValue::from_static("true"),
+                );
+            }
+            response
         }
         Err(err) => {
             if err.status.is_server_error() {
@@ -165,8 +202,21 @@ async fn create_order(
     }
 }
 
-async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order, ApiError> {
+/// How many times, and how far apart, finishing an order is tried before the answer says
+/// "pending, retry" (about 3 s in all); the reconciler finishes what is left.
+pub const FINISH_ATTEMPTS: u32 = 5;
+pub const FINISH_FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Returns the order, and whether it was an earlier request's (same idempotency key).
+async fn create_order_inner(
+    state: &AppState,
+    req: CreateOrder,
+    key: &str,
+) -> Result<(Order, bool), ApiError> {
     validate(&req)?;
+    if let Some(id) = state.store.order_id_by_key(key).await.map_err(db_error)? {
+        return resume(state, &id, &req).await;
+    }
     let mut skus: Vec<String> = req.items.iter().map(|i| i.sku.clone()).collect();
     skus.sort();
     skus.dedup();
@@ -212,12 +262,73 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
         },
         None => DbFaults::default(),
     };
-    state
+    if let Err(err) = state
         .store
-        .insert_order(&id, &req.customer_email, CURRENCY, &lines, db_faults)
+        .insert_order(
+            NewOrder {
+                id: &id,
+                email: &req.customer_email,
+                currency: CURRENCY,
+                idempotency_key: key,
+                lines: &lines,
+            },
+            db_faults,
+        )
         .await
-        .map_err(db_error)?;
+    {
+        // The same key raced us to the insert: that request's order is this one.
+        if let sqlx::Error::Database(db) = &err
+            && db.is_unique_violation()
+            && let Some(existing) = state.store.order_id_by_key(key).await.map_err(db_error)?
+        {
+            return resume(state, &existing, &req).await;
+        }
+        return Err(db_error(err));
+    }
+    pay_and_finish(state, &id, total, &req.card_number).await
+}
 
+/// An order made by an earlier request with the same key: answer what it became, or (still
+/// pending: that request died or its answer was lost) pay for it again under the same charge
+/// key, which the provider answers with the first charge if there was one.
+async fn resume(state: &AppState, id: &str, req: &CreateOrder) -> Result<(Order, bool), ApiError> {
+    tracing::Span::current().record("app.order.id", id);
+    let order = state
+        .store
+        .get_order(id, false)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::internal("order vanished"))?;
+    match order.status.as_str() {
+        "paid" => Ok((order, true)),
+        "payment_failed" => {
+            let mut error = ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_failed",
+                order
+                    .failure_reason
+                    .clone()
+                    .unwrap_or_else(|| "payment failed".into()),
+            );
+            error.details = Some(Box::new(
+                serde_json::json!({ "order_id": id, "order_status": "payment_failed" }),
+            ));
+            Err(error)
+        }
+        _ => {
+            let (order, _) = pay_and_finish(state, id, order.total_cents, &req.card_number).await?;
+            Ok((order, true))
+        }
+    }
+}
+
+async fn pay_and_finish(
+    state: &AppState,
+    id: &str,
+    total: i64,
+    card_number: &str,
+) -> Result<(Order, bool), ApiError> {
+    let id = id.to_owned();
     let call = match state.faults.check("order.payment") {
         Some(fault) => CallOptions {
             propagate: fault.mode() != Some("drop_context"),
@@ -233,7 +344,9 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
                 order_id: id.clone(),
                 amount_cents: total,
                 currency: CURRENCY.into(),
-                card_number: req.card_number.clone(),
+                card_number: card_number.to_owned(),
+                // One charge per order, however often it is retried.
+                idempotency_key: format!("order-{id}"),
             },
         )
         .await;
@@ -269,23 +382,67 @@ async fn create_order_inner(state: &AppState, req: CreateOrder) -> Result<Order,
             ("payment_failed", None, Some(message), Some(error))
         }
     };
-    state
-        .store
-        .finish_order(&id, status, payment_id.as_deref(), failure.as_deref())
-        .await
-        .map_err(db_error)?;
+    finish_with_retries(
+        &state.store,
+        &id,
+        status,
+        payment_id.as_deref(),
+        failure.as_deref(),
+    )
+    .await
+    .map_err(|err| {
+        // Charged (or not) but not recorded: the order exists, pending; a retry with the
+        // same Idempotency-Key, or the reconciler, finishes it without charging again.
+        let mut e = db_error(err);
+        e.details = Some(Box::new(
+            serde_json::json!({ "order_id": id, "order_status": "pending" }),
+        ));
+        e
+    })?;
     if let Some(mut error) = error {
         error.details = Some(Box::new(
             serde_json::json!({ "order_id": id, "order_status": status }),
         ));
         return Err(error);
     }
-    state
+    let order = state
         .store
         .get_order(&id, n_plus_one(&state.faults))
         .await
-        .map_err(db_error)?
-        .ok_or_else(|| ApiError::internal("order vanished after it was written"))
+        .map_err(|err| {
+            let mut e = db_error(err);
+            e.details = Some(Box::new(
+                serde_json::json!({ "order_id": id, "order_status": status }),
+            ));
+            e
+        })?
+        .ok_or_else(|| ApiError::internal("order vanished after it was written"))?;
+    Ok((order, false))
+}
+
+/// Records an order's outcome, retrying a database that is away (a restart, a failover) with
+/// doubling backoff, [`FINISH_ATTEMPTS`] times.
+pub async fn finish_with_retries(
+    store: &Store,
+    id: &str,
+    status: &str,
+    payment_id: Option<&str>,
+    failure: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let mut backoff = FINISH_FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match store.finish_order(id, status, payment_id, failure).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < FINISH_ATTEMPTS && transient(&err) => {
+                tracing::warn!(error = %err, attempt, "finishing the order failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Routes plus `/healthz` and `/readyz` (ready when the database answers).

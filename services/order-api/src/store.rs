@@ -30,6 +30,16 @@ pub struct DbFaults {
     pub broken: bool,
 }
 
+/// An order as it is first written: pending, under its idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct NewOrder<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub currency: &'a str,
+    pub idempotency_key: &'a str,
+    pub lines: &'a [NewLine],
+}
+
 /// A priced line, ready to be written.
 #[derive(Debug, Clone)]
 pub struct NewLine {
@@ -67,7 +77,7 @@ async fn traced<T>(
 }
 
 macro_rules! engine {
-    ($module:ident, $db:ty, $now:literal, $created_at:literal, $slow_insert:expr) => {
+    ($module:ident, $db:ty, $now:literal, $created_at:literal, $older_than:literal, $slow_insert:expr) => {
         mod $module {
             use super::*;
             use sqlx::Row as _;
@@ -75,13 +85,13 @@ macro_rules! engine {
             const LIST_PRODUCTS: &str =
                 "SELECT sku, name, price_cents, currency FROM products ORDER BY sku";
             const INSERT_ORDER: &str = concat!(
-                "INSERT INTO orders (id, customer_email, status, total_cents, currency, created_at, updated_at) ",
-                "VALUES ($1, $2, 'pending', $3, $4, ", $now, ", ", $now, ")"
+                "INSERT INTO orders (id, customer_email, status, total_cents, currency, idempotency_key, created_at, updated_at) ",
+                "VALUES ($1, $2, 'pending', $3, $4, $5, ", $now, ", ", $now, ")"
             );
             /// The same insert against a table a bad migration renamed: fails in the database.
             const BROKEN_INSERT_ORDER: &str = concat!(
-                "INSERT INTO orders_v2 (id, customer_email, status, total_cents, currency, created_at, updated_at) ",
-                "VALUES ($1, $2, 'pending', $3, $4, ", $now, ", ", $now, ")"
+                "INSERT INTO orders_v2 (id, customer_email, status, total_cents, currency, idempotency_key, created_at, updated_at) ",
+                "VALUES ($1, $2, 'pending', $3, $4, $5, ", $now, ", ", $now, ")"
             );
             const SLOW_INSERT_ORDER: Option<&str> = $slow_insert;
             const SELECT_LINES: &str = "SELECT line_no FROM order_items WHERE order_id = $1 ORDER BY line_no";
@@ -89,9 +99,15 @@ macro_rules! engine {
                 "SELECT sku, name, quantity, unit_price_cents FROM order_items ",
                 "WHERE order_id = $1 AND line_no = $2"
             );
+            // Only a pending order moves: a late finish and the reconciler cannot both win.
             const UPDATE_ORDER: &str = concat!(
                 "UPDATE orders SET status = $1, payment_id = $2, failure_reason = $3, updated_at = ",
-                $now, " WHERE id = $4"
+                $now, " WHERE id = $4 AND status = 'pending'"
+            );
+            const SELECT_BY_KEY: &str = "SELECT id FROM orders WHERE idempotency_key = $1";
+            const SELECT_STALE: &str = concat!(
+                "SELECT id FROM orders WHERE status = 'pending' AND updated_at < ", $older_than,
+                " ORDER BY updated_at LIMIT $2"
             );
             const SELECT_ORDER: &str = concat!(
                 "SELECT id, customer_email, status, total_cents, currency, payment_id, failure_reason, ",
@@ -142,12 +158,10 @@ macro_rules! engine {
             pub async fn insert_order(
                 pool: &sqlx::Pool<$db>,
                 t: &DbTarget,
-                id: &str,
-                email: &str,
-                currency: &str,
-                lines: &[NewLine],
+                order: NewOrder<'_>,
                 faults: DbFaults,
             ) -> Result<(), sqlx::Error> {
+                let NewOrder { id, email, currency, idempotency_key, lines } = order;
                 let total: i64 = lines.iter().map(|l| l.quantity * l.unit_price_cents).sum();
                 // The order and its items land together or not at all. Waiting for a pooled
                 // connection gets its own span: an exhausted pool shows up as this span's length.
@@ -167,7 +181,12 @@ macro_rules! engine {
                     (false, Some((delay, slow_sql))) => (slow_sql, "orders", Some(delay)),
                     (false, None) => (INSERT_ORDER, "orders", None),
                 };
-                let mut insert = sqlx::query(sql).bind(id).bind(email).bind(total).bind(currency);
+                let mut insert = sqlx::query(sql)
+                    .bind(id)
+                    .bind(email)
+                    .bind(total)
+                    .bind(currency)
+                    .bind(idempotency_key);
                 if let Some(delay) = slow {
                     insert = insert.bind(delay.as_secs_f64());
                 }
@@ -272,6 +291,33 @@ macro_rules! engine {
                 }))
             }
 
+            pub async fn order_id_by_key(
+                pool: &sqlx::Pool<$db>,
+                t: &DbTarget,
+                key: &str,
+            ) -> Result<Option<String>, sqlx::Error> {
+                let row = traced(
+                    t.span("SELECT", "orders", SELECT_BY_KEY),
+                    sqlx::query(SELECT_BY_KEY).bind(key).fetch_optional(pool),
+                )
+                .await?;
+                row.map(|r| r.try_get("id")).transpose()
+            }
+
+            pub async fn stale_pending(
+                pool: &sqlx::Pool<$db>,
+                t: &DbTarget,
+                older_than_secs: f64,
+                limit: i64,
+            ) -> Result<Vec<String>, sqlx::Error> {
+                let rows = traced(
+                    t.span("SELECT", "orders", SELECT_STALE),
+                    sqlx::query(SELECT_STALE).bind(older_than_secs).bind(limit).fetch_all(pool),
+                )
+                .await?;
+                rows.iter().map(|r| r.try_get("id")).collect()
+            }
+
             pub async fn ping(pool: &sqlx::Pool<$db>) -> Result<(), sqlx::Error> {
                 sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
             }
@@ -284,9 +330,10 @@ engine!(
     sqlx::Postgres,
     "now()",
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+    "now() - make_interval(secs => $1)",
     Some(concat!(
-        "INSERT INTO orders (id, customer_email, status, total_cents, currency, created_at, updated_at) ",
-        "SELECT $1, $2, 'pending', $3, $4, now(), now() FROM pg_sleep($5)"
+        "INSERT INTO orders (id, customer_email, status, total_cents, currency, idempotency_key, created_at, updated_at) ",
+        "SELECT $1, $2, 'pending', $3, $4, $5, now(), now() FROM pg_sleep($6)"
     ))
 );
 engine!(
@@ -294,6 +341,7 @@ engine!(
     sqlx::Sqlite,
     "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     "created_at",
+    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds')",
     None
 );
 
@@ -369,17 +417,14 @@ impl Store {
 
     pub async fn insert_order(
         &self,
-        id: &str,
-        email: &str,
-        currency: &str,
-        lines: &[NewLine],
+        order: NewOrder<'_>,
         faults: DbFaults,
     ) -> Result<(), sqlx::Error> {
         if let (Some(delay), Store::Sqlite(..)) = (faults.slow_query, self) {
             // SQLite has no pg_sleep: the slowness comes from a writer holding the lock instead.
             self.hold_lock(delay).await?;
         }
-        dispatch!(self, insert_order(id, email, currency, lines, faults))
+        dispatch!(self, insert_order(order, faults))
     }
 
     /// Another session takes a write lock on `orders` and keeps it for `duration`; returns once
@@ -450,6 +495,20 @@ impl Store {
         n_plus_one: bool,
     ) -> Result<Option<Order>, sqlx::Error> {
         dispatch!(self, get_order(id, n_plus_one))
+    }
+
+    /// The order made under this idempotency key, if any.
+    pub async fn order_id_by_key(&self, key: &str) -> Result<Option<String>, sqlx::Error> {
+        dispatch!(self, order_id_by_key(key))
+    }
+
+    /// Orders still pending after `older_than`, oldest first, at most `limit`.
+    pub async fn stale_pending(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        dispatch!(self, stale_pending(older_than.as_secs_f64(), limit))
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

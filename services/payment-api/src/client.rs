@@ -1,7 +1,7 @@
 //! The typed client callers use: traced, with `traceparent` and `baggage` in the metadata.
 
 use fleet_proto::payment::v1::payment_service_client::PaymentServiceClient;
-use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse};
+use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse, GetChargeRequest};
 use fleet_telemetry::grpc_client::{GrpcClientTrace, SkipPropagation, traced_channel};
 use tonic::transport::Channel;
 
@@ -52,5 +52,16 @@ impl PaymentClient {
             request.extensions_mut().insert(SkipPropagation);
         }
         Ok(client.charge(request).await?.into_inner())
+    }
+
+    /// What became of the charge made under `idempotency_key` (NOT_FOUND: never made).
+    pub async fn get_charge(&self, idempotency_key: &str) -> Result<ChargeResponse, tonic::Status> {
+        let mut client = self.inner.clone();
+        Ok(client
+            .get_charge(GetChargeRequest {
+                idempotency_key: idempotency_key.to_owned(),
+            })
+            .await?
+            .into_inner())
     }
 }

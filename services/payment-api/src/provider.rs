@@ -72,6 +72,7 @@ impl ProviderClient {
         currency: &str,
         card_number: &str,
         description: &str,
+        idempotency_key: &str,
         retry: Option<(u32, std::time::Duration)>,
     ) -> Result<Charge, ProviderError> {
         let span = tracing::info_span!(
@@ -86,7 +87,14 @@ impl ProviderClient {
             let mut attempt = 0;
             loop {
                 let result = self
-                    .attempt(amount_cents, currency, card_number, description, attempt)
+                    .attempt(
+                        amount_cents,
+                        currency,
+                        card_number,
+                        description,
+                        idempotency_key,
+                        attempt,
+                    )
                     .await;
                 match result {
                     Err(
@@ -121,12 +129,16 @@ impl ProviderClient {
         currency: &str,
         card_number: &str,
         description: &str,
+        idempotency_key: &str,
         attempt: u32,
     ) -> Result<Charge, ProviderError> {
+        // Every attempt carries the same key: a retry after a lost answer returns the first
+        // charge instead of charging the card again.
         let request = self
             .http
             .inner()
             .post(format!("{}/v1/charges", self.base_url))
+            .header("idempotency-key", idempotency_key)
             .json(&serde_json::json!({
                 "amount": amount_cents,
                 "currency": currency,
@@ -154,6 +166,13 @@ impl ProviderClient {
                 .map_err(|e| ProviderError::Failed(format!("unreadable charge: {e}")));
         }
         let detail = response.json::<ErrorBody>().await.ok().map(|b| b.error);
+        Self::answer_error(status, detail)
+    }
+
+    fn answer_error(
+        status: reqwest::StatusCode,
+        detail: Option<ErrorDetail>,
+    ) -> Result<Charge, ProviderError> {
         if status == reqwest::StatusCode::PAYMENT_REQUIRED {
             let detail = detail.unwrap_or(ErrorDetail {
                 code: None,
@@ -176,4 +195,78 @@ impl ProviderClient {
                 .unwrap_or_default()
         )))
     }
+
+    /// What the provider answered `idempotency_key`: `None` when it never saw the key (so the
+    /// card was not charged under it).
+    pub async fn find_charge(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<Charge>, ProviderError> {
+        let span = tracing::info_span!(
+            "stripe-sdk.request",
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        async {
+            let mut url = reqwest::Url::parse(&format!("{}/v1/charges", self.base_url))
+                .map_err(|e| ProviderError::Failed(e.to_string()))?;
+            url.query_pairs_mut()
+                .append_pair("idempotency_key", idempotency_key);
+            let request = self
+                .http
+                .inner()
+                .get(url)
+                .build()
+                .map_err(|e| ProviderError::Failed(e.to_string()))?;
+            let response = self
+                .http
+                .send_attempt(request, Some("/v1/charges"), 0)
+                .await
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        ProviderError::Timeout
+                    } else {
+                        ProviderError::Unreachable(e.to_string())
+                    }
+                })?;
+            if !response.status().is_success() {
+                return Err(ProviderError::Failed(format!(
+                    "charge search answered {}",
+                    response.status()
+                )));
+            }
+            let found: SearchResult = response
+                .json()
+                .await
+                .map_err(|e| ProviderError::Failed(format!("unreadable search: {e}")))?;
+            let Some(kept) = found.data.into_iter().next() else {
+                return Ok(None);
+            };
+            let status = reqwest::StatusCode::from_u16(kept.status)
+                .map_err(|e| ProviderError::Failed(e.to_string()))?;
+            if status.is_success() {
+                return serde_json::from_value(kept.body)
+                    .map(Some)
+                    .map_err(|e| ProviderError::Failed(format!("unreadable charge: {e}")));
+            }
+            let detail = serde_json::from_value::<ErrorBody>(kept.body)
+                .ok()
+                .map(|b| b.error);
+            Self::answer_error(status, detail).map(Some)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchResult {
+    data: Vec<SearchHit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchHit {
+    status: u16,
+    body: serde_json::Value,
 }

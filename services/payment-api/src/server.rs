@@ -2,7 +2,7 @@
 
 use fleet_faults::{Faults, grpc_code_for_status};
 use fleet_proto::payment::v1::payment_service_server::{PaymentService, PaymentServiceServer};
-use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse};
+use fleet_proto::payment::v1::{ChargeRequest, ChargeResponse, GetChargeRequest};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
@@ -26,6 +26,8 @@ impl Payments {
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// Longest `order_id`: order ids are UUIDs (36); this leaves room for other callers' ids.
 pub const MAX_ORDER_ID_CHARS: usize = 64;
+/// Longest idempotency key (the provider's limit).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Largest charge: 1,000,000.00 in the currency's major unit.
 pub const MAX_AMOUNT_CENTS: i64 = 100_000_000;
 
@@ -38,6 +40,13 @@ fn validate(req: &ChargeRequest) -> Result<(), Status> {
     {
         return Err(Status::invalid_argument(format!(
             "order_id must be at most {MAX_ORDER_ID_CHARS} printable characters"
+        )));
+    }
+    if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || req.idempotency_key.chars().any(|c| !c.is_ascii_graphic())
+    {
+        return Err(Status::invalid_argument(format!(
+            "idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
         )));
     }
     if req.amount_cents <= 0 {
@@ -101,6 +110,11 @@ impl PaymentService for Payments {
                     )
                 });
             let description = format!("order {}", req.order_id);
+            let key = if req.idempotency_key.is_empty() {
+                req.order_id.as_str()
+            } else {
+                req.idempotency_key.as_str()
+            };
             match self
                 .provider
                 .create_charge(
@@ -108,6 +122,7 @@ impl PaymentService for Payments {
                     &req.currency,
                     &req.card_number,
                     &description,
+                    key,
                     retry,
                 )
                 .await
@@ -139,6 +154,32 @@ impl PaymentService for Payments {
         }
         .instrument(span)
         .await
+    }
+
+    async fn get_charge(
+        &self,
+        request: Request<GetChargeRequest>,
+    ) -> Result<Response<ChargeResponse>, Status> {
+        let key = request.into_inner().idempotency_key;
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+            || key.chars().any(|c| !c.is_ascii_graphic())
+        {
+            return Err(Status::invalid_argument(format!(
+                "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            )));
+        }
+        match self.provider.find_charge(&key).await {
+            Ok(Some(charge)) => Ok(Response::new(ChargeResponse {
+                charge_id: charge.id,
+                status: charge.status,
+            })),
+            Ok(None) => Err(Status::not_found("the provider never saw this key")),
+            Err(err @ ProviderError::Declined { .. }) => {
+                Err(Status::failed_precondition(err.to_string()))
+            }
+            Err(err) => Err(Status::unavailable(err.to_string())),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! payment-api in-process on port 0 against the provider stand-in (also in-process), called
 //! through its typed gRPC client; spans from an in-memory exporter.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use fleet_proto::payment::v1::ChargeRequest;
@@ -48,6 +50,7 @@ fn charge(order_id: &str, amount_cents: i64, card: &str) -> ChargeRequest {
         amount_cents,
         currency: "USD".into(),
         card_number: card.into(),
+        idempotency_key: String::new(),
     }
 }
 
@@ -140,7 +143,10 @@ async fn bad_charges_are_invalid_arguments_and_never_reach_a_span() {
             "order id one over",
         ),
         (charge("\0", 100, "4242424242424242"), "NUL order id"),
-        (charge(&"z".repeat(10_000), 100, "4242424242424242"), "10 KB order id"),
+        (
+            charge(&"z".repeat(10_000), 100, "4242424242424242"),
+            "10 KB order id",
+        ),
         (charge("o", i64::MAX, "4242424242424242"), "i64::MAX"),
         (
             charge(

@@ -1,5 +1,7 @@
 //! The provider stand-in in-process on port 0, over real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use payment_provider::Config;
 
 async fn start() -> fleet_server_kit::Running {

@@ -71,7 +71,7 @@ impl ApiError {
     }
 }
 
-/// `Retry-After` on every 503 answer, in seconds.
+/// `Retry-After` on every 503 and 409 answer, in seconds.
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
 #[derive(Serialize)]
@@ -85,8 +85,12 @@ impl IntoResponse for ApiError {
             tracing::error!(code = %self.code, dependency = self.dependency.as_deref(), "{}", self.message);
         }
         let mut response = (self.status, axum::Json(Body { error: &self })).into_response();
-        if self.status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
-            // Every 503 of the fleet is a "not now": say when to come back.
+        if matches!(
+            self.status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE | axum::http::StatusCode::CONFLICT
+        ) {
+            // Every 503 (and 409: the same request still in progress) is a "not now": say
+            // when to come back.
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),

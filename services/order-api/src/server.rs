@@ -214,9 +214,6 @@ async fn create_order_inner(
     key: &str,
 ) -> Result<(Order, bool), ApiError> {
     validate(&req)?;
-    if let Some(id) = state.store.order_id_by_key(key).await.map_err(db_error)? {
-        return resume(state, &id, &req).await;
-    }
     let mut skus: Vec<String> = req.items.iter().map(|i| i.sku.clone()).collect();
     skus.sort();
     skus.dedup();
@@ -276,7 +273,9 @@ async fn create_order_inner(
         )
         .await
     {
-        // The same key raced us to the insert: that request's order is this one.
+        // The key is taken: an earlier request (or one racing us) made this order. No lookup
+        // before the INSERT, so a first checkout costs no extra query; a repeat shows in its
+        // trace as an INSERT refused with 23505, then the lookup.
         if let sqlx::Error::Database(db) = &err
             && db.is_unique_violation()
             && let Some(existing) = state.store.order_id_by_key(key).await.map_err(db_error)?
@@ -288,9 +287,7 @@ async fn create_order_inner(
     pay_and_finish(state, &id, total, &req.card_number).await
 }
 
-/// An order made by an earlier request with the same key: answer what it became, or (still
-/// pending: that request died or its answer was lost) pay for it again under the same charge
-/// key, which the provider answers with the first charge if there was one.
+/// An order made by an earlier request with the same key: answer what it became.
 async fn resume(state: &AppState, id: &str, req: &CreateOrder) -> Result<(Order, bool), ApiError> {
     tracing::Span::current().record("app.order.id", id);
     let order = state
@@ -316,8 +313,19 @@ async fn resume(state: &AppState, id: &str, req: &CreateOrder) -> Result<(Order,
             Err(error)
         }
         _ => {
-            let (order, _) = pay_and_finish(state, id, order.total_cents, &req.card_number).await?;
-            Ok((order, true))
+            // Still pending: the first request is in flight, or died after the charge. Paying
+            // again here could race it, so say "in progress"; the first request or the
+            // reconciler (within ORDER_PENDING_BOUND_MS) finishes it, and a retry then gets it.
+            let _ = req;
+            let mut error = ApiError::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            );
+            error.details = Some(Box::new(
+                serde_json::json!({ "order_id": id, "order_status": "pending" }),
+            ));
+            Err(error)
         }
     }
 }

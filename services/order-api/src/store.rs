@@ -310,11 +310,14 @@ macro_rules! engine {
                 older_than_secs: f64,
                 limit: i64,
             ) -> Result<Vec<String>, sqlx::Error> {
-                let rows = traced(
-                    t.span("SELECT", "orders", SELECT_STALE),
-                    sqlx::query(SELECT_STALE).bind(older_than_secs).bind(limit).fetch_all(pool),
-                )
-                .await?;
+                // Untraced: an idle check every few seconds would bury the traces learners
+                // look for; a pass that finds work is traced by the reconciler.
+                let _ = t;
+                let rows = sqlx::query(SELECT_STALE)
+                    .bind(older_than_secs)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
                 rows.iter().map(|r| r.try_get("id")).collect()
             }
 

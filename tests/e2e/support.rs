@@ -216,6 +216,11 @@ impl Fleet {
         }
     }
 
+    /// What the supervisor's state file says (pids, restarts).
+    pub fn state(&self) -> fleet::supervisor::FleetState {
+        fleet::supervisor::FleetState::read(&self.data_dir).expect("fleet up wrote its state file")
+    }
+
     /// SIGKILL `fleet up` itself: it gets no chance to stop its components.
     pub async fn kill_hard(&mut self) {
         let _ = self.child.kill().await;

@@ -1,10 +1,12 @@
 //! `fleet scenario list|on NAME|off|status`: named, coherent sets of faults across the fleet.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Subcommand};
 
+use crate::supervisor::FleetState;
 use crate::topology;
 
 /// One scenario: the faults it arms (per fault-point grammar), and what a learner should find.
@@ -121,20 +123,23 @@ enum Action {
 
 /// Where each service's `/admin/faults` lives: one `--NAME URL` flag (or `FLEET_…_URL`
 /// variable) per component of the topology with an admin API, defaulting to `fleet up`'s
-/// default port.
+/// default port; `fleet up`'s data dir for its state file.
 #[derive(Debug, Clone)]
 pub struct Targets {
     urls: BTreeMap<&'static str, String>,
     token: Option<String>,
+    data_dir: PathBuf,
 }
 
 const TOKEN: &str = "token";
+const DATA_DIR: &str = "data-dir";
 
 impl FromArgMatches for Targets {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         let mut targets = Targets {
             urls: BTreeMap::new(),
             token: None,
+            data_dir: PathBuf::from("fleet-data"),
         };
         targets.update_from_arg_matches(matches)?;
         Ok(targets)
@@ -148,6 +153,9 @@ impl FromArgMatches for Targets {
         }
         if let Some(token) = matches.get_one::<String>(TOKEN) {
             self.token = Some(token.clone());
+        }
+        if let Some(dir) = matches.get_one::<PathBuf>(DATA_DIR) {
+            self.data_dir = dir.clone();
         }
         Ok(())
     }
@@ -176,6 +184,16 @@ impl Args for Targets {
                 .env("FLEET_ADMIN_TOKEN")
                 .hide_env_values(true)
                 .help("Bearer token, when the services run with FLEET_ADMIN_TOKEN"),
+        )
+        .arg(
+            Arg::new(DATA_DIR)
+                .long(DATA_DIR)
+                .global(true)
+                .env("FLEET_DATA_DIR")
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(PathBuf))
+                .default_value("fleet-data")
+                .help("`fleet up`'s data dir (its state file)"),
         )
     }
 
@@ -376,6 +394,20 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                 }
                 for (point, spec) in faults {
                     println!("{service:<18} {point} {spec}");
+                }
+            }
+            // What the supervisor saw (when `fleet up` runs with this data dir).
+            if let Some(state) = FleetState::read(&targets.data_dir) {
+                println!();
+                println!("fleet up (pid {}):", state.pid);
+                for c in state.components {
+                    let pid = c
+                        .pid
+                        .map_or("restarting".to_owned(), |p| format!("pid {p}"));
+                    println!(
+                        "{:<18} {pid:<12} restarts {:<3} {}",
+                        c.name, c.restarts, c.url
+                    );
                 }
             }
         }

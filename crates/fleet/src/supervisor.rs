@@ -1,25 +1,49 @@
-//! The process side of `fleet up`: start a component as `fleet run NAME`, watch it, stop the
-//! fleet in reverse start order.
+//! The process side of `fleet up`: start a component as `fleet run NAME`, restart it with
+//! backoff when it crashes, and stop the fleet in reverse start order.
+//!
+//! Policy (docs/reliability.md, "The supervisor"):
+//! - a component that exits on its own is restarted on the address it had, after
+//!   [`BACKOFF_START`] doubling per crash up to [`BACKOFF_MAX`]; the others keep serving;
+//! - [`CRASH_LIMIT`] crashes of one component within [`CRASH_WINDOW`] stop the whole fleet with
+//!   an error;
+//! - stopping sends SIGTERM in reverse start order, one at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::topology::Component;
 
 /// How long a component may take to announce its listeners and answer its readiness path.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The first restart waits this long; each further crash (within the window) doubles it.
+pub const BACKOFF_START: Duration = Duration::from_millis(500);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// This many crashes of one component within [`CRASH_WINDOW`] and the fleet gives up.
+pub const CRASH_LIMIT: usize = 5;
+pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// How long each component may take to stop before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The delay before restart number `crashes` (1-based, counted within the window).
+pub fn backoff(crashes: usize) -> Duration {
+    let doublings = crashes.saturating_sub(1).min(16) as u32;
+    BACKOFF_START
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_MAX)
+}
 
 /// A started component: its process and the addresses it announced, by listener label.
 pub struct Started {
@@ -153,23 +177,61 @@ pub fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// One running component.
+enum State {
+    Running(Child),
+    /// Crashed; restarts at the instant.
+    Waiting(Instant),
+    Starting(JoinHandle<anyhow::Result<Started>>),
+}
+
+/// One supervised component.
 pub struct Slot {
     pub component: &'static Component,
+    /// What it was started with; a restart pins every listener to its first address.
+    vars: Vec<(String, String)>,
     pub listening: HashMap<String, SocketAddr>,
-    child: Child,
+    state: State,
+    pub restarts: u32,
+    crashes: VecDeque<Instant>,
 }
 
 impl Slot {
     pub fn new(
         component: &'static Component,
-        _vars: Vec<(String, String)>,
+        vars: Vec<(String, String)>,
         started: Started,
     ) -> Slot {
+        let Started { child, listening } = started;
+        // Callers were given these addresses: a restart must come back on the same ones
+        // (the ports may have been 0, i.e. picked by the kernel, the first time).
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| {
+                let pinned = component
+                    .listeners
+                    .iter()
+                    .find(|l| l.listen_env == k)
+                    .and_then(|l| listening.get(l.label));
+                match pinned {
+                    Some(addr) => (k, addr.to_string()),
+                    None => (k, v),
+                }
+            })
+            .collect();
         Slot {
             component,
-            listening: started.listening,
-            child: started.child,
+            vars,
+            listening,
+            state: State::Running(child),
+            restarts: 0,
+            crashes: VecDeque::new(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match &self.state {
+            State::Running(child) => child.id(),
+            _ => None,
         }
     }
 
@@ -179,26 +241,154 @@ impl Slot {
             .copied()
             .ok_or_else(|| anyhow!("{} did not announce {label}", self.component.name))
     }
+
+    /// Notes a crash now; fails once the component has crashed [`CRASH_LIMIT`] times within
+    /// [`CRASH_WINDOW`], else schedules the restart and says so.
+    fn crashed(&mut self, what: &str) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.crashes.push_back(now);
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            self.crashes.pop_front();
+        }
+        let name = self.component.name;
+        if self.crashes.len() >= CRASH_LIMIT {
+            bail!(
+                "{name} {what}: {CRASH_LIMIT} crashes within {}s; giving up and stopping the fleet",
+                CRASH_WINDOW.as_secs()
+            );
+        }
+        let delay = backoff(self.crashes.len());
+        self.restarts += 1;
+        println!(
+            "fleet: {name} {what}; restarting in {}s (restart {})",
+            delay.as_secs_f64(),
+            self.restarts
+        );
+        self.state = State::Waiting(now + delay);
+        Ok(())
+    }
+
+    /// Moves the slot along: notices a crash, starts a due restart, adopts a finished one.
+    /// Returns true when something changed that the state file should show.
+    async fn tick(&mut self) -> anyhow::Result<bool> {
+        let name = self.component.name;
+        match &mut self.state {
+            State::Running(child) => match child.try_wait()? {
+                Some(status) => {
+                    self.crashed(&format!("exited ({})", describe(status)))?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            State::Waiting(at) => {
+                if Instant::now() >= *at {
+                    let component = self.component;
+                    let vars = self.vars.clone();
+                    self.state =
+                        State::Starting(tokio::spawn(async move { start(component, &vars).await }));
+                }
+                Ok(false)
+            }
+            State::Starting(handle) => {
+                if !handle.is_finished() {
+                    return Ok(false);
+                }
+                match handle.await {
+                    Ok(Ok(started)) => {
+                        self.listening = started.listening;
+                        self.state = State::Running(started.child);
+                        println!("fleet:restarted {name} {}", self.restarts);
+                        Ok(true)
+                    }
+                    Ok(Err(e)) => {
+                        self.crashed(&format!("failed to restart ({e:#})"))?;
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        self.crashed(&format!("failed to restart ({e})"))?;
+                        Ok(true)
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// Waits for Ctrl-C/SIGTERM (`Ok`), or for a component to die (`Err`: everything stops).
+/// What `fleet scenario status` reads: who runs where, with how many restarts.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct FleetState {
+    pub pid: u32,
+    pub components: Vec<ComponentState>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ComponentState {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub url: String,
+    pub restarts: u32,
+}
+
+/// The state file's name inside the data dir.
+pub const STATE_FILE: &str = "fleet-state.json";
+
+impl FleetState {
+    pub fn of(slots: &[Slot]) -> FleetState {
+        FleetState {
+            pid: std::process::id(),
+            components: slots
+                .iter()
+                .map(|s| ComponentState {
+                    name: s.component.name.to_owned(),
+                    pid: s.pid(),
+                    url: s
+                        .addr(s.component.main_listener().label)
+                        .map(|a| format!("http://{a}"))
+                        .unwrap_or_default(),
+                    restarts: s.restarts,
+                })
+                .collect(),
+        }
+    }
+
+    /// Written whole to a temporary file and renamed, so a reader never sees half of it.
+    pub fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
+        let path = data_dir.join(STATE_FILE);
+        let tmp = data_dir.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn read(data_dir: &Path) -> Option<FleetState> {
+        let text = std::fs::read(data_dir.join(STATE_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
+/// Keeps the fleet running until Ctrl-C/SIGTERM (`Ok`) or until a component keeps crashing
+/// (`Err`). Restarts crashed components meanwhile and keeps the state file current.
 pub async fn supervise(
     slots: &mut [Slot],
     stop: &mut (impl Future<Output = ()> + Unpin),
+    data_dir: &Path,
 ) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             () = &mut *stop => return Ok(()),
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+        let mut changed = false;
         for slot in slots.iter_mut() {
-            if let Some(status) = slot.child.try_wait()? {
-                bail!(
-                    "{} exited unexpectedly ({}); stopping the fleet",
-                    slot.component.name,
-                    describe(status)
-                );
-            }
+            changed |= slot.tick().await?;
+        }
+        if changed && let Err(e) = FleetState::of(slots).write(data_dir) {
+            eprintln!("fleet: {e:#}");
         }
     }
 }
@@ -206,18 +396,25 @@ pub async fn supervise(
 /// Front door first, so nothing new arrives while the back ends drain.
 pub async fn stop_all(slots: &mut [Slot]) {
     for slot in slots.iter_mut().rev() {
-        if let Some(id) = slot.child.id() {
-            let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
-        }
-        if tokio::time::timeout(STOP_TIMEOUT, slot.child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!(
-                "{} did not stop within {STOP_TIMEOUT:?}; killing it",
-                slot.component.name
-            );
-            let _ = slot.child.kill().await;
+        match std::mem::replace(&mut slot.state, State::Waiting(Instant::now())) {
+            State::Running(mut child) => {
+                if let Some(id) = child.id() {
+                    let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
+                }
+                if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+                    .await
+                    .is_err()
+                {
+                    eprintln!(
+                        "{} did not stop within {STOP_TIMEOUT:?}; killing it",
+                        slot.component.name
+                    );
+                    let _ = child.kill().await;
+                }
+            }
+            // A restart in progress has nothing in flight: aborting drops (and kills) it.
+            State::Starting(handle) => handle.abort(),
+            State::Waiting(_) => {}
         }
     }
 }
@@ -225,6 +422,13 @@ pub async fn stop_all(slots: &mut [Slot]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_up_to_ten() {
+        let secs: Vec<f64> = (1..=7).map(|n| backoff(n).as_secs_f64()).collect();
+        assert_eq!(secs, [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]);
+        assert_eq!(backoff(1000), BACKOFF_MAX);
+    }
 
     #[test]
     fn announce_lines_parse() {

@@ -1,14 +1,16 @@
 //! `fleet up`: every component of the topology as its own process on loopback, started in
-//! dependency order, each waited for until ready, all stopped together in reverse order
-//! (src/supervisor.rs).
+//! dependency order, each waited for until ready, restarted when it crashes, and stopped in
+//! reverse order (src/supervisor.rs).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::supervisor::{self, Slot};
+use crate::supervisor::{self, FleetState, Slot};
 use crate::topology::{self, COMPONENTS, Component, DESK, Listener};
 
 #[derive(Args, Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct UpArgs {
     /// order-api's SQLite file when there is no database URL.
     #[arg(long, default_value = "fleet-data/orders.sqlite")]
     sqlite_path: String,
+    /// Where the fleet keeps its state file (`fleet scenario status` reads it from there).
+    #[arg(long, env = "FLEET_DATA_DIR", default_value = "fleet-data")]
+    data_dir: PathBuf,
 }
 
 /// One `--NAME-port` flag per listener of the topology; a flag not given means its default.
@@ -98,6 +103,8 @@ pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
             args.ports.0.insert(l.port_flag, 0);
         }
     }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     // Before anything starts: from here on Ctrl-C and SIGTERM mean "stop in order".
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -114,7 +121,7 @@ pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         () = &mut stop => None,
     };
     let outcome = match started {
-        Some(Ok(())) => supervisor::supervise(&mut slots, &mut stop).await,
+        Some(Ok(())) => supervisor::supervise(&mut slots, &mut stop, &args.data_dir).await,
         Some(Err(e)) => Err(e),
         None => Ok(()),
     };
@@ -122,6 +129,7 @@ pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         println!("fleet: {e:#}");
     }
     supervisor::stop_all(&mut slots).await;
+    let _ = std::fs::remove_file(args.data_dir.join(supervisor::STATE_FILE));
     println!("fleet:stopped");
     outcome
 }
@@ -180,6 +188,7 @@ async fn start_everything(args: &UpArgs, slots: &mut Vec<Slot>) -> anyhow::Resul
         let started = supervisor::start(component, &vars).await?;
         slots.push(Slot::new(component, vars, started));
     }
+    FleetState::of(slots).write(&args.data_dir)?;
     summary(args, slots, external.as_deref())
 }
 
@@ -242,7 +251,7 @@ fn summary(args: &UpArgs, slots: &[Slot], external: Option<&str>) -> anyhow::Res
         );
         println!("Break it on purpose: fleet scenario list; fleet quiz start");
     }
-    println!("Ctrl-C stops everything.");
+    println!("A crashed component is restarted; Ctrl-C stops everything.");
     println!("fleet:up");
     Ok(())
 }

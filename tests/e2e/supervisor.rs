@@ -1,5 +1,6 @@
 //! `fleet up` as a supervisor: a crash restarts one component on its address while the others
-//! serve.
+//! serve; Ctrl-C reaches `fleet up` alone, which stops the components in reverse dependency
+//! order.
 
 use std::time::{Duration, Instant};
 
@@ -167,4 +168,131 @@ async fn a_component_that_keeps_crashing_stops_the_fleet() {
     );
     let left: Vec<u32> = others.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "still running: {left:?}");
+}
+
+/// Checkouts, as many and as concurrent as the fleet takes, until `stop` says so. Returns the
+/// trace ids of those answered 2xx.
+fn checkouts_in_flight(
+    gateway: &str,
+    workers: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
+    (0..workers)
+        .map(|w| {
+            let checkout = format!("{gateway}/checkout");
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(15))
+                    .build()
+                    .unwrap();
+                let mut ok = Vec::new();
+                let mut i = 0;
+                while !*stop.borrow() {
+                    i += 1;
+                    let sent = client
+                        .post(&checkout)
+                        .json(&order_body(
+                            &format!("w{w}-{i}@example.com"),
+                            &[("COFFEE-250G", 1)],
+                            CARD_OK,
+                        ))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => {
+                            let id = r
+                                .headers()
+                                .get("x-trace-id")
+                                .and_then(|v| v.to_str().ok())
+                                .expect("x-trace-id")
+                                .to_owned();
+                            ok.push(id);
+                        }
+                        // Refused or cut off once the gateway stops: not answered 2xx.
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                ok
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_gateway_first_so_every_answered_checkout_sends_its_email() {
+    // The desk lives in this test so it outlives the fleet and sees everyone's last spans.
+    let desk = trace_desk::start(trace_desk::DeskConfig::ephemeral(200_000))
+        .await
+        .expect("desk");
+    let desk_url = format!("http://{}", desk.api_addr());
+    let mut fleet = Fleet::start(FleetOptions {
+        database_url: None,
+        env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{}", desk.otlp_http_addr()),
+            ),
+            // Slow enough that checkouts are mid-way when Ctrl-C arrives.
+            ("PROVIDER_LATENCY_MS".into(), "300".into()),
+        ],
+    })
+    .await;
+    let pids: Vec<u32> = fleet
+        .state()
+        .components
+        .iter()
+        .filter_map(|c| c.pid)
+        .collect();
+    assert_eq!(
+        pids.len(),
+        COMPONENTS.len() - 1,
+        "every component but the desk"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = checkouts_in_flight(fleet.gateway(), 8, stop_rx);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The terminal's Ctrl-C: SIGINT to the foreground process group.
+    fleet.signal_group(Signal::SIGINT);
+    let exit = fleet.wait_exit(Duration::from_secs(60)).await;
+    let _ = stop_tx.send(true);
+    let mut answered = Vec::new();
+    for w in workers {
+        answered.extend(w.await.expect("join"));
+    }
+    assert!(exit.success(), "Ctrl-C is a clean stop: {exit}");
+    assert!(
+        answered.len() >= 8,
+        "checkouts were answered before Ctrl-C: {}",
+        answered.len()
+    );
+    for id in &answered {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = get(&format!("{desk_url}/api/traces/{id}")).await;
+            let spans = if reply.status == 200 {
+                parse_trace(&reply.body)
+            } else {
+                Vec::new()
+            };
+            if spans
+                .iter()
+                .any(|s| s.service == "notification" && s.name == "sendEmail")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "checkout {id} was answered 2xx but its email was never sent ({} of {} answered); spans:\n{}",
+                answered.iter().position(|a| a == id).unwrap_or_default() + 1,
+                answered.len(),
+                describe(&spans)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let left: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+    desk.shutdown().await;
 }

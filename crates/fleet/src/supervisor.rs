@@ -1,5 +1,5 @@
-//! The process side of `fleet up`: start a component as `fleet run NAME`, restart it with
-//! backoff when it crashes, and stop the fleet in reverse start order.
+//! The process side of `fleet up`: start a component as `fleet run NAME` in its own process
+//! group, restart it with backoff when it crashes, and stop the fleet in reverse start order.
 //!
 //! Policy (docs/reliability.md, "The supervisor"):
 //! - a component that exits on its own is restarted on the address it had, after
@@ -68,6 +68,9 @@ pub async fn start(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group: a terminal's Ctrl-C reaches `fleet up` alone, which then stops
+        // the components in order (the gateway first) instead of all at once.
+        .process_group(0)
         .kill_on_drop(true);
     if std::env::var_os("LOG_FORMAT").is_none() {
         cmd.env("LOG_FORMAT", "text");

@@ -1,10 +1,10 @@
 //! `fleet up` as a supervisor: a crash restarts one component on its address while the others
 //! serve; Ctrl-C reaches `fleet up` alone, which stops the components in reverse dependency
-//! order.
+//! order; stopping takes a bounded time.
 
 use std::time::{Duration, Instant};
 
-use fleet::supervisor::CRASH_LIMIT;
+use fleet::supervisor::{CRASH_LIMIT, STOP_BUDGET};
 use fleet::topology::{self, COMPONENTS};
 use nix::sys::signal::Signal;
 
@@ -255,7 +255,7 @@ async fn ctrl_c_stops_gateway_first_so_every_answered_checkout_sends_its_email()
 
     // The terminal's Ctrl-C: SIGINT to the foreground process group.
     fleet.signal_group(Signal::SIGINT);
-    let exit = fleet.wait_exit(Duration::from_secs(60)).await;
+    let exit = fleet.wait_exit(STOP_BUDGET + Duration::from_secs(5)).await;
     let _ = stop_tx.send(true);
     let mut answered = Vec::new();
     for w in workers {
@@ -295,4 +295,52 @@ async fn ctrl_c_stops_gateway_first_so_every_answered_checkout_sends_its_email()
     let left: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
     desk.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_fleet_within_the_bound_when_the_collector_never_answers() {
+    // A collector that accepts connections and never reads a byte: every export hangs.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", black_hole.local_addr().expect("addr"));
+    let mut fleet = Fleet::start(FleetOptions {
+        database_url: None,
+        env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint)],
+    })
+    .await;
+    let pids: Vec<u32> = fleet
+        .state()
+        .components
+        .iter()
+        .filter_map(|c| c.pid)
+        .collect();
+    // Spans waiting to be exported, so that every service has something to flush.
+    for i in 0..5 {
+        let reply = post_json(
+            &format!("{}/checkout", fleet.gateway()),
+            &order_body(
+                &format!("bh{i}@example.com"),
+                &[("MUG-CERAMIC", 1)],
+                CARD_OK,
+            ),
+            &[],
+        )
+        .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let started = Instant::now();
+    fleet.signal(Signal::SIGTERM);
+    let exit = fleet.wait_exit(Duration::from_secs(60)).await;
+    let took = started.elapsed();
+    eprintln!("fleet up stopped {took:?} after SIGTERM with a black-hole collector");
+    for line in fleet.output().iter().filter(|l| l.contains("killed it")) {
+        eprintln!("  {line}");
+    }
+    assert!(exit.success(), "{exit}");
+    assert!(
+        took < STOP_BUDGET + Duration::from_secs(2),
+        "stopping took {took:?}, the bound is {STOP_BUDGET:?}"
+    );
+    let left: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "still running: {left:?}");
+    drop(black_hole);
 }

@@ -1,12 +1,13 @@
 //! The process side of `fleet up`: start a component as `fleet run NAME` in its own process
-//! group, restart it with backoff when it crashes, and stop the fleet in reverse start order.
+//! group, restart it with backoff when it crashes, and stop the fleet within a bound.
 //!
 //! Policy (docs/reliability.md, "The supervisor"):
 //! - a component that exits on its own is restarted on the address it had, after
 //!   [`BACKOFF_START`] doubling per crash up to [`BACKOFF_MAX`]; the others keep serving;
 //! - [`CRASH_LIMIT`] crashes of one component within [`CRASH_WINDOW`] stop the whole fleet with
 //!   an error;
-//! - stopping sends SIGTERM in reverse start order, one at a time.
+//! - stopping sends SIGTERM in reverse start order and SIGKILLs whatever is still running at
+//!   [`STOP_BUDGET`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -34,8 +35,11 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// This many crashes of one component within [`CRASH_WINDOW`] and the fleet gives up.
 pub const CRASH_LIMIT: usize = 5;
 pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
-/// How long each component may take to stop before it is killed.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole fleet stops within this, whatever its components (or their collector) do.
+pub const STOP_BUDGET: Duration = Duration::from_secs(5);
+/// The first component stopped (the gateway) gets at most this to drain before the next one is
+/// asked; every later one gets an equal share of what is left of [`STOP_BUDGET`].
+pub const FIRST_STOP_SLOT: Duration = Duration::from_secs(2);
 
 /// The delay before restart number `crashes` (1-based, counted within the window).
 pub fn backoff(crashes: usize) -> Duration {
@@ -396,28 +400,42 @@ pub async fn supervise(
     }
 }
 
-/// Front door first, so nothing new arrives while the back ends drain.
+/// Stops every component within [`STOP_BUDGET`]: SIGTERM in reverse start order, each given a
+/// slot to exit before the next is asked (the first [`FIRST_STOP_SLOT`], later ones an equal
+/// share of what is left), then SIGKILL for whatever is still running at the deadline.
 pub async fn stop_all(slots: &mut [Slot]) {
+    let deadline = Instant::now() + STOP_BUDGET;
+    let mut children: Vec<(&'static str, Child)> = Vec::new();
     for slot in slots.iter_mut().rev() {
-        match std::mem::replace(&mut slot.state, State::Waiting(Instant::now())) {
-            State::Running(mut child) => {
-                if let Some(id) = child.id() {
-                    let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
-                }
-                if tokio::time::timeout(STOP_TIMEOUT, child.wait())
-                    .await
-                    .is_err()
-                {
-                    eprintln!(
-                        "{} did not stop within {STOP_TIMEOUT:?}; killing it",
-                        slot.component.name
-                    );
-                    let _ = child.kill().await;
-                }
-            }
+        match std::mem::replace(&mut slot.state, State::Waiting(deadline)) {
+            State::Running(child) => children.push((slot.component.name, child)),
             // A restart in progress has nothing in flight: aborting drops (and kills) it.
             State::Starting(handle) => handle.abort(),
             State::Waiting(_) => {}
+        }
+    }
+    let count = children.len();
+    for (i, (_, child)) in children.iter_mut().enumerate() {
+        if let Some(id) = child.id() {
+            let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let slot = if i == 0 {
+            FIRST_STOP_SLOT.min(remaining)
+        } else {
+            remaining / (count - i) as u32
+        };
+        // Not done in its slot: it goes on stopping while the next one is asked.
+        let _ = tokio::time::timeout(slot, child.wait()).await;
+    }
+    for (name, child) in &mut children {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(remaining, child.wait()).await.is_err() {
+            println!(
+                "fleet: {name} did not stop within {}s; killed it (SIGKILL)",
+                STOP_BUDGET.as_secs()
+            );
+            let _ = child.kill().await;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `fleet up`: every component of the topology as its own process on loopback, started in
 //! dependency order, each waited for until ready, restarted when it crashes, and stopped in
-//! reverse order (src/supervisor.rs).
+//! reverse order within a bound (src/supervisor.rs).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -251,7 +251,10 @@ fn summary(args: &UpArgs, slots: &[Slot], external: Option<&str>) -> anyhow::Res
         );
         println!("Break it on purpose: fleet scenario list; fleet quiz start");
     }
-    println!("A crashed component is restarted; Ctrl-C stops everything.");
+    println!(
+        "A crashed component is restarted; Ctrl-C stops everything (within {}s).",
+        supervisor::STOP_BUDGET.as_secs()
+    );
     println!("fleet:up");
     Ok(())
 }

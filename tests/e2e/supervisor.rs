@@ -1,6 +1,6 @@
 //! `fleet up` as a supervisor: a crash restarts one component on its address while the others
-//! serve; Ctrl-C reaches `fleet up` alone, which stops the components in reverse dependency
-//! order; stopping takes a bounded time.
+//! serve; Ctrl-C and SIGTERM stop in reverse dependency order within a bound; the admin API is
+//! never left open.
 
 use std::time::{Duration, Instant};
 
@@ -343,4 +343,37 @@ async fn sigterm_stops_the_fleet_within_the_bound_when_the_collector_never_answe
     let left: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "still running: {left:?}");
     drop(black_hole);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_needs_the_token_fleet_up_generated() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let token_file = fleet.data_dir.join("admin-token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file)
+            .expect("fleet up wrote its admin token")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "only its owner reads the token");
+    assert_eq!(fleet.admin_token().len(), 32);
+    for (c, _) in topology::admin_targets() {
+        let resp = reqwest::Client::new()
+            .put(format!("{}/admin/faults", fleet.urls[c.name]))
+            .header("content-type", "text/plain")
+            .body("order.db:latency=1s")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 401, "{} without a token", c.name);
+    }
+    let out = fleet.command(&["scenario", "on", "slow-payment"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("slow-payment is on"));
+    let mut armed = 0;
+    for (c, _) in topology::admin_targets() {
+        let listing = fleet.admin_faults(&fleet.urls[c.name]).await;
+        assert_eq!(listing.status, 200, "{}: {}", c.name, listing.body);
+        armed += listing.body["faults"].as_object().map_or(0, |f| f.len());
+    }
+    assert!(armed > 0, "the scenario armed its faults with the token");
+    fleet.stop().await;
 }

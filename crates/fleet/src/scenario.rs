@@ -123,7 +123,8 @@ enum Action {
 
 /// Where each service's `/admin/faults` lives: one `--NAME URL` flag (or `FLEET_…_URL`
 /// variable) per component of the topology with an admin API, defaulting to `fleet up`'s
-/// default port; `fleet up`'s data dir for its state file.
+/// default port; the token from `--token`/`FLEET_ADMIN_TOKEN`, else the one `fleet up` wrote
+/// into its data dir.
 #[derive(Debug, Clone)]
 pub struct Targets {
     urls: BTreeMap<&'static str, String>,
@@ -183,7 +184,7 @@ impl Args for Targets {
                 .global(true)
                 .env("FLEET_ADMIN_TOKEN")
                 .hide_env_values(true)
-                .help("Bearer token, when the services run with FLEET_ADMIN_TOKEN"),
+                .help("Bearer token for /admin/faults (default: the one `fleet up` wrote to DATA_DIR/admin-token)"),
         )
         .arg(
             Arg::new(DATA_DIR)
@@ -193,7 +194,7 @@ impl Args for Targets {
                 .value_name("DIR")
                 .value_parser(clap::value_parser!(PathBuf))
                 .default_value("fleet-data")
-                .help("`fleet up`'s data dir (its state file)"),
+                .help("`fleet up`'s data dir (its admin token and state file)"),
         )
     }
 
@@ -208,6 +209,16 @@ impl Targets {
             .unwrap_or_default()
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// The token to send: given, or the one the running `fleet up` generated.
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::fs::read_to_string(crate::supervisor::token_path(&self.data_dir))
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        })
     }
 
     /// Arms one fault (grammar) on the service that owns its point.
@@ -310,7 +321,7 @@ async fn admin_at(
         targets.url_of(service)?.trim_end_matches('/')
     );
     let mut req = client.request(method, &url);
-    if let Some(token) = &targets.token {
+    if let Some(token) = targets.token() {
         req = req.bearer_auth(token);
     }
     if let Some(body) = body {

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -438,6 +438,11 @@ pub async fn stop_all(slots: &mut [Slot]) {
             let _ = child.kill().await;
         }
     }
+}
+
+/// The data dir's admin token file (mode 0600).
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin-token")
 }
 
 #[cfg(test)]

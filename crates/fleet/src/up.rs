@@ -3,8 +3,9 @@
 //! reverse order within a bound (src/supervisor.rs).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
@@ -30,7 +31,8 @@ pub struct UpArgs {
     /// order-api's SQLite file when there is no database URL.
     #[arg(long, default_value = "fleet-data/orders.sqlite")]
     sqlite_path: String,
-    /// Where the fleet keeps its state file (`fleet scenario status` reads it from there).
+    /// Where the fleet keeps its state file and admin token (`fleet scenario` and `fleet quiz`
+    /// read them from the same place).
     #[arg(long, env = "FLEET_DATA_DIR", default_value = "fleet-data")]
     data_dir: PathBuf,
 }
@@ -97,6 +99,34 @@ impl Args for Ports {
     }
 }
 
+/// The admin token every child gets: `FLEET_ADMIN_TOKEN` if set, else a fresh random one,
+/// written to `DATA_DIR/admin-token` (0600) for `fleet scenario` and `fleet quiz`.
+fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = supervisor::token_path(data_dir);
+    if let Some(token) = std::env::var("FLEET_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        // A stale generated token would only mislead the tools; the caller knows theirs.
+        let _ = std::fs::remove_file(&path);
+        return Ok(token);
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let _ = std::fs::remove_file(&path);
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?
+    };
+    file.write_all(token.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
 pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     if args.any_ports {
         for (_, l) in listeners() {
@@ -115,9 +145,21 @@ pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         };
         println!("fleet: {what} received; stopping");
     });
+    // One fleet per data dir: a second one would overwrite the first's token and state file.
+    if let Some(other) = FleetState::read(&args.data_dir)
+        && other.pid != std::process::id()
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(other.pid as i32), None).is_ok()
+    {
+        anyhow::bail!(
+            "another fleet up (pid {}) uses {}; stop it or pass --data-dir",
+            other.pid,
+            args.data_dir.display()
+        );
+    }
+    let token = admin_token(&args.data_dir)?;
     let mut slots: Vec<Slot> = Vec::new();
     let started = tokio::select! {
-        started = start_everything(&args, &mut slots) => Some(started),
+        started = start_everything(&args, &token, &mut slots) => Some(started),
         () = &mut stop => None,
     };
     let outcome = match started {
@@ -130,11 +172,12 @@ pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     }
     supervisor::stop_all(&mut slots).await;
     let _ = std::fs::remove_file(args.data_dir.join(supervisor::STATE_FILE));
+    let _ = std::fs::remove_file(supervisor::token_path(&args.data_dir));
     println!("fleet:stopped");
     outcome
 }
 
-async fn start_everything(args: &UpArgs, slots: &mut Vec<Slot>) -> anyhow::Result<()> {
+async fn start_everything(args: &UpArgs, token: &str, slots: &mut Vec<Slot>) -> anyhow::Result<()> {
     // Telemetry goes to the desk unless the caller points it elsewhere (a Collector, Tempo).
     let external = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
@@ -153,6 +196,7 @@ async fn start_everything(args: &UpArgs, slots: &mut Vec<Slot>) -> anyhow::Resul
                 )
             })
             .collect();
+        vars.push(("FLEET_ADMIN_TOKEN".into(), token.to_owned()));
         if component.traced {
             vars.push(("OTEL_SERVICE_NAME".into(), component.name.to_owned()));
             if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_none() {
@@ -251,6 +295,14 @@ fn summary(args: &UpArgs, slots: &[Slot], external: Option<&str>) -> anyhow::Res
         );
         println!("Break it on purpose: fleet scenario list; fleet quiz start");
     }
+    println!(
+        "Admin token: {} (fleet scenario and fleet quiz read it from there)",
+        if std::env::var("FLEET_ADMIN_TOKEN").is_ok_and(|t| !t.trim().is_empty()) {
+            "FLEET_ADMIN_TOKEN".to_owned()
+        } else {
+            supervisor::token_path(&args.data_dir).display().to_string()
+        }
+    );
     println!(
         "A crashed component is restarted; Ctrl-C stops everything (within {}s).",
         supervisor::STOP_BUDGET.as_secs()

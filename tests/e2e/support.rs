@@ -33,6 +33,14 @@ pub struct FleetOptions {
 
 impl Fleet {
     pub async fn start(options: FleetOptions) -> Fleet {
+        Fleet::start_with(options, false).await
+    }
+
+    /// Like [`Fleet::start`]; with `own_process_group`, `fleet up` leads a process group of its
+    /// own, as a shell starts a job, so the test can signal the group as a terminal's Ctrl-C
+    /// does. Not by default: in the test's group, a runner that kills the group takes the fleet
+    /// with it.
+    pub async fn start_with(options: FleetOptions, own_process_group: bool) -> Fleet {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
         cmd.arg("up");
         cmd.arg("--any-ports");
@@ -69,10 +77,10 @@ impl Fleet {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            // Its own process group, as a shell job: the test can signal the group like a
-            // terminal's Ctrl-C does.
-            .process_group(0)
             .kill_on_drop(true);
+        if own_process_group {
+            cmd.process_group(0);
+        }
         let mut child = cmd.spawn().expect("cannot start the fleet binary");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, output) = tokio::sync::watch::channel(Vec::<String>::new());
@@ -137,7 +145,7 @@ impl Fleet {
             .expect("this fleet runs no desk")
     }
 
-    /// The fleet's process id, also its process group id (it leads its own group).
+    /// The fleet's process id (also its process group id with `own_process_group`).
     pub fn pid(&self) -> u32 {
         self.child.id().expect("fleet still running")
     }
@@ -178,7 +186,8 @@ impl Fleet {
             .collect()
     }
 
-    /// Sends `signal` to `fleet up`'s whole process group, as a terminal does on Ctrl-C.
+    /// Sends `signal` to `fleet up`'s whole process group, as a terminal does on Ctrl-C
+    /// (needs `own_process_group`).
     pub fn signal_group(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid() as i32), signal)
             .expect("signal the fleet's process group");

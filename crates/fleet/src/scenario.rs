@@ -184,6 +184,7 @@ impl Args for Targets {
                 .global(true)
                 .env("FLEET_ADMIN_TOKEN")
                 .hide_env_values(true)
+                .value_name("TOKEN")
                 .help("Bearer token for /admin/faults (default: the one `fleet up` wrote to DATA_DIR/admin-token)"),
         )
         .arg(
@@ -408,7 +409,10 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                 }
             }
             // What the supervisor saw (when `fleet up` runs with this data dir).
-            if let Some(state) = FleetState::read(&targets.data_dir) {
+            // (A state file left by a `fleet up` that was SIGKILLed names a pid that is gone.)
+            if let Some(state) = FleetState::read(&targets.data_dir).filter(|s| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid as i32), None).is_ok()
+            }) {
                 println!();
                 println!("fleet up (pid {}):", state.pid);
                 for c in state.components {

@@ -156,6 +156,8 @@ pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         );
     }
+    // Claim the data dir at once (the components follow as they start).
+    FleetState::of(&[]).write(&args.data_dir)?;
     let token = admin_token(&args.data_dir)?;
     let mut slots: Vec<Slot> = Vec::new();
     let started = tokio::select! {

@@ -92,7 +92,7 @@ async fn sigterm_drains_the_request_in_flight_and_flushes_its_spans() {
         spans.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(
         services.len(),
-        4,
+        fleet::topology::traced().count(),
         "every service flushed on shutdown: {services:?}"
     );
     desk.shutdown().await;
@@ -102,7 +102,11 @@ async fn sigterm_drains_the_request_in_flight_and_flushes_its_spans() {
 async fn a_killed_fleet_leaves_no_orphans() {
     let mut fleet = Fleet::start(FleetOptions::default()).await;
     let pids = fleet.component_pids();
-    assert_eq!(pids.len(), 6, "desk, provider and four services");
+    assert_eq!(
+        pids.len(),
+        fleet::topology::COMPONENTS.len(),
+        "desk, provider and four services"
+    );
     fleet.kill_hard().await;
     let alive = |pid: &u32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {

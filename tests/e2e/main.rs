@@ -15,3 +15,4 @@ mod quiz;
 mod resilience;
 mod scenarios;
 mod sdk_config;
+mod supervisor;

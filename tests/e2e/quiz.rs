@@ -27,7 +27,7 @@ async fn quiz_hides_the_fault_checks_the_answer_and_shows_the_evidence() {
     );
 
     // No peeking: the admin API hides the armed fault, the spans carry no fault event.
-    let listing = get(&format!("{}/admin/faults", fleet.urls["order-api"])).await;
+    let listing = fleet.admin_faults(&fleet.urls["order-api"]).await;
     assert!(
         listing.body["faults"]["hidden"].is_string(),
         "{}",
@@ -83,7 +83,7 @@ async fn quiz_hides_the_fault_checks_the_answer_and_shows_the_evidence() {
     assert!(text.contains("span \"INSERT orders\""), "{text}");
 
     // Answered: the fault is gone and the quiz is over.
-    let listing = get(&format!("{}/admin/faults", fleet.urls["order-api"])).await;
+    let listing = fleet.admin_faults(&fleet.urls["order-api"]).await;
     assert_eq!(listing.body["faults"], serde_json::json!({}));
     assert!(!std::path::Path::new(&state).exists());
     fleet.stop().await;

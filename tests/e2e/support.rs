@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use fleet::topology;
+use fleet::traces::model;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
@@ -20,7 +21,8 @@ pub struct Fleet {
     child: Child,
     pub urls: HashMap<String, String>,
     output: tokio::sync::watch::Receiver<Vec<String>>,
-    sqlite_dir: Option<std::path::PathBuf>,
+    /// The fleet's data dir (state file, admin token, SQLite file); removed when done.
+    pub data_dir: std::path::PathBuf,
 }
 
 #[derive(Default)]
@@ -31,11 +33,22 @@ pub struct FleetOptions {
 
 impl Fleet {
     pub async fn start(options: FleetOptions) -> Fleet {
+        Fleet::start_with(options, false).await
+    }
+
+    /// Like [`Fleet::start`]; with `own_process_group`, `fleet up` leads a process group of its
+    /// own, as a shell starts a job, so the test can signal the group as a terminal's Ctrl-C
+    /// does. Not by default: in the test's group, a runner that kills the group takes the fleet
+    /// with it.
+    pub async fn start_with(options: FleetOptions, own_process_group: bool) -> Fleet {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
         cmd.arg("up");
         cmd.arg("--any-ports");
-        let mut sqlite_dir = None;
+        let data_dir =
+            std::env::temp_dir().join(format!("fleet-e2e-{}", uuid::Uuid::new_v4().simple()));
         cmd.env_remove("DATABASE_URL");
+        cmd.env_remove("FLEET_ADMIN_TOKEN");
+        cmd.env("FLEET_DATA_DIR", &data_dir);
         for var in [
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -50,13 +63,10 @@ impl Fleet {
                 cmd.args(["--database-url", url]);
             }
             None => {
-                let dir = std::env::temp_dir()
-                    .join(format!("fleet-e2e-{}", uuid::Uuid::new_v4().simple()));
                 cmd.args([
                     "--sqlite-path",
-                    &dir.join("orders.sqlite").to_string_lossy(),
+                    &data_dir.join("orders.sqlite").to_string_lossy(),
                 ]);
-                sqlite_dir = Some(dir);
             }
         }
         cmd.env("OTEL_BSP_SCHEDULE_DELAY", "100")
@@ -68,6 +78,9 @@ impl Fleet {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        if own_process_group {
+            cmd.process_group(0);
+        }
         let mut child = cmd.spawn().expect("cannot start the fleet binary");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, output) = tokio::sync::watch::channel(Vec::<String>::new());
@@ -81,7 +94,7 @@ impl Fleet {
             child,
             urls: HashMap::new(),
             output,
-            sqlite_dir,
+            data_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -122,14 +135,39 @@ impl Fleet {
     }
 
     pub fn gateway(&self) -> &str {
-        &self.urls["api-gateway"]
+        &self.urls[topology::GATEWAY]
     }
 
     pub fn desk(&self) -> &str {
         self.urls
-            .get("desk")
+            .get(topology::DESK)
             .map(String::as_str)
             .expect("this fleet runs no desk")
+    }
+
+    /// The fleet's process id (also its process group id with `own_process_group`).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("fleet still running")
+    }
+
+    /// The admin token: the one `fleet up` generated into its data dir, unless the test set
+    /// `FLEET_ADMIN_TOKEN` itself.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("fleet up wrote its admin token")
+            .trim()
+            .to_owned()
+    }
+
+    /// `GET {url}/admin/faults` with the fleet's admin token.
+    pub async fn admin_faults(&self, url: &str) -> Reply {
+        let resp = reqwest::Client::new()
+            .get(format!("{url}/admin/faults"))
+            .bearer_auth(self.admin_token())
+            .send()
+            .await
+            .expect("request");
+        into_reply(resp).await
     }
 
     pub fn output(&self) -> Vec<String> {
@@ -146,6 +184,50 @@ impl Fleet {
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect()
+    }
+
+    /// Sends `signal` to `fleet up`'s whole process group, as a terminal does on Ctrl-C
+    /// (needs `own_process_group`).
+    pub fn signal_group(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid() as i32), signal)
+            .expect("signal the fleet's process group");
+    }
+
+    /// Sends `signal` to `fleet up` alone.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal)
+            .expect("signal the fleet");
+    }
+
+    /// Waits (at most `limit`) for `fleet up` to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "fleet up still running after {limit:?}:\n{}",
+                    self.output().join("\n")
+                )
+            })
+            .expect("wait for fleet")
+    }
+
+    /// Waits (bounded) until `fleet up` printed a line `line`.
+    pub async fn wait_for_line(&self, line: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.output().iter().any(|l| l == line) {
+            assert!(
+                Instant::now() < deadline,
+                "no line {line:?} within {limit:?}:\n{}",
+                self.output().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the supervisor's state file says (pids, restarts).
+    pub fn state(&self) -> fleet::supervisor::FleetState {
+        fleet::supervisor::FleetState::read(&self.data_dir).expect("fleet up wrote its state file")
     }
 
     /// SIGKILL `fleet up` itself: it gets no chance to stop its components.
@@ -175,14 +257,15 @@ impl Fleet {
             self.output().iter().any(|l| l == "fleet:stopped"),
             "no fleet:stopped line"
         );
-        if let Some(dir) = self.sqlite_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
 impl Drop for Fleet {
     fn drop(&mut self) {
+        // A failed test: show what the fleet said (its stdout is captured, not shown).
+        if std::thread::panicking() {
+            eprintln!("fleet up's output:\n{}", self.output().join("\n"));
+        }
         // A test that failed never called stop(): ask the fleet to stop, as a person would,
         // rather than SIGKILL it (its services also exit when their parent is gone).
         if let Ok(None) = self.child.try_wait()
@@ -198,10 +281,18 @@ impl Drop for Fleet {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        if let Some(dir) = self.sqlite_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z")
+    })
 }
 
 /// A PostgreSQL database of its own for one test, dropped afterwards. Fails (never skips) when
@@ -347,7 +438,8 @@ async fn into_reply(resp: reqwest::Response) -> Reply {
     }
 }
 
-/// One span as the desk returned it (ids as hex).
+/// One span as the tests read it: `fleet::traces::model`'s span (the one parser of Tempo's
+/// JSON), with kind and status spelled as in OTLP (`SPAN_KIND_CLIENT`, `STATUS_CODE_ERROR`).
 #[derive(Debug, Clone)]
 pub struct Span {
     pub service: String,
@@ -357,96 +449,56 @@ pub struct Span {
     pub span_id: String,
     pub parent_span_id: Option<String>,
     pub status: String,
-    pub attributes: HashMap<String, Value>,
     pub events: Vec<String>,
     pub start: u64,
     pub end: u64,
+    /// The span as `fleet trace` sees it.
+    pub model: model::Span,
 }
 
 impl Span {
     pub fn attr(&self, key: &str) -> Option<String> {
-        self.attributes.get(key).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
+        self.model.attr(key).map(str::to_owned)
     }
 }
 
-fn b64_to_hex(s: &str) -> String {
-    hex::encode(
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .expect("base64 id"),
-    )
-}
-
-fn any_value(v: &Value) -> Value {
-    // OTLP AnyValue in Tempo's JSON: {"stringValue": ".."}, {"intValue": "42"}, …
-    v.as_object()
-        .and_then(|o| o.iter().next())
-        .map(|(_, inner)| inner.clone())
-        .unwrap_or(Value::Null)
+impl From<model::Span> for Span {
+    fn from(s: model::Span) -> Span {
+        let kind = match s.kind {
+            model::Kind::Unspecified => "SPAN_KIND_UNSPECIFIED",
+            model::Kind::Internal => "SPAN_KIND_INTERNAL",
+            model::Kind::Server => "SPAN_KIND_SERVER",
+            model::Kind::Client => "SPAN_KIND_CLIENT",
+            model::Kind::Producer => "SPAN_KIND_PRODUCER",
+            model::Kind::Consumer => "SPAN_KIND_CONSUMER",
+        };
+        Span {
+            service: s.service.clone(),
+            name: s.name.clone(),
+            kind: kind.to_owned(),
+            trace_id: s.trace_id.clone(),
+            span_id: s.span_id.clone(),
+            parent_span_id: s.parent_id.clone(),
+            status: if s.error {
+                "STATUS_CODE_ERROR"
+            } else {
+                "STATUS_CODE_UNSET"
+            }
+            .to_owned(),
+            events: s.events.iter().map(|e| e.name.clone()).collect(),
+            start: s.start,
+            end: s.end,
+            model: s,
+        }
+    }
 }
 
 pub fn parse_trace(json: &Value) -> Vec<Span> {
-    let mut spans = Vec::new();
-    for batch in json["batches"].as_array().expect("batches") {
-        let service = batch["resource"]["attributes"]
-            .as_array()
-            .and_then(|a| a.iter().find(|kv| kv["key"] == "service.name"))
-            .map(|kv| any_value(&kv["value"]))
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        for scope in batch["scopeSpans"].as_array().into_iter().flatten() {
-            for s in scope["spans"].as_array().into_iter().flatten() {
-                let attributes = s["attributes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|kv| {
-                        (
-                            kv["key"].as_str().unwrap_or_default().to_owned(),
-                            any_value(&kv["value"]),
-                        )
-                    })
-                    .collect();
-                spans.push(Span {
-                    service: service.clone(),
-                    name: s["name"].as_str().unwrap_or_default().to_owned(),
-                    kind: s["kind"]
-                        .as_str()
-                        .unwrap_or("SPAN_KIND_UNSPECIFIED")
-                        .to_owned(),
-                    trace_id: b64_to_hex(s["traceId"].as_str().expect("traceId")),
-                    span_id: b64_to_hex(s["spanId"].as_str().expect("spanId")),
-                    parent_span_id: s["parentSpanId"]
-                        .as_str()
-                        .filter(|p| !p.is_empty())
-                        .map(b64_to_hex),
-                    status: s["status"]["code"]
-                        .as_str()
-                        .unwrap_or("STATUS_CODE_UNSET")
-                        .to_owned(),
-                    attributes,
-                    events: s["events"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|e| e["name"].as_str().map(str::to_owned))
-                        .collect(),
-                    start: s["startTimeUnixNano"]
-                        .as_str()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                    end: s["endTimeUnixNano"]
-                        .as_str()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                });
-            }
-        }
-    }
-    spans
+    model::parse_trace(json)
+        .expect("a trace in Tempo's JSON")
+        .into_iter()
+        .map(Span::from)
+        .collect()
 }
 
 /// Polls the desk until the trace holds at least `min_spans` and has stopped growing.
@@ -545,15 +597,16 @@ impl Fleet {
     pub async fn command_unchecked(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
         cmd.args(args);
+        // The admin token and the state file are found in the fleet's data dir.
+        cmd.env("FLEET_DATA_DIR", &self.data_dir)
+            .env_remove("FLEET_ADMIN_TOKEN");
         if args.first() == Some(&"quiz") {
             cmd.args(["--tempo", self.desk()]);
         }
         if matches!(args.first(), Some(&"scenario") | Some(&"quiz")) {
-            cmd.args(["--gateway", &self.urls["api-gateway"]])
-                .args(["--order-api", &self.urls["order-api"]])
-                .args(["--payment-api", &self.urls["payment-api"]])
-                .args(["--notification", &self.urls["notification"]])
-                .args(["--provider", &self.urls["payment-provider"]]);
+            for (c, admin) in topology::admin_targets() {
+                cmd.arg(format!("--{}", admin.flag)).arg(&self.urls[c.name]);
+            }
         }
         cmd.stdin(Stdio::null()).output().await.expect("run fleet")
     }
@@ -605,19 +658,14 @@ impl Fleet {
 }
 
 /// The span whose own time (its duration less its children's) is largest: what a learner
-/// finds first when hunting the bottleneck.
+/// finds first when hunting the bottleneck (the same self time `fleet trace` marks).
 pub fn largest_self_time(spans: &[Span]) -> &Span {
-    spans
-        .iter()
-        .max_by_key(|s| {
-            let children: u64 = spans
-                .iter()
-                .filter(|c| c.parent_span_id.as_deref() == Some(s.span_id.as_str()))
-                .map(|c| c.end.min(s.end).saturating_sub(c.start.max(s.start)))
-                .sum();
-            (s.end - s.start).saturating_sub(children)
-        })
-        .expect("spans")
+    let models: Vec<model::Span> = spans.iter().map(|s| s.model.clone()).collect();
+    let self_times = fleet::traces::tree::self_times(&models);
+    let slowest = (0..spans.len())
+        .max_by_key(|&i| self_times[i])
+        .expect("spans");
+    &spans[slowest]
 }
 
 /// The trace whose root is `root_name` (the checkout, not `GET /products`).

@@ -263,7 +263,7 @@ async fn evidence(client: &reqwest::Client, args: &QuizArgs, state: &State, puzz
 /// `n` checkouts through the gateway's own typed client; returns how many were answered.
 async fn send_checkouts(targets: &Targets, n: usize) -> anyhow::Result<usize> {
     use order_api::model::{CreateOrder, OrderItemInput};
-    let gateway = api_gateway::client::GatewayClient::new(targets.gateway_url());
+    let gateway = api_gateway::client::GatewayClient::new(&targets.gateway_url());
     let skus = [
         "COFFEE-250G",
         "MUG-CERAMIC",

@@ -1,7 +1,13 @@
 //! `fleet scenario list|on NAME|off|status`: named, coherent sets of faults across the fleet.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand};
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Subcommand};
+
+use crate::supervisor::FleetState;
+use crate::topology;
 
 /// One scenario: the faults it arms (per fault-point grammar), and what a learner should find.
 pub struct Scenario {
@@ -115,52 +121,105 @@ enum Action {
     Status,
 }
 
-/// Where each service's `/admin/faults` lives (the `fleet up` defaults).
-#[derive(Args, Debug, Clone)]
+/// Where each service's `/admin/faults` lives: one `--NAME URL` flag (or `FLEET_…_URL`
+/// variable) per component of the topology with an admin API, defaulting to `fleet up`'s
+/// default port; the token from `--token`/`FLEET_ADMIN_TOKEN`, else the one `fleet up` wrote
+/// into its data dir.
+#[derive(Debug, Clone)]
 pub struct Targets {
-    #[arg(
-        long,
-        global = true,
-        env = "FLEET_GATEWAY_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    gateway: String,
-    #[arg(
-        long,
-        global = true,
-        env = "FLEET_ORDER_API_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    order_api: String,
-    #[arg(
-        long,
-        global = true,
-        env = "FLEET_PAYMENT_API_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    payment_api: String,
-    #[arg(
-        long,
-        global = true,
-        env = "FLEET_NOTIFICATION_URL",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    notification: String,
-    #[arg(
-        long,
-        global = true,
-        env = "FLEET_PROVIDER_URL",
-        default_value = "http://127.0.0.1:8090"
-    )]
-    provider: String,
-    /// Bearer token, when the services run with FLEET_ADMIN_TOKEN.
-    #[arg(long, global = true, env = "FLEET_ADMIN_TOKEN", hide_env_values = true)]
+    urls: BTreeMap<&'static str, String>,
     token: Option<String>,
+    data_dir: PathBuf,
+}
+
+const TOKEN: &str = "token";
+const DATA_DIR: &str = "data-dir";
+
+impl FromArgMatches for Targets {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut targets = Targets {
+            urls: BTreeMap::new(),
+            token: None,
+            data_dir: PathBuf::from("fleet-data"),
+        };
+        targets.update_from_arg_matches(matches)?;
+        Ok(targets)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for (c, admin) in topology::admin_targets() {
+            if let Some(url) = matches.get_one::<String>(admin.flag) {
+                self.urls.insert(c.name, url.clone());
+            }
+        }
+        if let Some(token) = matches.get_one::<String>(TOKEN) {
+            self.token = Some(token.clone());
+        }
+        if let Some(dir) = matches.get_one::<PathBuf>(DATA_DIR) {
+            self.data_dir = dir.clone();
+        }
+        Ok(())
+    }
+}
+
+impl Args for Targets {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = topology::admin_targets().fold(cmd, |cmd, (c, admin)| {
+            cmd.arg(
+                Arg::new(admin.flag)
+                    .long(admin.flag)
+                    .global(true)
+                    .env(admin.env)
+                    .value_name("URL")
+                    .help(format!(
+                        "{}'s base URL (default http://127.0.0.1:{})",
+                        c.name,
+                        c.default_port()
+                    )),
+            )
+        });
+        cmd.arg(
+            Arg::new(TOKEN)
+                .long(TOKEN)
+                .global(true)
+                .env("FLEET_ADMIN_TOKEN")
+                .hide_env_values(true)
+                .value_name("TOKEN")
+                .help("Bearer token for /admin/faults (default: the one `fleet up` wrote to DATA_DIR/admin-token)"),
+        )
+        .arg(
+            Arg::new(DATA_DIR)
+                .long(DATA_DIR)
+                .global(true)
+                .env("FLEET_DATA_DIR")
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(PathBuf))
+                .default_value("fleet-data")
+                .help("`fleet up`'s data dir (its admin token and state file)"),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 impl Targets {
-    pub fn gateway_url(&self) -> &str {
-        self.gateway.trim_end_matches('/')
+    pub fn gateway_url(&self) -> String {
+        self.url_of(topology::GATEWAY)
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The token to send: given, or the one the running `fleet up` generated.
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::fs::read_to_string(crate::supervisor::token_path(&self.data_dir))
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        })
     }
 
     /// Arms one fault (grammar) on the service that owns its point.
@@ -195,28 +254,26 @@ impl Targets {
     }
 
     pub async fn clear_all(&self, client: &reqwest::Client) -> anyhow::Result<()> {
-        for (service, _) in self.services() {
+        for service in self.services() {
             admin(client, self, reqwest::Method::DELETE, service, None).await?;
         }
         Ok(())
     }
 
-    fn services(&self) -> [(&'static str, &str); 5] {
-        [
-            ("api-gateway", &self.gateway),
-            ("order-api", &self.order_api),
-            ("payment-api", &self.payment_api),
-            ("notification", &self.notification),
-            ("payment-provider", &self.provider),
-        ]
+    /// The components `fleet scenario` talks to, in topology order.
+    fn services(&self) -> Vec<&'static str> {
+        topology::admin_targets().map(|(c, _)| c.name).collect()
     }
 
-    fn url_of(&self, service: &str) -> anyhow::Result<&str> {
-        self.services()
-            .into_iter()
-            .find(|(s, _)| *s == service)
-            .map(|(_, u)| u)
-            .with_context(|| format!("no URL for {service}"))
+    fn url_of(&self, service: &str) -> anyhow::Result<String> {
+        let component = topology::component(service)
+            .filter(|c| c.admin.is_some())
+            .with_context(|| format!("no admin API on {service}"))?;
+        Ok(self
+            .urls
+            .get(component.name)
+            .cloned()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", component.default_port())))
     }
 }
 
@@ -265,7 +322,7 @@ async fn admin_at(
         targets.url_of(service)?.trim_end_matches('/')
     );
     let mut req = client.request(method, &url);
-    if let Some(token) = &targets.token {
+    if let Some(token) = targets.token() {
         req = req.bearer_auth(token);
     }
     if let Some(body) = body {
@@ -301,9 +358,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             }
         }
         Action::Off => {
-            for (service, _) in targets.services() {
-                admin(&client, targets, reqwest::Method::DELETE, service, None).await?;
-            }
+            targets.clear_all(&client).await?;
             println!("all faults off");
         }
         Action::On { name } => {
@@ -321,7 +376,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             for fault in scenario.faults {
                 per_service.entry(owner(fault)?).or_default().push(fault);
             }
-            for (service, _) in targets.services() {
+            for service in targets.services() {
                 match per_service.get(service) {
                     Some(faults) => {
                         admin(
@@ -343,7 +398,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             println!("TraceQL:  {}", scenario.traceql);
         }
         Action::Status => {
-            for (service, _) in targets.services() {
+            for service in targets.services() {
                 let json = admin(&client, targets, reqwest::Method::GET, service, None).await?;
                 let faults = json["faults"].as_object().cloned().unwrap_or_default();
                 if faults.is_empty() {
@@ -351,6 +406,23 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                 }
                 for (point, spec) in faults {
                     println!("{service:<18} {point} {spec}");
+                }
+            }
+            // What the supervisor saw (when `fleet up` runs with this data dir).
+            // (A state file left by a `fleet up` that was SIGKILLed names a pid that is gone.)
+            if let Some(state) = FleetState::read(&targets.data_dir).filter(|s| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid as i32), None).is_ok()
+            }) {
+                println!();
+                println!("fleet up (pid {}):", state.pid);
+                for c in state.components {
+                    let pid = c
+                        .pid
+                        .map_or("restarting".to_owned(), |p| format!("pid {p}"));
+                    println!(
+                        "{:<18} {pid:<12} restarts {:<3} {}",
+                        c.name, c.restarts, c.url
+                    );
                 }
             }
         }

@@ -2,9 +2,9 @@
 //! Tempo's HTTP API, so they read from the trace desk and from a real Tempo alike.
 
 mod list;
-mod model;
+pub mod model;
 mod render;
-mod tree;
+pub mod tree;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;

@@ -1,23 +1,18 @@
-//! `fleet up`: every component as its own process on loopback, started in dependency order,
-//! each waited for until ready, all stopped together.
+//! `fleet up`: every component of the topology as its own process on loopback, started in
+//! dependency order, each waited for until ready, restarted when it crashes, and stopped in
+//! reverse order within a bound (src/supervisor.rs).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, anyhow, bail};
-use clap::Args;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use anyhow::Context as _;
+use clap::{Arg, ArgMatches, Args, FromArgMatches};
+use tokio::signal::unix::{SignalKind, signal};
 
-use crate::Service;
-
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::supervisor::{self, FleetState, Slot};
+use crate::topology::{self, COMPONENTS, Component, DESK, Listener};
 
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
@@ -28,350 +23,232 @@ pub struct UpArgs {
     /// Address every component listens on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// api-gateway's HTTP port (0 picks a free one, for this and every port below).
-    #[arg(long, default_value_t = 8080)]
-    gateway_port: u16,
-    #[arg(long, default_value_t = 8081)]
-    order_api_port: u16,
-    #[arg(long, default_value_t = 50051)]
-    payment_api_port: u16,
-    #[arg(long, default_value_t = 50052)]
-    notification_port: u16,
-    #[arg(long, default_value_t = 8090)]
-    provider_port: u16,
-    /// The trace desk's Tempo-compatible API.
-    #[arg(long, default_value_t = 3200)]
-    desk_port: u16,
-    /// The trace desk's OTLP/gRPC receiver.
-    #[arg(long, default_value_t = 4317)]
-    otlp_grpc_port: u16,
-    /// The trace desk's OTLP/HTTP receiver.
-    #[arg(long, default_value_t = 4318)]
-    otlp_http_port: u16,
+    #[command(flatten)]
+    ports: Ports,
     /// PostgreSQL for order-api; without it order-api uses an embedded SQLite file.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
     /// order-api's SQLite file when there is no database URL.
     #[arg(long, default_value = "fleet-data/orders.sqlite")]
     sqlite_path: String,
+    /// Where the fleet keeps its state file and admin token (`fleet scenario` and `fleet quiz`
+    /// read them from the same place).
+    #[arg(long, env = "FLEET_DATA_DIR", default_value = "fleet-data")]
+    data_dir: PathBuf,
 }
 
-struct Running {
-    name: &'static str,
-    child: Child,
-    listening: HashMap<String, SocketAddr>,
-}
+/// One `--NAME-port` flag per listener of the topology; a flag not given means its default.
+#[derive(Debug, Clone, Default)]
+pub struct Ports(BTreeMap<&'static str, u16>);
 
-fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs
+fn listeners() -> impl Iterator<Item = (&'static Component, &'static Listener)> {
+    COMPONENTS
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+        .flat_map(|c| c.listeners.iter().map(move |l| (c, l)))
 }
 
-/// Starts `fleet run SERVICE`, relays its output with a name prefix, and returns once it has
-/// announced every listener in `labels`.
-async fn start(
-    service: Service,
-    vars: Vec<(String, String)>,
-    labels: &[&str],
-) -> anyhow::Result<Running> {
-    let name = service.name();
-    let exe = std::env::current_exe().context("cannot find the fleet executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("run")
-        .arg(name)
-        .env("FLEET_ANNOUNCE", "1")
-        .env("FLEET_EXIT_WITH_PARENT", "1")
-        .envs(vars)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if std::env::var_os("LOG_FORMAT").is_none() {
-        cmd.env("LOG_FORMAT", "text");
-    }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, SocketAddr)>();
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                match parse_announce(&line) {
-                    Some(announce) => {
-                        let _ = tx.send(announce);
-                    }
-                    None => println!("{name:>16} | {line}"),
-                }
-            }
-        });
-    }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("{name:>16} | {line}");
-            }
-        });
-    }
-    let mut listening = HashMap::new();
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    while labels.iter().any(|l| !listening.contains_key(*l)) {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some((label, addr)) => { listening.insert(label, addr); }
-                None => {
-                    let status = child.wait().await?;
-                    bail!("{name} exited before it was listening ({status})");
-                }
-            },
-            () = tokio::time::sleep_until(deadline) => bail!("{name} did not start listening within {READY_TIMEOUT:?}"),
-        }
-    }
-    Ok(Running {
-        name,
-        child,
-        listening,
-    })
-}
-
-/// `fleet:listening <label> <addr>`, as printed by `fleet_server_kit::bind` and the desk.
-fn parse_announce(line: &str) -> Option<(String, SocketAddr)> {
-    let rest = line.strip_prefix("fleet:listening ")?;
-    let (label, addr) = rest.split_once(' ')?;
-    Some((label.to_owned(), addr.trim().parse().ok()?))
-}
-
-async fn wait_ready(running: &mut Running, url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = running.child.try_wait()? {
-            bail!("{} exited while starting ({status})", running.name);
-        }
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            bail!(
-                "{} was not ready at {url} within {READY_TIMEOUT:?}",
-                running.name
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+impl Ports {
+    fn port(&self, listener: &Listener) -> u16 {
+        self.0
+            .get(listener.port_flag)
+            .copied()
+            .unwrap_or(listener.default_port)
     }
 }
 
-fn addr(running: &Running, label: &str) -> anyhow::Result<SocketAddr> {
-    running
-        .listening
-        .get(label)
-        .copied()
-        .ok_or_else(|| anyhow!("{} did not announce {label}", running.name))
-}
+impl FromArgMatches for Ports {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut ports = Ports::default();
+        ports.update_from_arg_matches(matches)?;
+        Ok(ports)
+    }
 
-async fn stop_all(started: &mut [Running]) {
-    // Front door first, so nothing new arrives while the back ends drain.
-    for running in started.iter_mut().rev() {
-        if let Some(id) = running.child.id() {
-            let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
-        }
-        match tokio::time::timeout(STOP_TIMEOUT, running.child.wait()).await {
-            Ok(_) => {}
-            Err(_) => {
-                eprintln!(
-                    "{} did not stop within {STOP_TIMEOUT:?}; killing it",
-                    running.name
-                );
-                let _ = running.child.kill().await;
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for (_, l) in listeners() {
+            if let Some(port) = matches.get_one::<u16>(l.port_flag) {
+                self.0.insert(l.port_flag, *port);
             }
         }
+        Ok(())
     }
+}
+
+impl Args for Ports {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        listeners().fold(cmd, |cmd, (c, l)| {
+            let what = if c.listeners.len() > 1 {
+                format!("{}'s {} port", c.name, l.label)
+            } else {
+                format!("{}'s port", c.name)
+            };
+            cmd.arg(
+                Arg::new(l.port_flag)
+                    .long(l.port_flag)
+                    .value_name("PORT")
+                    .value_parser(clap::value_parser!(u16))
+                    .help(format!(
+                        "{what} (default {}; 0 picks a free one)",
+                        l.default_port
+                    )),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// The admin token every child gets: `FLEET_ADMIN_TOKEN` if set, else a fresh random one,
+/// written to `DATA_DIR/admin-token` (0600) for `fleet scenario` and `fleet quiz`.
+fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = supervisor::token_path(data_dir);
+    if let Some(token) = std::env::var("FLEET_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        // A stale generated token would only mislead the tools; the caller knows theirs.
+        let _ = std::fs::remove_file(&path);
+        return Ok(token);
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let _ = std::fs::remove_file(&path);
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?
+    };
+    file.write_all(token.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
 }
 
 pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     if args.any_ports {
-        for port in [
-            &mut args.gateway_port,
-            &mut args.order_api_port,
-            &mut args.payment_api_port,
-            &mut args.notification_port,
-            &mut args.provider_port,
-            &mut args.desk_port,
-            &mut args.otlp_grpc_port,
-            &mut args.otlp_http_port,
-        ] {
-            *port = 0;
+        for (_, l) in listeners() {
+            args.ports.0.insert(l.port_flag, 0);
         }
     }
-    let mut started: Vec<Running> = Vec::new();
-    let result = start_everything(&args, &mut started).await;
-    let outcome = match result {
-        Ok(()) => watch(&mut started).await,
-        Err(e) => Err(e),
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    // Before anything starts: from here on Ctrl-C and SIGTERM mean "stop in order".
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut stop = Box::pin(async move {
+        let what = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        println!("fleet: {what} received; stopping");
+    });
+    // One fleet per data dir: a second one would overwrite the first's token and state file.
+    if let Some(other) = FleetState::read(&args.data_dir)
+        && other.pid != std::process::id()
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(other.pid as i32), None).is_ok()
+    {
+        anyhow::bail!(
+            "another fleet up (pid {}) uses {}; stop it or pass --data-dir",
+            other.pid,
+            args.data_dir.display()
+        );
+    }
+    // Claim the data dir at once (the components follow as they start).
+    FleetState::of(&[]).write(&args.data_dir)?;
+    let token = admin_token(&args.data_dir)?;
+    let mut slots: Vec<Slot> = Vec::new();
+    let started = tokio::select! {
+        started = start_everything(&args, &token, &mut slots) => Some(started),
+        () = &mut stop => None,
     };
-    stop_all(&mut started).await;
+    let outcome = match started {
+        Some(Ok(())) => supervisor::supervise(&mut slots, &mut stop, &args.data_dir).await,
+        Some(Err(e)) => Err(e),
+        None => Ok(()),
+    };
+    if let Err(e) = &outcome {
+        println!("fleet: {e:#}");
+    }
+    supervisor::stop_all(&mut slots).await;
+    let _ = std::fs::remove_file(args.data_dir.join(supervisor::STATE_FILE));
+    let _ = std::fs::remove_file(supervisor::token_path(&args.data_dir));
     println!("fleet:stopped");
     outcome
 }
 
-/// Waits for Ctrl-C/SIGTERM, or for a component to die (then everything stops).
-async fn watch(started: &mut [Running]) -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = term.recv() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_millis(250)) => {
-                for running in started.iter_mut() {
-                    if let Some(status) = running.child.try_wait()? {
-                        bail!("{} exited unexpectedly ({status}); stopping the fleet", running.name);
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn start_everything(args: &UpArgs, started: &mut Vec<Running>) -> anyhow::Result<()> {
-    let host = &args.host;
-    let at = |port: u16| format!("{host}:{port}");
-
+async fn start_everything(args: &UpArgs, token: &str, slots: &mut Vec<Slot>) -> anyhow::Result<()> {
     // Telemetry goes to the desk unless the caller points it elsewhere (a Collector, Tempo).
-    let mut otel: Vec<(&str, String)> = Vec::new();
     let external = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .filter(|v| !v.is_empty());
-    let mut desk_api = None;
-    if external.is_none() {
-        let mut desk = start(
-            Service::Desk,
-            env(&[
-                ("DESK_API_ADDR", at(args.desk_port)),
-                ("DESK_OTLP_GRPC_ADDR", at(args.otlp_grpc_port)),
-                ("DESK_OTLP_HTTP_ADDR", at(args.otlp_http_port)),
-            ]),
-            &["api", "otlp-grpc", "otlp-http"],
-        )
-        .await?;
-        let api = addr(&desk, "api")?;
-        wait_ready(&mut desk, &format!("http://{api}/ready")).await?;
-        let grpc = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").is_ok_and(|p| p.trim() == "grpc");
-        let endpoint = if grpc {
-            addr(&desk, "otlp-grpc")?
-        } else {
-            addr(&desk, "otlp-http")?
-        };
-        otel.push(("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{endpoint}")));
-        desk_api = Some(api);
-        started.push(desk);
+    let without: &[&str] = if external.is_some() { &[DESK] } else { &[] };
+    let grpc = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").is_ok_and(|p| p.trim() == "grpc");
+
+    for component in topology::start_order(without) {
+        let mut vars: Vec<(String, String)> = component
+            .listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.listen_env.to_owned(),
+                    format!("{}:{}", args.host, args.ports.port(l)),
+                )
+            })
+            .collect();
+        vars.push(("FLEET_ADMIN_TOKEN".into(), token.to_owned()));
+        if component.traced {
+            vars.push(("OTEL_SERVICE_NAME".into(), component.name.to_owned()));
+            if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_none() {
+                // Traces reach the desk within a second instead of the SDK's default five.
+                vars.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "1000".into()));
+            }
+        }
+        for dep in component.depends_on {
+            let Some(slot) = slots.iter().find(|s| s.component.name == *dep) else {
+                // Left out on purpose (the desk, when telemetry goes elsewhere).
+                continue;
+            };
+            let label = if *dep == DESK {
+                if grpc {
+                    topology::DESK_OTLP_GRPC
+                } else {
+                    topology::DESK_OTLP_HTTP
+                }
+            } else {
+                slot.component.main_listener().label
+            };
+            vars.push((
+                slot.component.caller_env.to_owned(),
+                format!("http://{}", slot.addr(label)?),
+            ));
+        }
+        if component.name == topology::ORDER_API {
+            match &args.database_url {
+                Some(url) => vars.push(("DATABASE_URL".into(), url.clone())),
+                None => vars.push(("SQLITE_PATH".into(), args.sqlite_path.clone())),
+            }
+        }
+        let started = supervisor::start(component, &vars).await?;
+        slots.push(Slot::new(component, vars, started));
     }
-    if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_none() {
-        // Traces reach the desk within a second instead of the SDK's default five.
-        otel.push(("OTEL_BSP_SCHEDULE_DELAY", "1000".into()));
-    }
-    let with = |service: &str, extra: &[(&str, String)]| {
-        let mut vars = env(&otel);
-        vars.push(("OTEL_SERVICE_NAME".into(), service.to_owned()));
-        vars.extend(env(extra));
-        vars
+    FleetState::of(slots).write(&args.data_dir)?;
+    summary(args, slots, external.as_deref())
+}
+
+fn summary(args: &UpArgs, slots: &[Slot], external: Option<&str>) -> anyhow::Result<()> {
+    let main_addr = |slot: &Slot| -> anyhow::Result<SocketAddr> {
+        slot.addr(slot.component.main_listener().label)
     };
-
-    let mut provider = start(
-        Service::PaymentProvider,
-        with(
-            "payment-provider",
-            &[("LISTEN_ADDR", at(args.provider_port))],
-        ),
-        &["payment-provider"],
-    )
-    .await?;
-    let provider_addr = addr(&provider, "payment-provider")?;
-    wait_ready(&mut provider, &format!("http://{provider_addr}/readyz")).await?;
-    started.push(provider);
-
-    let mut payment = start(
-        Service::PaymentApi,
-        with(
-            "payment-api",
-            &[
-                ("LISTEN_ADDR", at(args.payment_api_port)),
-                ("PAYMENT_PROVIDER_URL", format!("http://{provider_addr}")),
-            ],
-        ),
-        &["payment-api"],
-    )
-    .await?;
-    let payment_addr = addr(&payment, "payment-api")?;
-    wait_ready(&mut payment, &format!("http://{payment_addr}/readyz")).await?;
-    started.push(payment);
-
-    let mut notification = start(
-        Service::Notification,
-        with(
-            "notification",
-            &[("LISTEN_ADDR", at(args.notification_port))],
-        ),
-        &["notification"],
-    )
-    .await?;
-    let notification_addr = addr(&notification, "notification")?;
-    wait_ready(
-        &mut notification,
-        &format!("http://{notification_addr}/readyz"),
-    )
-    .await?;
-    started.push(notification);
-
-    let mut order_vars = vec![
-        ("LISTEN_ADDR", at(args.order_api_port)),
-        ("PAYMENT_API_ADDR", format!("http://{payment_addr}")),
-    ];
-    match &args.database_url {
-        Some(url) => order_vars.push(("DATABASE_URL", url.clone())),
-        None => order_vars.push(("SQLITE_PATH", args.sqlite_path.clone())),
-    }
-    let mut orders = start(
-        Service::OrderApi,
-        with("order-api", &order_vars),
-        &["order-api"],
-    )
-    .await?;
-    let order_addr = addr(&orders, "order-api")?;
-    wait_ready(&mut orders, &format!("http://{order_addr}/readyz")).await?;
-    started.push(orders);
-
-    let mut gateway = start(
-        Service::ApiGateway,
-        with(
-            "api-gateway",
-            &[
-                ("LISTEN_ADDR", at(args.gateway_port)),
-                ("ORDER_API_URL", format!("http://{order_addr}")),
-                ("NOTIFICATION_ADDR", format!("http://{notification_addr}")),
-            ],
-        ),
-        &["api-gateway"],
-    )
-    .await?;
-    let gateway_addr = addr(&gateway, "api-gateway")?;
-    wait_ready(&mut gateway, &format!("http://{gateway_addr}/readyz")).await?;
-    started.push(gateway);
-
-    // Machine-readable lines first (tests and scripts read them), then the human summary.
-    println!("fleet:ready api-gateway http://{gateway_addr}");
-    println!("fleet:ready order-api http://{order_addr}");
-    println!("fleet:ready payment-api http://{payment_addr}");
-    println!("fleet:ready notification http://{notification_addr}");
-    println!("fleet:ready payment-provider http://{provider_addr}");
-    if let Some(api) = desk_api {
-        println!("fleet:ready desk http://{api}");
+    // Machine-readable lines first (tests and scripts read them), the front door first.
+    for slot in slots.iter().rev() {
+        println!(
+            "fleet:ready {} http://{}",
+            slot.component.name,
+            main_addr(slot)?
+        );
     }
     let database = match &args.database_url {
         Some(_) => "PostgreSQL (DATABASE_URL)".to_owned(),
@@ -379,41 +256,59 @@ async fn start_everything(args: &UpArgs, started: &mut Vec<Running>) -> anyhow::
     };
     println!();
     println!("The fleet is up:");
-    println!(
-        "  api-gateway       http://{gateway_addr}   POST /checkout, GET /orders/{{id}}, GET /products"
-    );
-    println!("  order-api         http://{order_addr}   {database}");
-    println!("  payment-api       grpc://{payment_addr}   payment.v1.PaymentService");
-    println!(
-        "  notification      grpc://{notification_addr}   notification.v1.NotificationService, GET /outbox"
-    );
-    println!(
-        "  payment-provider  http://{provider_addr}   the external provider (sends no telemetry)"
-    );
-    match (desk_api, &external) {
-        (Some(api), _) => {
-            println!(
-                "  trace desk        http://{api}   web UI and Tempo API; traces arrive over OTLP"
-            )
-        }
-        (None, Some(endpoint)) => {
-            println!("  telemetry         {endpoint}   (OTEL_EXPORTER_OTLP_ENDPOINT)")
-        }
-        (None, None) => {}
+    for slot in slots.iter().rev() {
+        let c = slot.component;
+        let about = if c.name == topology::ORDER_API {
+            database.as_str()
+        } else {
+            c.about
+        };
+        let name = if c.name == DESK { "trace desk" } else { c.name };
+        println!(
+            "  {name:<17} {}://{}   {about}",
+            c.protocol.scheme(),
+            main_addr(slot)?
+        );
     }
+    if let Some(endpoint) = external {
+        println!("  telemetry         {endpoint}   (OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
+    let gateway = slots
+        .iter()
+        .find(|s| s.component.name == topology::GATEWAY)
+        .map(main_addr)
+        .transpose()?;
+    let desk = slots
+        .iter()
+        .find(|s| s.component.name == DESK)
+        .map(main_addr)
+        .transpose()?;
     println!();
-    println!("Place an order:");
-    println!(
-        "  curl -si http://{gateway_addr}/checkout -H 'content-type: application/json' \\\n    -d '{{\"customer_email\":\"ada@example.com\",\"items\":[{{\"sku\":\"COFFEE-250G\",\"quantity\":2}}],\"card_number\":\"4242424242424242\"}}'"
-    );
-    if let Some(api) = desk_api {
+    if let Some(gateway_addr) = gateway {
+        println!("Place an order:");
+        println!(
+            "  curl -si http://{gateway_addr}/checkout -H 'content-type: application/json' \\\n    -d '{{\"customer_email\":\"ada@example.com\",\"items\":[{{\"sku\":\"COFFEE-250G\",\"quantity\":2}}],\"card_number\":\"4242424242424242\"}}'"
+        );
+    }
+    if let Some(api) = desk {
         println!("Then read its trace (the x-trace-id header):");
         println!(
             "  open http://{api}/trace/TRACE_ID   or   fleet trace TRACE_ID --tempo http://{api}"
         );
         println!("Break it on purpose: fleet scenario list; fleet quiz start");
     }
-    println!("Ctrl-C stops everything.");
+    println!(
+        "Admin token: {} (fleet scenario and fleet quiz read it from there)",
+        if std::env::var("FLEET_ADMIN_TOKEN").is_ok_and(|t| !t.trim().is_empty()) {
+            "FLEET_ADMIN_TOKEN".to_owned()
+        } else {
+            supervisor::token_path(&args.data_dir).display().to_string()
+        }
+    );
+    println!(
+        "A crashed component is restarted; Ctrl-C stops everything (within {}s).",
+        supervisor::STOP_BUDGET.as_secs()
+    );
     println!("fleet:up");
     Ok(())
 }

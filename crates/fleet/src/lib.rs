@@ -1,0 +1,72 @@
+//! `fleet`: run the whole tracing fleet on a laptop, or any one of its services. The binary
+//! (src/main.rs) is a thin shell over these modules; the e2e tests use them too.
+
+pub mod load;
+pub mod quiz;
+pub mod scenario;
+pub mod supervisor;
+pub mod topology;
+pub mod traces;
+pub mod up;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fleet",
+    version,
+    about = "A traced checkout fleet for learning distributed tracing with Grafana Tempo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the trace desk, the payment provider and the four services, each its own process.
+    Up(up::UpArgs),
+    /// Send checkout traffic to the gateway and summarise what happened.
+    Load(load::LoadArgs),
+    /// Break the fleet on purpose: list, turn on or off the named fault scenarios.
+    Scenario(scenario::ScenarioArgs),
+    /// A hidden fault, some traffic, one question: which service and operation is to blame?
+    Quiz(quiz::QuizArgs),
+    /// Print one trace as a waterfall (from the desk or any Tempo).
+    Trace(traces::TraceArgs),
+    /// List recent or matching traces (from the desk or any Tempo).
+    Traces(traces::TracesArgs),
+    /// Run one component in this process (configured from the environment, as in a container).
+    Run {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(topology::names()))]
+        service: String,
+    },
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Up(args) => up::up(args).await,
+            Command::Load(args) => load::run(args).await,
+            Command::Scenario(args) => scenario::run(args).await,
+            Command::Quiz(args) => quiz::run(args).await,
+            Command::Trace(args) => traces::trace(args).await,
+            Command::Traces(args) => traces::traces(args).await,
+            Command::Run { service } => run_component(&service).await,
+        }
+    }
+}
+
+/// Runs the topology component `name` in this process, with each service's own entry point.
+pub async fn run_component(name: &str) -> anyhow::Result<()> {
+    match name {
+        topology::GATEWAY => api_gateway::run_from_env().await,
+        topology::ORDER_API => order_api::run_from_env().await,
+        topology::PAYMENT_API => payment_api::run_from_env().await,
+        topology::NOTIFICATION => notification::run_from_env().await,
+        topology::PROVIDER => payment_provider::run_from_env().await,
+        topology::DESK => trace_desk::run_from_env().await,
+        other => bail!("no component {other:?} (one of {:?})", topology::names()),
+    }
+}

@@ -17,10 +17,13 @@ fn authorise(faults: &Faults, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = faults.admin_token() else {
         return Ok(());
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are fine.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::new(
@@ -77,13 +80,22 @@ struct PutQuery {
 
 async fn put_faults(
     State(faults): State<Faults>,
-    Query(query): Query<PutQuery>,
+    query: Result<Query<PutQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The token first: nothing about the request is judged for a caller who may not make it.
     if let Err(e) = authorise(&faults, &headers) {
         return e.into_response();
     }
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+                .with_field("quiz")
+                .into_response();
+        }
+    };
     let is_text = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

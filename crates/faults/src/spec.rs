@@ -71,6 +71,11 @@ impl Limits {
     pub const MAX_DURATION: Duration = Duration::from_secs(60);
     pub const MAX_RETRIES: u32 = 10;
     pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+    /// All the backoff one call may wait through: `backoff × (2^retries − 1)`, doubling.
+    pub const MAX_TOTAL_BACKOFF: Duration = Duration::from_secs(10);
+    /// What payment-api uses when `mode=retry` names no `retries`/`backoff`.
+    pub const DEFAULT_RETRIES: u32 = 3;
+    pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(100);
 }
 
 const MODES: &[&str] = &["sequential", "n_plus_one", "drop_context", "retry"];
@@ -210,6 +215,36 @@ impl FaultSpec {
                     key,
                     &humantime::format_duration(d).to_string(),
                     format!("at most {}", humantime::format_duration(max)),
+                ));
+            }
+        }
+        // A fault's delay is latency plus up to jitter: together within the same 60 s.
+        let delay = self.latency.unwrap_or_default() + self.jitter.unwrap_or_default();
+        if delay > Limits::MAX_DURATION {
+            return Err(bad(
+                point,
+                "latency+jitter",
+                &humantime::format_duration(delay).to_string(),
+                format!(
+                    "at most {} together",
+                    humantime::format_duration(Limits::MAX_DURATION)
+                ),
+            ));
+        }
+        if self.mode.as_deref() == Some("retry") || self.retries.is_some() || self.backoff.is_some()
+        {
+            let retries = self.retries.unwrap_or(Limits::DEFAULT_RETRIES).min(31);
+            let first = self.backoff.unwrap_or(Limits::DEFAULT_BACKOFF);
+            let total = first.saturating_mul((1u32 << retries) - 1);
+            if total > Limits::MAX_TOTAL_BACKOFF {
+                return Err(bad(
+                    point,
+                    "retries×backoff",
+                    &humantime::format_duration(total).to_string(),
+                    format!(
+                        "at most {} of backoff in all (backoff doubles each retry)",
+                        humantime::format_duration(Limits::MAX_TOTAL_BACKOFF)
+                    ),
                 ));
             }
         }
@@ -408,6 +443,20 @@ mod tests {
             parse_faults("order.lookup:mode=teleport"),
             Err(FaultError::BadValue { .. })
         ));
+        assert!(
+            parse_faults("payment.retry:mode=retry,retries=10,backoff=5s").is_err(),
+            "5,115 s of backoff per charge is refused"
+        );
+        assert!(parse_faults("payment.retry:mode=retry,retries=6,backoff=100ms").is_ok());
+        assert!(
+            parse_faults("payment.retry:mode=retry,retries=7,backoff=100ms").is_err(),
+            "12.7 s of backoff in all, over the 10 s bound"
+        );
+        assert!(parse_faults("payment.provider:latency=30s,jitter=30s").is_ok());
+        assert!(
+            parse_faults("payment.provider:latency=60s,jitter=60s").is_err(),
+            "120 s of delay"
+        );
         assert!(matches!(
             parse_faults("payment.retry:mode=retry,retries=99"),
             Err(FaultError::BadValue { .. })

@@ -146,13 +146,41 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// tonic answers a request it cannot decode with `INTERNAL` (following the gRPC library's own
+/// status table); but the fault is the caller's, and the fleet answers bad input as bad input:
+/// `INVALID_ARGUMENT`, so it is neither retried as a server fault nor marked as one in traces.
+async fn decode_errors_are_invalid_argument(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let headers = response.headers();
+    let internal = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let undecodable = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.starts_with("failed to decode Protobuf message")
+                || m.starts_with("failed%20to%20decode%20Protobuf%20message")
+        });
+    if internal && undecodable {
+        response
+            .headers_mut()
+            .insert("grpc-status", axum::http::HeaderValue::from_static("3"));
+    }
+    response
+}
+
 /// The JSON 404/405 fallbacks and the body limit every service shares and, when `traced`, the
 /// server-span middleware (outermost, so 404s and 413s are traced too).
 pub(crate) fn with_fleet_layers(app: Router, traced: bool) -> Router {
     let app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(
+            decode_errors_are_invalid_argument,
+        ));
     if traced {
         app.layer(axum::middleware::from_fn(
             fleet_telemetry::server::trace_requests,

@@ -205,6 +205,15 @@ async fn send_email(state: &AppState, order: &Order) -> bool {
 }
 
 async fn get_order(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let Some(id) = order_api::model::canonical_order_id(&id) else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_order_id",
+            "order id must be a UUID",
+        )
+        .with_field("id")
+        .into_response();
+    };
     match state.orders.get_order(&id).await {
         Ok(order) => Json(order).into_response(),
         Err(err) => upstream(err),

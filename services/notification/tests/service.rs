@@ -131,3 +131,47 @@ async fn the_outbox_is_bounded_in_bytes() {
     assert_eq!(listed.emails[0].order_id, "order-49", "newest kept");
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_endpoint_checks_the_token_first_and_takes_any_bearer_case() {
+    let running = notification::start(
+        config(),
+        fleet_faults::Faults::new("notification", false, false, Some("s3cret".into())),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/admin/faults", running.url());
+    let http = reqwest::Client::new();
+    // No token: 401 with a JSON body, before the query is even looked at.
+    let resp = http
+        .put(format!("{url}?quiz=maybe"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "missing_token");
+    // The scheme in any case.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = http
+            .get(&url)
+            .header("authorization", format!("{scheme} s3cret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{scheme}");
+    }
+    // With the token, a bad query is a 400 with a JSON body naming it.
+    let resp = http
+        .put(format!("{url}?quiz=maybe"))
+        .header("authorization", "Bearer s3cret")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_query");
+    running.shutdown().await.unwrap();
+}

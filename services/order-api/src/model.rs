@@ -4,6 +4,12 @@ use serde::{Deserialize, Serialize};
 
 /// Most lines one order may have, and most units of one line.
 pub const MAX_ITEMS: usize = 50;
+
+/// An order id in its one spelling (a lowercase hyphenated UUID), or `None`: callers check ids
+/// before they become a URL path (`..` would otherwise walk out of `/orders/`).
+pub fn canonical_order_id(id: &str) -> Option<String> {
+    uuid::Uuid::parse_str(id).ok().map(|u| u.to_string())
+}
 pub const MAX_QUANTITY: i64 = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -70,16 +70,17 @@ async fn list_products(State(state): State<Arc<AppState>>) -> Result<Json<Produc
 }
 
 fn parse_order_id(id: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(id)
-        .map(|u| u.to_string())
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_order_id",
-                "order id must be a UUID",
-            )
-            .with_field("id")
-        })
+    crate::model::canonical_order_id(id).ok_or_else(invalid_order_id)
+}
+
+/// `400 invalid_order_id`: the answer for an order id that is not one, at any service.
+pub fn invalid_order_id() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_order_id",
+        "order id must be a UUID",
+    )
+    .with_field("id")
 }
 
 async fn get_order(

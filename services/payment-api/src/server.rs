@@ -103,10 +103,12 @@ impl PaymentService for Payments {
                 .filter(|f| f.mode() == Some("retry"))
                 .map(|f| {
                     (
-                        f.spec.retries.unwrap_or(3),
+                        f.spec
+                            .retries
+                            .unwrap_or(fleet_faults::Limits::DEFAULT_RETRIES),
                         f.spec
                             .backoff
-                            .unwrap_or(std::time::Duration::from_millis(100)),
+                            .unwrap_or(fleet_faults::Limits::DEFAULT_BACKOFF),
                     )
                 });
             let description = format!("order {}", req.order_id);

@@ -185,3 +185,33 @@ async fn bad_charges_are_invalid_arguments_and_never_reach_a_span() {
         .unwrap_or(0);
     assert!(longest <= 200, "a span attribute of {longest} bytes");
 }
+
+/// A `Charge` whose field 1 is a varint where a string belongs: not decodable.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Undecodable {
+    #[prost(int64, tag = "1")]
+    order_id: i64,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_message_is_invalid_argument_not_internal() {
+    let s = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(s.payments.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let answer: Result<tonic::Response<fleet_proto::payment::v1::ChargeResponse>, _> = grpc
+        .unary(
+            tonic::Request::new(Undecodable { order_id: 7 }),
+            http::uri::PathAndQuery::from_static("/payment.v1.PaymentService/Charge"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    let err = answer.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    s.payments.shutdown().await.unwrap();
+    s.provider.shutdown().await.unwrap();
+}

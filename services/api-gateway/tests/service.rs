@@ -5,93 +5,11 @@
 
 use std::time::Duration;
 
-use fleet_server_kit::Running;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-fn none(s: &str) -> fleet_faults::Faults {
-    fleet_faults::Faults::new(s, false, false, None)
-}
+mod support;
 
-async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
-    let provider = payment_provider::start(
-        payment_provider::Config {
-            listen_addr: "127.0.0.1:0".into(),
-            latency: Duration::ZERO,
-        },
-        none("payment-provider"),
-    )
-    .await
-    .unwrap();
-    let payments = payment_api::start(
-        payment_api::Config {
-            listen_addr: "127.0.0.1:0".into(),
-            provider_url: provider.url(),
-            provider_timeout: Duration::from_secs(5),
-        },
-        none("payment-api"),
-    )
-    .await
-    .unwrap();
-    let notification = notification::start(
-        notification::Config {
-            listen_addr: "127.0.0.1:0".into(),
-            outbox_capacity: 100,
-            outbox_max_bytes: 1 << 20,
-        },
-        none("notification"),
-    )
-    .await
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("gateway-test-{}", uuid::Uuid::new_v4().simple()));
-    let orders = order_api::start(
-        order_api::Config {
-            listen_addr: "127.0.0.1:0".into(),
-            database_url: None,
-            database_max_connections: 2,
-            sqlite_path: dir.join("orders.sqlite"),
-            payment_api_addr: payments.url(),
-            payment_timeout: Duration::from_secs(5),
-            pending_bound: Duration::from_secs(30),
-            reconcile_interval: Duration::from_secs(3600),
-        },
-        none("order-api"),
-    )
-    .await
-    .unwrap();
-    let gateway = api_gateway::start(
-        api_gateway::Config {
-            listen_addr: "127.0.0.1:0".into(),
-            order_api_url: orders.url(),
-            order_api_timeout: Duration::from_secs(10),
-            notification_addr: notification.url(),
-            notification_timeout: Duration::from_secs(3),
-        },
-        none("api-gateway"),
-    )
-    .await
-    .unwrap();
-    let url = gateway.url();
-    (
-        vec![gateway, orders, notification, payments, provider],
-        url,
-        dir,
-    )
-}
-
-async fn stop(services: Vec<Running>, dir: std::path::PathBuf) {
-    for s in services {
-        s.shutdown().await.unwrap();
-    }
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-fn checkout_body() -> serde_json::Value {
-    serde_json::json!({
-        "customer_email": "ada@example.com",
-        "items": [{"sku": "COFFEE-250G", "quantity": 1}],
-        "card_number": "4242424242424242",
-    })
-}
+use support::{checkout_body, start, stop};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkout_is_one_trace_and_carries_its_idempotency_key() {

@@ -221,7 +221,19 @@ fn checkouts_in_flight(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_stops_gateway_first_so_every_answered_checkout_sends_its_email() {
+async fn ctrl_c_under_load_leaves_every_answered_checkout_a_complete_trace_and_its_email() {
+    stop_under_load(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_leaves_every_answered_checkout_a_complete_trace_and_its_email() {
+    stop_under_load(false).await;
+}
+
+/// Checkouts in flight, then the terminal's Ctrl-C (SIGINT to the whole process group) or a
+/// SIGTERM to `fleet up` alone: the gateway stops first, so every checkout answered 2xx has its
+/// whole trace (its email included) in a desk that outlives the fleet, and nothing is left running.
+async fn stop_under_load(ctrl_c: bool) {
     // The desk lives in this test so it outlives the fleet and sees everyone's last spans.
     let desk = trace_desk::start(trace_desk::DeskConfig::ephemeral(200_000))
         .await
@@ -235,11 +247,11 @@ async fn ctrl_c_stops_gateway_first_so_every_answered_checkout_sends_its_email()
                     "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
                     format!("http://{}", desk.otlp_http_addr()),
                 ),
-                // Slow enough that checkouts are mid-way when Ctrl-C arrives.
+                // Slow enough that checkouts are mid-way when the signal arrives.
                 ("PROVIDER_LATENCY_MS".into(), "300".into()),
             ],
         },
-        true,
+        ctrl_c,
     )
     .await;
     let pids: Vec<u32> = fleet
@@ -253,25 +265,38 @@ async fn ctrl_c_stops_gateway_first_so_every_answered_checkout_sends_its_email()
         COMPONENTS.len() - 1,
         "every component but the desk"
     );
+    // One checkout before the load: its trace, once whole, is what "complete" means.
+    let first = post_json(
+        &format!("{}/checkout", fleet.gateway()),
+        &order_body("first@example.com", &[("COFFEE-250G", 1)], CARD_OK),
+        &[],
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let complete = wait_for_trace(&desk_url, &first.trace_id(), 1).await.len();
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = checkouts_in_flight(fleet.gateway(), 8, stop_rx);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    // The terminal's Ctrl-C: SIGINT to the foreground process group.
-    fleet.signal_group(Signal::SIGINT);
+    if ctrl_c {
+        fleet.signal_group(Signal::SIGINT);
+    } else {
+        fleet.signal(Signal::SIGTERM);
+    }
     let exit = fleet.wait_exit(STOP_BUDGET + Duration::from_secs(5)).await;
     let _ = stop_tx.send(true);
     let mut answered = Vec::new();
     for w in workers {
         answered.extend(w.await.expect("join"));
     }
-    assert!(exit.success(), "Ctrl-C is a clean stop: {exit}");
+    assert!(exit.success(), "a clean stop: {exit}");
     assert!(
         answered.len() >= 8,
-        "checkouts were answered before Ctrl-C: {}",
+        "checkouts were answered before the signal: {}",
         answered.len()
     );
-    for id in &answered {
+    for (n, id) in answered.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let reply = get(&format!("{desk_url}/api/traces/{id}")).await;
@@ -280,24 +305,31 @@ async fn ctrl_c_stops_gateway_first_so_every_answered_checkout_sends_its_email()
             } else {
                 Vec::new()
             };
-            if spans
+            let emailed = spans
                 .iter()
-                .any(|s| s.service == "notification" && s.name == "sendEmail")
-            {
+                .any(|s| s.service == "notification" && s.name == "sendEmail");
+            if emailed && spans.len() == complete {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "checkout {id} was answered 2xx but its email was never sent ({} of {} answered); spans:\n{}",
-                answered.iter().position(|a| a == id).unwrap_or_default() + 1,
+                "checkout {id} ({} of {} answered 2xx) has {} of {complete} spans{}:\n{}",
+                n + 1,
                 answered.len(),
+                spans.len(),
+                if emailed { "" } else { ", and no email" },
                 describe(&spans)
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    eprintln!(
+        "{}: {} checkouts answered 2xx, each with all {complete} spans and its email",
+        if ctrl_c { "Ctrl-C" } else { "SIGTERM" },
+        answered.len()
+    );
     let left: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
-    assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+    assert!(left.is_empty(), "still running after the stop: {left:?}");
     desk.shutdown().await;
 }
 

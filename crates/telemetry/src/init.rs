@@ -184,7 +184,7 @@ impl<S> tracing_subscriber::layer::Filter<S> for SpansOnly {
 /// Where finished spans go: OTLP through the batch processor, or (tests) memory, synchronously.
 pub(crate) enum Export {
     Otlp(Box<opentelemetry_otlp::SpanExporter>),
-    Simple(crate::testing::CapturedSpans),
+    Simple(crate::captured::CapturedSpans),
 }
 
 fn otlp_exporter(

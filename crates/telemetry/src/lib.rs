@@ -9,6 +9,7 @@
 //! * [`db`] builds database CLIENT spans (sqlx creates none of its own).
 
 mod cancel;
+mod captured;
 pub mod db;
 pub mod grpc_client;
 pub mod http_client;

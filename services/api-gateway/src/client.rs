@@ -2,7 +2,7 @@
 
 use order_api::model::{CreateOrder, Order, ProductList};
 
-use crate::server::CheckoutResponse;
+use crate::model::CheckoutResponse;
 
 /// One answer from the gateway: status, the trace id it reported, and the JSON body.
 #[derive(Debug, Clone)]

@@ -5,19 +5,26 @@
 //! (tests, load generators).
 
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
+pub mod model;
+#[cfg(feature = "server")]
 pub mod server;
 
 pub const SERVICE_NAME: &str = "api-gateway";
 
+#[cfg(feature = "server")]
 pub use config::Config;
+#[cfg(feature = "server")]
 use fleet_server_kit::Running;
 
 /// How long a stopping gateway waits for confirmation emails still being sent.
+#[cfg(feature = "server")]
 pub const BACKGROUND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts api-gateway on `config.listen_addr` (port 0 picks a free one). Telemetry is the
 /// caller's: see [`run_from_env`].
+#[cfg(feature = "server")]
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let background = tokio_util::task::TaskTracker::new();
@@ -36,6 +43,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until
 /// Ctrl-C/SIGTERM, drain, flush.
+#[cfg(feature = "server")]
 pub async fn run_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
         start(

@@ -11,10 +11,10 @@ use fleet_proto::notification::v1::{OrderLine, SendEmailRequest};
 use fleet_server_kit::{ApiError, ApiJson};
 use notification::client::NotificationClient;
 use order_api::client::{OrderApiClient, OrderApiError};
-use order_api::model::{CreateOrder, Order, OrderItem};
-use serde::{Deserialize, Serialize};
+use order_api::model::{CreateOrder, Order};
 
 use crate::Config;
+pub use crate::model::CheckoutResponse;
 use fleet_faults::{Faults, Injection};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -29,21 +29,6 @@ pub struct AppState {
     faults: Faults,
     /// Work that outlives a reply (the confirmation email); drained on shutdown.
     background: TaskTracker,
-}
-
-/// What `POST /checkout` answers with 201.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckoutResponse {
-    pub order_id: String,
-    pub status: String,
-    pub total_cents: i64,
-    pub currency: String,
-    pub items: Vec<OrderItem>,
-    /// `queued` (sent beside the reply), or with the sequential fault `sent`/`failed`;
-    /// an email never fails the checkout.
-    pub email: String,
-    /// Paste into Grafana (or `fleet trace`) to see this request's trace.
-    pub trace_id: Option<String>,
 }
 
 /// order-api's own errors pass through with their status and body; transport failures name it.

@@ -4,16 +4,21 @@
 //! readable over gRPC (`ListOutbox`) and HTTP (`GET /outbox?to=…`).
 
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod server;
 
 pub const SERVICE_NAME: &str = "notification";
 
+#[cfg(feature = "server")]
 pub use config::Config;
+#[cfg(feature = "server")]
 use fleet_server_kit::Running;
 
 /// Starts notification on `config.listen_addr` (port 0 picks a free one). Telemetry is the
 /// caller's: see [`run_from_env`].
+#[cfg(feature = "server")]
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let app = server::router(&config, faults).await;
@@ -22,6 +27,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until
 /// Ctrl-C/SIGTERM, drain, flush.
+#[cfg(feature = "server")]
 pub async fn run_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
         start(

@@ -5,19 +5,26 @@
 //! `store` the database, `model` the JSON both sides share.
 
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
 pub mod model;
+#[cfg(feature = "server")]
 pub mod reconcile;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod store;
 
 pub const SERVICE_NAME: &str = "order-api";
 
+#[cfg(feature = "server")]
 pub use config::Config;
+#[cfg(feature = "server")]
 use fleet_server_kit::Running;
 
 /// Starts order-api on `config.listen_addr` (port 0 picks a free one): opens the database,
 /// binds, serves. Telemetry is the caller's: see [`run_from_env`].
+#[cfg(feature = "server")]
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let store = match &config.database_url {
         Some(url) => store::Store::postgres(url, config.database_max_connections).await?,
@@ -41,6 +48,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until
 /// Ctrl-C/SIGTERM, drain, flush.
+#[cfg(feature = "server")]
 pub async fn run_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
         start(

@@ -3,19 +3,26 @@
 //! `server` holds the service and its router, `client` the typed client order-api uses,
 //! `provider` the "stripe-sdk" that calls the external provider over HTTP.
 
+#[cfg(feature = "server")]
 pub mod card;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod provider;
+#[cfg(feature = "server")]
 pub mod server;
 
 pub const SERVICE_NAME: &str = "payment-api";
 
+#[cfg(feature = "server")]
 pub use config::Config;
+#[cfg(feature = "server")]
 use fleet_server_kit::Running;
 
 /// Starts payment-api on `config.listen_addr` (port 0 picks a free one). Telemetry is the
 /// caller's: see [`run_from_env`].
+#[cfg(feature = "server")]
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let app = server::router(&config, faults).await?;
@@ -24,6 +31,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until
 /// Ctrl-C/SIGTERM, drain, flush.
+#[cfg(feature = "server")]
 pub async fn run_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
         start(

@@ -151,13 +151,13 @@ struct Fleet {
 }
 
 async fn start_fleet(database_url: String) -> Fleet {
-    let none = |s| fleet_faults::Faults::new(s, false, false, None);
+    let none = |s, points| fleet_faults::Faults::new(s, points, false, false, None);
     let provider = payment_provider::start(
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::from_millis(20),
         },
-        none("payment-provider"),
+        none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -167,7 +167,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
         },
-        none("payment-api"),
+        none("payment-api", payment_api::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -177,7 +177,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             outbox_capacity: 1000,
             outbox_max_bytes: 4 << 20,
         },
-        none("notification"),
+        none("notification", notification::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -192,7 +192,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             pending_bound: PENDING_BOUND,
             reconcile_interval: Duration::from_millis(500),
         },
-        none("order-api"),
+        none("order-api", order_api::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -204,7 +204,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             notification_addr: notification.url(),
             notification_timeout: Duration::from_secs(3),
         },
-        none("api-gateway"),
+        none("api-gateway", api_gateway::server::FAULT_POINTS),
     )
     .await
     .unwrap();

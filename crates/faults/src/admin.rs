@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use fleet_server_kit::ApiError;
 
 use crate::registry::Faults;
-use crate::spec::{FaultSpec, POINTS, parse_faults};
+use crate::spec::{FaultSpec, parse_faults};
 
 fn authorise(faults: &Faults, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = faults.admin_token() else {
@@ -44,10 +44,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn listing(faults: &Faults) -> Json<serde_json::Value> {
-    let points: Vec<_> = POINTS
+    let points: Vec<_> = faults
+        .points()
         .iter()
-        .filter(|(p, _, _)| faults.owns(p))
-        .map(|(p, _, what)| serde_json::json!({"point": p, "what": what}))
+        .map(|p| serde_json::json!({"point": p.name, "what": p.about}))
         .collect();
     // During a quiz the answer stays hidden here too.
     let armed = if faults.hides_evidence() && !faults.armed().is_empty() {

@@ -19,7 +19,7 @@ mod spec;
 
 pub use admin::admin_router;
 pub use registry::{BAGGAGE_KEY, Faults, Injection};
-pub use spec::{FaultError, FaultSpec, Limits, POINTS, parse_faults};
+pub use spec::{FaultError, FaultPoint, FaultSpec, Limits, parse_faults};
 
 /// The gRPC code (as its number) a gRPC service answers for an injected HTTP-style error status.
 pub fn grpc_code_for_status(status: u16) -> i32 {

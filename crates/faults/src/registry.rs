@@ -7,7 +7,7 @@ use opentelemetry::baggage::BaggageExt as _;
 use rand::Rng as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::spec::{FaultError, FaultSpec, POINTS, parse_faults};
+use crate::spec::{FaultError, FaultPoint, FaultSpec, parse_faults};
 
 /// The baggage entry that arms faults for one request (and everything downstream of it).
 pub const BAGGAGE_KEY: &str = "fleet.fault";
@@ -21,6 +21,7 @@ pub struct Faults {
 #[derive(Debug)]
 struct Inner {
     service: String,
+    points: &'static [FaultPoint],
     armed: RwLock<BTreeMap<String, FaultSpec>>,
     baggage_enabled: bool,
     quiz: bool,
@@ -58,9 +59,10 @@ fn truthy(name: &str) -> bool {
 impl Faults {
     /// `FLEET_FAULTS` (points this service does not own are left to their owners),
     /// `FLEET_BAGGAGE_FAULTS`, `FLEET_QUIZ_MODE`, `FLEET_ADMIN_TOKEN`.
-    pub fn from_env(service: &str) -> Result<Self, FaultError> {
+    pub fn from_env(service: &str, points: &'static [FaultPoint]) -> Result<Self, FaultError> {
         let faults = Self::new(
             service,
+            points,
             truthy("FLEET_BAGGAGE_FAULTS"),
             truthy("FLEET_QUIZ_MODE"),
             std::env::var("FLEET_ADMIN_TOKEN")
@@ -78,6 +80,7 @@ impl Faults {
 
     pub fn new(
         service: &str,
+        points: &'static [FaultPoint],
         baggage_enabled: bool,
         quiz: bool,
         admin_token: Option<String>,
@@ -85,6 +88,7 @@ impl Faults {
         Self {
             inner: Arc::new(Inner {
                 service: service.to_owned(),
+                points,
                 armed: RwLock::new(BTreeMap::new()),
                 baggage_enabled,
                 quiz,
@@ -103,17 +107,16 @@ impl Faults {
     }
 
     pub fn owns(&self, point: &str) -> bool {
-        POINTS
-            .iter()
-            .any(|(p, owner, _)| *p == point && *owner == self.inner.service)
+        self.inner.points.iter().any(|p| p.name == point)
+    }
+
+    /// The points this service declared, in its order.
+    pub fn points(&self) -> &'static [FaultPoint] {
+        self.inner.points
     }
 
     pub fn owned_points(&self) -> Vec<&'static str> {
-        POINTS
-            .iter()
-            .filter(|(_, owner, _)| *owner == self.inner.service)
-            .map(|(p, _, _)| *p)
-            .collect()
+        self.inner.points.iter().map(|p| p.name).collect()
     }
 
     /// Replaces everything armed here; nothing changes if any fault is invalid or not ours.
@@ -121,14 +124,13 @@ impl Faults {
         for (point, spec) in &faults {
             spec.validate(point)?;
             if !self.owns(point) {
-                let owner = POINTS
-                    .iter()
-                    .find(|(p, _, _)| p == point)
-                    .map(|(_, o, _)| *o)
-                    .unwrap_or("nobody");
-                return Err(FaultError::NotOwned {
+                return Err(FaultError::UnknownPoint {
                     point: point.clone(),
-                    owner: owner.into(),
+                    known: format!(
+                        "{} (on {})",
+                        self.owned_points().join(", "),
+                        self.inner.service
+                    ),
                 });
             }
         }
@@ -162,8 +164,8 @@ impl Faults {
     /// Decides whether `point` misbehaves for the current request. A baggage fault (when enabled)
     /// wins over an armed one. When it fires, the current span gets a `fault.injected` event,
     /// unless quiz mode hides the evidence.
-    pub fn check(&self, point: &str) -> Option<Injection> {
-        self.check_in(point, &tracing::Span::current().context())
+    pub fn check(&self, point: FaultPoint) -> Option<Injection> {
+        self.check_in(point.name, &tracing::Span::current().context())
     }
 
     fn check_in(&self, point: &str, cx: &opentelemetry::Context) -> Option<Injection> {
@@ -203,11 +205,11 @@ impl Faults {
 
     /// Like [`Faults::check`], for a process that keeps no trace context (the external
     /// provider): the baggage is read straight from the request headers.
-    pub fn check_headers(&self, point: &str, headers: &http::HeaderMap) -> Option<Injection> {
+    pub fn check_headers(&self, point: FaultPoint, headers: &http::HeaderMap) -> Option<Injection> {
         use opentelemetry::propagation::TextMapPropagator as _;
         let cx = opentelemetry_sdk::propagation::BaggagePropagator::new()
             .extract(&opentelemetry_http::HeaderExtractor(headers));
-        self.check_in(point, &cx)
+        self.check_in(point.name, &cx)
     }
 
     fn baggage_fault(&self, point: &str, cx: &opentelemetry::Context) -> Option<FaultSpec> {
@@ -229,15 +231,25 @@ impl Faults {
 mod tests {
     use super::*;
 
+    const DB: FaultPoint = FaultPoint {
+        name: "order.db",
+        about: "test point",
+    };
+    const LOOKUP: FaultPoint = FaultPoint {
+        name: "order.lookup",
+        about: "test point",
+    };
+    const POINTS: &[FaultPoint] = &[DB, LOOKUP];
+
     #[test]
     fn ownership_is_enforced_and_failures_change_nothing() {
-        let faults = Faults::new("order-api", false, false, None);
+        let faults = Faults::new("order-api", POINTS, false, false, None);
         let ok = parse_faults("order.db:latency=1s").unwrap();
         faults.replace(ok.clone()).unwrap();
         let theirs = parse_faults("payment.provider:latency=1s").unwrap();
         assert!(matches!(
             faults.replace(theirs),
-            Err(FaultError::NotOwned { .. })
+            Err(FaultError::UnknownPoint { .. })
         ));
         assert_eq!(
             faults.armed(),
@@ -249,16 +261,16 @@ mod tests {
 
     #[test]
     fn probability_zero_never_fires_and_one_always_does() {
-        let faults = Faults::new("order-api", false, true, None);
+        let faults = Faults::new("order-api", POINTS, false, true, None);
         faults
             .replace(parse_faults("order.db:latency=10ms,p=0").unwrap())
             .unwrap();
-        assert!((0..100).all(|_| faults.check("order.db").is_none()));
+        assert!((0..100).all(|_| faults.check(DB).is_none()));
         faults
             .replace(parse_faults("order.db:latency=10ms,jitter=5ms").unwrap())
             .unwrap();
-        let hit = faults.check("order.db").unwrap();
+        let hit = faults.check(DB).unwrap();
         assert!(hit.delay >= Duration::from_millis(10) && hit.delay <= Duration::from_millis(15));
-        assert!(faults.check("order.lookup").is_none());
+        assert!(faults.check(LOOKUP).is_none());
     }
 }

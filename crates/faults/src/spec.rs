@@ -4,64 +4,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Every fault point, the service that owns it, and what it does there.
-pub const POINTS: &[(&str, &str, &str)] = &[
-    (
-        "gateway.orders",
-        "api-gateway",
-        "the call to order-api: latency before it, an error instead of it, or a shorter timeout",
-    ),
-    (
-        "gateway.notification",
-        "api-gateway",
-        "the confirmation email: latency or an error; mode=sequential makes the reply wait for it",
-    ),
-    (
-        "order.db",
-        "order-api",
-        "INSERT orders: latency makes it a slow query (pg_sleep), error makes it fail in the database",
-    ),
-    (
-        "order.db.lock",
-        "order-api",
-        "another session holds a lock on orders for `latency`, so the INSERT waits on it",
-    ),
-    (
-        "order.db.pool",
-        "order-api",
-        "connections are held elsewhere for `latency`: requests queue for one (pool exhaustion)",
-    ),
-    (
-        "order.lookup",
-        "order-api",
-        "mode=n_plus_one: reading an order fetches each item with its own query",
-    ),
-    (
-        "order.payment",
-        "order-api",
-        "the gRPC call to payment-api: mode=drop_context stops traceparent; timeout shortens its deadline",
-    ),
-    (
-        "payment.charge",
-        "payment-api",
-        "the Charge handler: latency or an error status",
-    ),
-    (
-        "payment.retry",
-        "payment-api",
-        "mode=retry: retry failed provider calls (retries=N, backoff=D, doubling)",
-    ),
-    (
-        "payment.provider",
-        "payment-provider",
-        "the external provider: latency, an error status, or a hang of `timeout`",
-    ),
-    (
-        "notification.send",
-        "notification",
-        "sending the email: latency (a slow mail server) or an error",
-    ),
-];
+/// A place in a service's code where a fault can be injected. Each service declares its points
+/// as constants next to the code that checks them and hands the list to [`crate::Faults`]; this
+/// crate knows no service's points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultPoint {
+    /// `owner.place`, e.g. `order.db`: what `FLEET_FAULTS`, baggage and `/admin/faults` name.
+    pub name: &'static str,
+    /// What arming it does there (listed by `GET /admin/faults` and `fleet scenario points`).
+    pub about: &'static str,
+}
 
 /// Largest magnitudes anyone may ask for, so a typo cannot wedge the fleet.
 #[derive(Debug, Clone, Copy)]
@@ -149,8 +101,8 @@ pub enum FaultError {
     Syntax(String),
     #[error("unknown fault point {point:?}; known points: {known}")]
     UnknownPoint { point: String, known: String },
-    #[error("fault point {point:?} belongs to {owner}, not to this service")]
-    NotOwned { point: String, owner: String },
+    #[error("fault point {0:?}: a point is lowercase words joined by dots, e.g. order.db")]
+    BadPoint(String),
     #[error(
         "{point}: unknown setting {key:?} (latency, jitter, error, timeout, mode, retries, backoff, p)"
     )]
@@ -189,17 +141,17 @@ fn duration(point: &str, key: &str, value: &str, max: Duration) -> Result<Durati
 }
 
 impl FaultSpec {
-    /// Checks every magnitude against [`Limits`] and the point against [`POINTS`].
+    /// Checks every magnitude against [`Limits`] and the point's spelling; whether a service has
+    /// the point is for [`crate::Faults`] (or the fleet's catalogue) to say.
     pub fn validate(&self, point: &str) -> Result<(), FaultError> {
-        if !POINTS.iter().any(|(p, _, _)| *p == point) {
-            return Err(FaultError::UnknownPoint {
-                point: point.into(),
-                known: POINTS
-                    .iter()
-                    .map(|(p, _, _)| *p)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+        let well_formed = !point.is_empty()
+            && point.split('.').all(|w| {
+                !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             });
+        if !well_formed {
+            return Err(FaultError::BadPoint(point.into()));
         }
         for (key, d, max) in [
             ("latency", self.latency, Limits::MAX_DURATION),
@@ -412,8 +364,8 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_do() {
         assert!(matches!(
-            parse_faults("nowhere:latency=1s"),
-            Err(FaultError::UnknownPoint { .. })
+            parse_faults("Order DB:latency=1s"),
+            Err(FaultError::BadPoint(_))
         ));
         assert!(matches!(
             parse_faults("order.db:latency=2h"),

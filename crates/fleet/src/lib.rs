@@ -9,7 +9,7 @@ pub mod topology;
 pub mod traces;
 pub mod up;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -58,8 +58,26 @@ impl Cli {
     }
 }
 
+/// Checks `FLEET_FAULTS` against every service's fault points. Each service arms only its own
+/// points and leaves the rest to their owners, so a misspelt point would arm nothing anywhere:
+/// the fleet, which knows them all, refuses it before anything starts.
+pub fn check_fleet_faults(text: &str) -> anyhow::Result<()> {
+    let faults = fleet_faults::parse_faults(text).context("FLEET_FAULTS")?;
+    for point in faults.keys() {
+        if topology::fault_point_owner(point).is_none() {
+            let known: Vec<_> = topology::fault_points().map(|(_, p)| p.name).collect();
+            bail!(
+                "FLEET_FAULTS: no service has the fault point {point:?}; known points: {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the topology component `name` in this process, with each service's own entry point.
 pub async fn run_component(name: &str) -> anyhow::Result<()> {
+    check_fleet_faults(&std::env::var("FLEET_FAULTS").unwrap_or_default())?;
     match name {
         topology::GATEWAY => api_gateway::run_from_env().await,
         topology::ORDER_API => order_api::run_from_env().await,

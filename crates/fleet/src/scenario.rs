@@ -279,10 +279,8 @@ impl Targets {
 
 fn owner(fault: &str) -> anyhow::Result<&'static str> {
     let point = fault.split(':').next().unwrap_or_default();
-    fleet_faults::POINTS
-        .iter()
-        .find(|(p, _, _)| *p == point)
-        .map(|(_, owner, _)| *owner)
+    crate::topology::fault_point_owner(point)
+        .map(|c| c.name)
         .with_context(|| format!("unknown fault point in {fault}"))
 }
 

@@ -38,6 +38,8 @@ pub struct AdminTarget {
     pub flag: &'static str,
     /// `FLEET_GATEWAY_URL`, …
     pub env: &'static str,
+    /// The fault points the component declares (its crate's `server::FAULT_POINTS`).
+    pub fault_points: &'static [fleet_faults::FaultPoint],
 }
 
 /// One component of the fleet.
@@ -144,6 +146,7 @@ pub const COMPONENTS: &[Component] = &[
         admin: Some(AdminTarget {
             flag: "provider",
             env: "FLEET_PROVIDER_URL",
+            fault_points: payment_provider::server::FAULT_POINTS,
         }),
         about: "the external provider (sends no telemetry)",
     },
@@ -159,6 +162,7 @@ pub const COMPONENTS: &[Component] = &[
         admin: Some(AdminTarget {
             flag: "payment-api",
             env: "FLEET_PAYMENT_API_URL",
+            fault_points: payment_api::server::FAULT_POINTS,
         }),
         about: "payment.v1.PaymentService",
     },
@@ -174,6 +178,7 @@ pub const COMPONENTS: &[Component] = &[
         admin: Some(AdminTarget {
             flag: "notification",
             env: "FLEET_NOTIFICATION_URL",
+            fault_points: notification::server::FAULT_POINTS,
         }),
         about: "notification.v1.NotificationService, GET /outbox",
     },
@@ -189,6 +194,7 @@ pub const COMPONENTS: &[Component] = &[
         admin: Some(AdminTarget {
             flag: "order-api",
             env: "FLEET_ORDER_API_URL",
+            fault_points: order_api::server::FAULT_POINTS,
         }),
         about: "",
     },
@@ -204,6 +210,7 @@ pub const COMPONENTS: &[Component] = &[
         admin: Some(AdminTarget {
             flag: "gateway",
             env: "FLEET_GATEWAY_URL",
+            fault_points: api_gateway::server::FAULT_POINTS,
         }),
         about: "POST /checkout, GET /orders/{id}, GET /products",
     },
@@ -229,6 +236,17 @@ pub fn admin_targets() -> impl Iterator<Item = (&'static Component, AdminTarget)
     COMPONENTS
         .iter()
         .filter_map(|c| c.admin.map(|admin| (c, admin)))
+}
+
+/// Every fault point of the fleet with the component that owns it, in table order: the
+/// catalogue `fleet scenario` and `fleet quiz` arm from, collected from the services.
+pub fn fault_points() -> impl Iterator<Item = (&'static Component, fleet_faults::FaultPoint)> {
+    admin_targets().flat_map(|(c, admin)| admin.fault_points.iter().map(move |p| (c, *p)))
+}
+
+/// The component that owns the fault point `name`.
+pub fn fault_point_owner(name: &str) -> Option<&'static Component> {
+    fault_points().find(|(_, p)| p.name == name).map(|(c, _)| c)
 }
 
 /// Start order: every component after what it depends on, ties in table order. Stop order is
@@ -259,6 +277,33 @@ pub fn start_order(without: &[&str]) -> Vec<&'static Component> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_points_are_collected_from_the_services_and_owned_once() {
+        let points: Vec<_> = fault_points().map(|(c, p)| (c.name, p.name)).collect();
+        let mut names: Vec<_> = points.iter().map(|(_, p)| *p).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            points.len(),
+            "a point has two owners: {points:?}"
+        );
+        assert!(points.contains(&(ORDER_API, "order.db")), "{points:?}");
+        assert!(
+            points.contains(&(PROVIDER, "payment.provider")),
+            "{points:?}"
+        );
+        assert_eq!(
+            fault_point_owner("gateway.orders").map(|c| c.name),
+            Some(GATEWAY)
+        );
+        assert!(fault_point_owner("order.dbb").is_none());
+        assert!(crate::check_fleet_faults("order.db:latency=1s;payment.retry:mode=retry").is_ok());
+        let typo = crate::check_fleet_faults("order.dbb:latency=1s").unwrap_err();
+        assert!(format!("{typo:#}").contains("\"order.dbb\""), "{typo:#}");
+        assert!(crate::check_fleet_faults("").is_ok());
+    }
 
     #[test]
     fn names_are_unique_and_dependencies_exist() {

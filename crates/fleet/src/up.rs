@@ -128,6 +128,7 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 pub async fn up(mut args: UpArgs) -> anyhow::Result<()> {
+    crate::check_fleet_faults(&std::env::var("FLEET_FAULTS").unwrap_or_default())?;
     if args.any_ports {
         for (_, l) in listeners() {
             args.ports.0.insert(l.port_flag, 0);

@@ -15,10 +15,22 @@ use order_api::model::{CreateOrder, Order};
 
 use crate::Config;
 pub use crate::model::CheckoutResponse;
+use fleet_faults::FaultPoint;
 use fleet_faults::{Faults, Injection};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// This service's fault points (`FLEET_FAULTS`, `/admin/faults`, baggage), each checked below.
+pub const ORDERS: FaultPoint = FaultPoint {
+    name: "gateway.orders",
+    about: "the call to order-api: latency before it, an error instead of it, or a shorter timeout",
+};
+pub const NOTIFICATION: FaultPoint = FaultPoint {
+    name: "gateway.notification",
+    about: "the confirmation email: latency or an error; mode=sequential makes the reply wait for it",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[ORDERS, NOTIFICATION];
 
 const ORDER_API: &str = "order-api";
 
@@ -87,7 +99,7 @@ async fn checkout(
 async fn place_order(state: Arc<AppState>, req: CreateOrder, key: &str) -> Response {
     // The fault point `gateway.orders`: latency before the call, an error instead of it, or a
     // timeout shorter than the one order-api needs.
-    let fault = state.faults.check("gateway.orders");
+    let fault = state.faults.check(ORDERS);
     if let Some(fault) = &fault {
         fault.delay().await;
         if let Some(status) = fault.spec.error {
@@ -103,7 +115,7 @@ async fn place_order(state: Arc<AppState>, req: CreateOrder, key: &str) -> Respo
     // The email does not change the answer, so it goes out beside the reply, not before it;
     // `gateway.notification:mode=sequential` makes the reply wait (the slower shape).
     // One roll of the dice per checkout: the same injection decides the shape and the email.
-    let fault = state.faults.check("gateway.notification");
+    let fault = state.faults.check(NOTIFICATION);
     let sequential = fault
         .as_ref()
         .is_some_and(|f| f.mode() == Some("sequential"));

@@ -18,6 +18,14 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::Config;
+use fleet_faults::FaultPoint;
+
+/// This service's fault points (`FLEET_FAULTS`, `/admin/faults`, baggage), each checked below.
+pub const SEND: FaultPoint = FaultPoint {
+    name: "notification.send",
+    about: "sending the email: latency (a slow mail server) or an error",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[SEND];
 
 /// Largest `SendEmail` message accepted (tonic's default is 4 MiB, which held 2,000,000 empty
 /// lines); bigger ones are refused with `RESOURCE_EXHAUSTED` before they are decoded.
@@ -174,7 +182,7 @@ impl NotificationService for Notifications {
             validate(&req)?;
             tracing::Span::current().record("app.order.id", req.order_id.as_str());
             // The fault point `notification.send`: a slow or failing mail server.
-            if let Some(fault) = self.faults.check("notification.send") {
+            if let Some(fault) = self.faults.check(SEND) {
                 fault.delay().await;
                 if let Some(status) = fault.spec.error {
                     return Err(Status::new(

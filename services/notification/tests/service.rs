@@ -37,7 +37,13 @@ fn email(order_id: &str, lines: usize) -> SendEmailRequest {
 async fn start(config: Config) -> (fleet_server_kit::Running, NotificationClient) {
     let running = notification::start(
         config,
-        fleet_faults::Faults::new("notification", false, false, None),
+        fleet_faults::Faults::new(
+            "notification",
+            notification::server::FAULT_POINTS,
+            false,
+            false,
+            None,
+        ),
     )
     .await
     .unwrap();
@@ -136,7 +142,13 @@ async fn the_outbox_is_bounded_in_bytes() {
 async fn the_admin_endpoint_checks_the_token_first_and_takes_any_bearer_case() {
     let running = notification::start(
         config(),
-        fleet_faults::Faults::new("notification", false, false, Some("s3cret".into())),
+        fleet_faults::Faults::new(
+            "notification",
+            notification::server::FAULT_POINTS,
+            false,
+            false,
+            Some("s3cret".into()),
+        ),
     )
     .await
     .unwrap();

@@ -53,7 +53,7 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
         start(
             Config::from_env()?,
-            fleet_faults::Faults::from_env(SERVICE_NAME)?,
+            fleet_faults::Faults::from_env(SERVICE_NAME, server::FAULT_POINTS)?,
         )
         .await
     })

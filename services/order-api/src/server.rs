@@ -17,8 +17,32 @@ use tracing::Instrument as _;
 use crate::Config;
 use crate::model::{CreateOrder, MAX_ITEMS, MAX_QUANTITY, Order, Product, ProductList};
 use crate::store::{DbFaults, NewLine, NewOrder, Store};
+use fleet_faults::FaultPoint;
 use fleet_faults::Faults;
 use payment_api::client::CallOptions;
+
+/// This service's fault points (`FLEET_FAULTS`, `/admin/faults`, baggage), each checked below.
+pub const DB: FaultPoint = FaultPoint {
+    name: "order.db",
+    about: "INSERT orders: latency makes it a slow query (pg_sleep), error makes it fail in the database",
+};
+pub const DB_LOCK: FaultPoint = FaultPoint {
+    name: "order.db.lock",
+    about: "another session holds a lock on orders for `latency`, so the INSERT waits on it",
+};
+pub const DB_POOL: FaultPoint = FaultPoint {
+    name: "order.db.pool",
+    about: "connections are held elsewhere for `latency`: requests queue for one (pool exhaustion)",
+};
+pub const LOOKUP: FaultPoint = FaultPoint {
+    name: "order.lookup",
+    about: "mode=n_plus_one: reading an order fetches each item with its own query",
+};
+pub const PAYMENT: FaultPoint = FaultPoint {
+    name: "order.payment",
+    about: "the gRPC call to payment-api: mode=drop_context stops traceparent; timeout shortens its deadline",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[DB, DB_LOCK, DB_POOL, LOOKUP, PAYMENT];
 
 const CURRENCY: &str = "USD";
 const PAYMENT_API: &str = "payment-api";
@@ -247,13 +271,13 @@ async fn create_order_inner(
     let id = uuid::Uuid::new_v4().to_string();
     tracing::Span::current().record("app.order.id", id.as_str());
     // Fault points around the write: a neighbour's lock, an exhausted pool, a slow or broken query.
-    if let Some(fault) = state.faults.check("order.db.lock") {
+    if let Some(fault) = state.faults.check(DB_LOCK) {
         state.store.hold_lock(fault.delay).await.map_err(db_error)?;
     }
-    if let Some(fault) = state.faults.check("order.db.pool") {
+    if let Some(fault) = state.faults.check(DB_POOL) {
         state.store.exhaust_pool(fault.delay).await;
     }
-    let db_faults = match state.faults.check("order.db") {
+    let db_faults = match state.faults.check(DB) {
         Some(fault) => DbFaults {
             slow_query: (!fault.delay.is_zero()).then_some(fault.delay),
             broken: fault.spec.error.is_some(),
@@ -338,7 +362,7 @@ async fn pay_and_finish(
     card_number: &str,
 ) -> Result<(Order, bool), ApiError> {
     let id = id.to_owned();
-    let call = match state.faults.check("order.payment") {
+    let call = match state.faults.check(PAYMENT) {
         Some(fault) => CallOptions {
             propagate: fault.mode() != Some("drop_context"),
             timeout: fault.spec.timeout,
@@ -457,7 +481,7 @@ pub async fn finish_with_retries(
 /// Routes plus `/healthz` and `/readyz` (ready when the database answers).
 fn n_plus_one(faults: &Faults) -> bool {
     faults
-        .check("order.lookup")
+        .check(LOOKUP)
         .is_some_and(|f| f.mode() == Some("n_plus_one"))
 }
 

@@ -17,8 +17,8 @@ struct Fleet {
     orders: Running,
 }
 
-fn none(s: &str) -> fleet_faults::Faults {
-    fleet_faults::Faults::new(s, false, false, None)
+fn none(s: &str, points: &'static [fleet_faults::FaultPoint]) -> fleet_faults::Faults {
+    fleet_faults::Faults::new(s, points, false, false, None)
 }
 
 async fn start(database_url: Option<String>, sqlite: &std::path::Path) -> Fleet {
@@ -27,7 +27,7 @@ async fn start(database_url: Option<String>, sqlite: &std::path::Path) -> Fleet 
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::ZERO,
         },
-        none("payment-provider"),
+        none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -37,7 +37,7 @@ async fn start(database_url: Option<String>, sqlite: &std::path::Path) -> Fleet 
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
         },
-        none("payment-api"),
+        none("payment-api", payment_api::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -52,7 +52,7 @@ async fn start(database_url: Option<String>, sqlite: &std::path::Path) -> Fleet 
             pending_bound: Duration::from_secs(30),
             reconcile_interval: Duration::from_secs(3600),
         },
-        none("order-api"),
+        none("order-api", order_api::server::FAULT_POINTS),
     )
     .await
     .unwrap();

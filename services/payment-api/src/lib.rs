@@ -3,7 +3,6 @@
 //! `server` holds the service and its router, `client` the typed client order-api uses,
 //! `provider` the "stripe-sdk" that calls the external provider over HTTP.
 
-#[cfg(feature = "server")]
 pub mod card;
 pub mod client;
 #[cfg(feature = "server")]
@@ -36,7 +35,7 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
         start(
             Config::from_env()?,
-            fleet_faults::Faults::from_env(SERVICE_NAME)?,
+            fleet_faults::Faults::from_env(SERVICE_NAME, server::FAULT_POINTS)?,
         )
         .await
     })

@@ -9,6 +9,18 @@ use tracing::Instrument as _;
 use crate::Config;
 use crate::card::validate_card_number;
 use crate::provider::{ProviderClient, ProviderError};
+use fleet_faults::FaultPoint;
+
+/// This service's fault points (`FLEET_FAULTS`, `/admin/faults`, baggage), each checked below.
+pub const CHARGE: FaultPoint = FaultPoint {
+    name: "payment.charge",
+    about: "the Charge handler: latency or an error status",
+};
+pub const RETRY: FaultPoint = FaultPoint {
+    name: "payment.retry",
+    about: "mode=retry: retry failed provider calls (retries=N, backoff=D, doubling)",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[CHARGE, RETRY];
 
 pub struct Payments {
     provider: ProviderClient,
@@ -88,7 +100,7 @@ impl PaymentService for Payments {
             span.record("app.order.id", req.order_id.as_str());
             span.record("app.payment.amount_cents", req.amount_cents);
             span.record("app.payment.currency", req.currency.as_str());
-            if let Some(fault) = self.faults.check("payment.charge") {
+            if let Some(fault) = self.faults.check(CHARGE) {
                 fault.delay().await;
                 if let Some(status) = fault.spec.error {
                     return Err(Status::new(
@@ -99,7 +111,7 @@ impl PaymentService for Payments {
             }
             let retry = self
                 .faults
-                .check("payment.retry")
+                .check(RETRY)
                 .filter(|f| f.mode() == Some("retry"))
                 .map(|f| {
                     (

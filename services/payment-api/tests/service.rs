@@ -16,13 +16,13 @@ struct Services {
 }
 
 async fn start() -> Services {
-    let none = |s| fleet_faults::Faults::new(s, false, false, None);
+    let none = |s, points| fleet_faults::Faults::new(s, points, false, false, None);
     let provider = payment_provider::start(
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::ZERO,
         },
-        none("payment-provider"),
+        none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -32,7 +32,7 @@ async fn start() -> Services {
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
         },
-        none("payment-api"),
+        none("payment-api", payment_api::server::FAULT_POINTS),
     )
     .await
     .unwrap();

@@ -34,7 +34,7 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run_untraced(|| async {
         start(
             Config::from_env()?,
-            fleet_faults::Faults::from_env(SERVICE_NAME)?,
+            fleet_faults::Faults::from_env(SERVICE_NAME, server::FAULT_POINTS)?,
         )
         .await
     })

@@ -8,7 +8,15 @@ use fleet_faults::Faults;
 use fleet_server_kit::ApiJson;
 
 use crate::config::Config;
+use fleet_faults::FaultPoint;
 use serde::{Deserialize, Serialize};
+
+/// This service's fault points (`FLEET_FAULTS`, `/admin/faults`, baggage), each checked below.
+pub const PROVIDER: FaultPoint = FaultPoint {
+    name: "payment.provider",
+    about: "the external provider: latency, an error status, or a hang of `timeout`",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[PROVIDER];
 
 #[derive(Debug, Deserialize)]
 pub struct ChargeRequest {
@@ -234,7 +242,7 @@ async fn search_charges(
 async fn decide(state: &AppState, headers: &axum::http::HeaderMap, req: ChargeRequest) -> Response {
     tokio::time::sleep(state.config.latency).await;
     // The fault point `payment.provider`: a slow, failing or hanging third party.
-    if let Some(fault) = state.faults.check_headers("payment.provider", headers) {
+    if let Some(fault) = state.faults.check_headers(PROVIDER, headers) {
         fault.delay().await;
         if let Some(hang) = fault.spec.timeout {
             tokio::time::sleep(hang).await;

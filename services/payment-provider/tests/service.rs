@@ -10,7 +10,13 @@ async fn start() -> fleet_server_kit::Running {
             listen_addr: "127.0.0.1:0".into(),
             latency: std::time::Duration::ZERO,
         },
-        fleet_faults::Faults::new("payment-provider", false, false, None),
+        fleet_faults::Faults::new(
+            "payment-provider",
+            payment_provider::server::FAULT_POINTS,
+            false,
+            false,
+            None,
+        ),
     )
     .await
     .unwrap()

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use fleet_server_kit::Running;
 
-pub fn none(s: &str) -> fleet_faults::Faults {
-    fleet_faults::Faults::new(s, false, false, None)
+pub fn none(s: &str, points: &'static [fleet_faults::FaultPoint]) -> fleet_faults::Faults {
+    fleet_faults::Faults::new(s, points, false, false, None)
 }
 
 pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
@@ -15,7 +15,7 @@ pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::ZERO,
         },
-        none("payment-provider"),
+        none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -25,7 +25,7 @@ pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
         },
-        none("payment-api"),
+        none("payment-api", payment_api::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -35,7 +35,7 @@ pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
             outbox_capacity: 100,
             outbox_max_bytes: 1 << 20,
         },
-        none("notification"),
+        none("notification", notification::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -51,7 +51,7 @@ pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
             pending_bound: Duration::from_secs(30),
             reconcile_interval: Duration::from_secs(3600),
         },
-        none("order-api"),
+        none("order-api", order_api::server::FAULT_POINTS),
     )
     .await
     .unwrap();
@@ -63,7 +63,7 @@ pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
             notification_addr: notification.url(),
             notification_timeout: Duration::from_secs(3),
         },
-        none("api-gateway"),
+        none("api-gateway", api_gateway::server::FAULT_POINTS),
     )
     .await
     .unwrap();

@@ -238,6 +238,39 @@ pub fn admin_targets() -> impl Iterator<Item = (&'static Component, AdminTarget)
         .filter_map(|c| c.admin.map(|admin| (c, admin)))
 }
 
+/// The fleet as a mermaid flowchart, drawn from [`COMPONENTS`]: docs/architecture.md embeds it
+/// and a test keeps the two the same.
+pub fn mermaid() -> String {
+    let id = |name: &str| name.replace('-', "_");
+    let mut out =
+        String::from("flowchart LR\n    learner([learner / fleet load]) --> api_gateway\n");
+    for c in COMPONENTS {
+        let ports: Vec<String> = c
+            .listeners
+            .iter()
+            .map(|l| format!(":{}", l.default_port))
+            .collect();
+        out.push_str(&format!(
+            "    {}[\"{}<br/>{} {}\"]\n",
+            id(c.name),
+            c.name,
+            c.protocol.scheme(),
+            ports.join(" ")
+        ));
+    }
+    for c in COMPONENTS {
+        for d in c.depends_on {
+            if *d == DESK {
+                out.push_str(&format!("    {} -. OTLP .-> {}\n", id(c.name), id(d)));
+            } else {
+                let via = component(d).map_or("", |d| d.protocol.scheme());
+                out.push_str(&format!("    {} -- {via} --> {}\n", id(c.name), id(d)));
+            }
+        }
+    }
+    out
+}
+
 /// Every fault point of the fleet with the component that owns it, in table order: the
 /// catalogue `fleet scenario` and `fleet quiz` arm from, collected from the services.
 pub fn fault_points() -> impl Iterator<Item = (&'static Component, fleet_faults::FaultPoint)> {

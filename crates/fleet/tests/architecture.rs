@@ -301,3 +301,31 @@ fn the_cycle_finder_finds_a_cycle() {
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
 }
+
+const ARCHITECTURE_DOC: &str = "docs/architecture.md";
+
+/// The picture in docs/architecture.md is the one the topology draws. `UPDATE_DOCS=1` rewrites
+/// it from the topology.
+#[test]
+fn the_architecture_picture_is_drawn_from_the_topology() {
+    let path = workspace_root().join(ARCHITECTURE_DOC);
+    let doc = std::fs::read_to_string(&path).expect("docs/architecture.md exists");
+    let open = "```mermaid\n";
+    let start = doc
+        .find(open)
+        .expect("docs/architecture.md has a mermaid block")
+        + open.len();
+    let end = start + doc[start..].find("```").expect("the mermaid block ends");
+    let drawn = fleet::topology::mermaid();
+    if doc[start..end] == drawn {
+        return;
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, format!("{}{drawn}{}", &doc[..start], &doc[end..])).expect("write");
+        return;
+    }
+    panic!(
+        "{ARCHITECTURE_DOC}'s picture differs from fleet::topology (run `UPDATE_DOCS=1 cargo nextest run -p fleet --test architecture`):\n--- doc\n{}\n--- topology\n{drawn}",
+        &doc[start..end]
+    );
+}

@@ -1,6 +1,7 @@
 //! `fleet`: run the whole tracing fleet on a laptop, or any one of its services. The binary
 //! (src/main.rs) is a thin shell over these modules; the e2e tests use them too.
 
+pub mod course;
 pub mod load;
 pub mod quiz;
 pub mod scenario;
@@ -33,6 +34,8 @@ enum Command {
     Scenario(scenario::ScenarioArgs),
     /// A hidden fault, some traffic, one question: which service and operation is to blame?
     Quiz(quiz::QuizArgs),
+    /// The course, step by step: ten labs on this fleet, each with a check.
+    Course(course::CourseArgs),
     /// Print one trace as a waterfall (from the desk or any Tempo).
     Trace(traces::TraceArgs),
     /// List recent or matching traces (from the desk or any Tempo).
@@ -51,6 +54,7 @@ impl Cli {
             Command::Load(args) => load::run(args).await,
             Command::Scenario(args) => scenario::run(args).await,
             Command::Quiz(args) => quiz::run(args).await,
+            Command::Course(args) => course::run(args).await,
             Command::Trace(args) => traces::trace(args).await,
             Command::Traces(args) => traces::traces(args).await,
             Command::Run { service } => run_component(&service).await,

@@ -1,7 +1,7 @@
 //! `fleet trace ID` and `fleet traces`: the terminal waterfall and the trace list. Both speak
 //! Tempo's HTTP API, so they read from the trace desk and from a real Tempo alike.
 
-mod list;
+pub mod list;
 pub mod model;
 mod render;
 pub mod tree;

@@ -47,11 +47,13 @@ fn validate(req: &ChargeRequest) -> Result<(), Status> {
     if req.order_id.trim().is_empty() {
         return Err(Status::invalid_argument("order_id is required"));
     }
-    if req.order_id.chars().count() > MAX_ORDER_ID_CHARS
-        || req.order_id.chars().any(|c| c.is_control())
+    // Visible ASCII: with no idempotency key the order id is the provider's key, and an HTTP
+    // header carries nothing else (a non-ASCII id answered UNAVAILABLE before this check).
+    if req.order_id.len() > MAX_ORDER_ID_CHARS
+        || req.order_id.chars().any(|c| !c.is_ascii_graphic())
     {
         return Err(Status::invalid_argument(format!(
-            "order_id must be at most {MAX_ORDER_ID_CHARS} printable characters"
+            "order_id must be at most {MAX_ORDER_ID_CHARS} visible ASCII characters"
         )));
     }
     if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_LEN

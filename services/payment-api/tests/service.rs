@@ -143,6 +143,8 @@ async fn bad_charges_are_invalid_arguments_and_never_reach_a_span() {
             "order id one over",
         ),
         (charge("\0", 100, "4242424242424242"), "NUL order id"),
+        // Found by tests/hostile_inputs.rs: it was the provider's key and answered UNAVAILABLE.
+        (charge("🌀", 100, "4242424242424242"), "non-ASCII order id"),
         (
             charge(&"z".repeat(10_000), 100, "4242424242424242"),
             "10 KB order id",

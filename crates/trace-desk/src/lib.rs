@@ -10,6 +10,7 @@ pub mod jsonpb;
 pub mod otlp;
 pub mod search;
 pub mod store;
+pub mod trace_view;
 pub mod traceql;
 
 use std::io::Write as _;
@@ -108,7 +109,11 @@ pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "otlp-http").await?;
     let (stop, stop_rx) = watch::channel(false);
 
-    let api_router = api::router(store.clone());
+    let api_router = api::router(api::ApiState::new(
+        store.clone(),
+        config.query_timeout,
+        config.max_concurrent_searches,
+    ));
     let api_stop = stopped(stop_rx.clone());
     let api_task = tokio::spawn(async move {
         axum::serve(api_listener, api_router)

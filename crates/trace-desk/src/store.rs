@@ -253,17 +253,20 @@ impl Store {
         Some(spans)
     }
 
-    /// Calls `f` for every held trace (in first-received order). The lock is held only to
-    /// take a snapshot, so a long search does not stall span intake.
+    /// The held traces (in first-received order), shared: the lock is held only to take the
+    /// snapshot, so a long search does not stall span intake.
+    pub fn snapshot(&self) -> Vec<(TraceId, Arc<Vec<StoredSpan>>)> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|id| inner.traces.get(id).map(|e| (*id, Arc::clone(&e.spans))))
+            .collect()
+    }
+
+    /// Calls `f` for every held trace (in first-received order), over a [`Store::snapshot`].
     pub fn for_each_trace(&self, mut f: impl FnMut(&TraceId, &[StoredSpan])) {
-        let snapshot: Vec<(TraceId, Arc<Vec<StoredSpan>>)> = {
-            let inner = self.lock();
-            inner
-                .order
-                .iter()
-                .filter_map(|id| inner.traces.get(id).map(|e| (*id, Arc::clone(&e.spans))))
-                .collect()
-        };
+        let snapshot = self.snapshot();
         for (id, spans) in &snapshot {
             f(id, spans);
         }

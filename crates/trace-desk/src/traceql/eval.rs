@@ -10,8 +10,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
 
 use super::ast::*;
-use crate::search::{root_span, status_text};
 use crate::store::StoredSpan;
+use crate::trace_view::{kind_text, root_span, status_text};
 
 /// A value read from a span or computed by an aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,17 +198,6 @@ impl<'a> TraceView<'a> {
             },
             Field::Intrinsic(_) => None,
         }
-    }
-}
-
-fn kind_text(kind: i32) -> &'static str {
-    match kind {
-        1 => "internal",
-        2 => "server",
-        3 => "client",
-        4 => "producer",
-        5 => "consumer",
-        _ => "unspecified",
     }
 }
 

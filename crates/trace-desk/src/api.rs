@@ -204,7 +204,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     metric(
         "trace_desk_bytes_held",
         "gauge",
-        "Estimated bytes of the spans held (encoded protobuf length plus a fixed per-span overhead).",
+        "Estimated bytes held: spans, events, links and attributes (encoded length plus per-item overheads) and each trace's resources and scopes.",
         s.bytes_held,
     );
     metric(
@@ -212,6 +212,36 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         "gauge",
         "Configured bound on the estimated bytes held.",
         s.max_bytes,
+    );
+    metric(
+        "trace_desk_attributes_dropped_total",
+        "counter",
+        "Attributes dropped at intake beyond DESK_MAX_ATTRIBUTES per span, resource, scope, event or link.",
+        s.attributes_dropped,
+    );
+    metric(
+        "trace_desk_events_dropped_total",
+        "counter",
+        "Span events dropped at intake beyond DESK_MAX_EVENTS per span.",
+        s.events_dropped,
+    );
+    metric(
+        "trace_desk_links_dropped_total",
+        "counter",
+        "Span links dropped at intake beyond DESK_MAX_LINKS per span.",
+        s.links_dropped,
+    );
+    metric(
+        "trace_desk_values_truncated_total",
+        "counter",
+        "String or bytes attribute values cut to DESK_MAX_VALUE_BYTES at intake.",
+        s.values_truncated,
+    );
+    metric(
+        "trace_desk_requests_too_large_total",
+        "counter",
+        "OTLP/HTTP requests refused with 413: body or gzip-decompressed body over 16 MiB.",
+        s.requests_too_large,
     );
     let c = &state.counters;
     metric(

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::limits::AttributeLimits;
+
 /// Default address of the Tempo-compatible HTTP API.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:3200";
 /// Default address of the OTLP gRPC receiver.
@@ -39,6 +41,9 @@ pub struct DeskConfig {
     pub query_timeout: Duration,
     /// Searches evaluated at once, off the async workers.
     pub max_concurrent_searches: usize,
+    /// OpenTelemetry attribute limits applied at intake (`DESK_MAX_ATTRIBUTES`,
+    /// `DESK_MAX_EVENTS`, `DESK_MAX_LINKS`, `DESK_MAX_VALUE_BYTES`; see [`crate::limits`]).
+    pub attribute_limits: AttributeLimits,
 }
 
 /// A configuration value that could not be used.
@@ -86,6 +91,7 @@ impl Default for DeskConfig {
             max_bytes: DEFAULT_MAX_BYTES,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
+            attribute_limits: AttributeLimits::default(),
         }
     }
 }
@@ -102,7 +108,14 @@ impl DeskConfig {
             max_bytes: DEFAULT_MAX_BYTES,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
+            attribute_limits: AttributeLimits::default(),
         }
+    }
+
+    /// The same configuration with other attribute limits.
+    pub fn with_attribute_limits(mut self, limits: AttributeLimits) -> Self {
+        self.attribute_limits = limits;
+        self
     }
 
     /// The same configuration with another search time budget.
@@ -125,7 +138,10 @@ impl DeskConfig {
 
     /// Reads `DESK_API_ADDR`, `DESK_OTLP_GRPC_ADDR`, `DESK_OTLP_HTTP_ADDR`,
     /// `DESK_MAX_SPANS`, `DESK_MAX_BYTES`, `DESK_QUERY_TIMEOUT` (Go duration, default `10s`) and
-    /// `DESK_MAX_CONCURRENT_SEARCHES` (default 2); unset or empty variables take their defaults.
+    /// `DESK_MAX_CONCURRENT_SEARCHES` (default 2), and the attribute limits `DESK_MAX_ATTRIBUTES`,
+    /// `DESK_MAX_EVENTS`, `DESK_MAX_LINKS` (default 128 each, at least 1) and
+    /// `DESK_MAX_VALUE_BYTES` (a size, default `4KiB`); unset or empty variables take their
+    /// defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -168,6 +184,28 @@ impl DeskConfig {
             max_concurrent_searches: match get("DESK_MAX_CONCURRENT_SEARCHES") {
                 None => DEFAULT_MAX_CONCURRENT_SEARCHES,
                 Some(value) => positive_count("DESK_MAX_CONCURRENT_SEARCHES", &value)?,
+            },
+            attribute_limits: {
+                let d = AttributeLimits::default();
+                let count = |var: &'static str, default: usize| match get(var) {
+                    None => Ok(default),
+                    Some(value) => positive_count(var, &value),
+                };
+                AttributeLimits {
+                    max_attributes: count("DESK_MAX_ATTRIBUTES", d.max_attributes)?,
+                    max_events: count("DESK_MAX_EVENTS", d.max_events)?,
+                    max_links: count("DESK_MAX_LINKS", d.max_links)?,
+                    max_value_bytes: match get("DESK_MAX_VALUE_BYTES") {
+                        None => d.max_value_bytes,
+                        Some(value) => parse_size(&value)
+                            .and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+                            .map_err(|reason| ConfigError::BadSize {
+                                var: "DESK_MAX_VALUE_BYTES",
+                                value,
+                                reason,
+                            })?,
+                    },
+                }
             },
         })
     }
@@ -318,6 +356,45 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn attribute_limits() {
+        let d = DeskConfig::default().attribute_limits;
+        assert_eq!(
+            (
+                d.max_attributes,
+                d.max_events,
+                d.max_links,
+                d.max_value_bytes
+            ),
+            (128, 128, 128, 4096)
+        );
+        let c = with(&[
+            ("DESK_MAX_ATTRIBUTES", "64"),
+            ("DESK_MAX_VALUE_BYTES", "1KiB"),
+        ]);
+        assert!(
+            matches!(c, Ok(ref c) if c.attribute_limits.max_attributes == 64
+            && c.attribute_limits.max_value_bytes == 1024
+            && c.attribute_limits.max_events == 128)
+        );
+        let e = with(&[("DESK_MAX_LINKS", "many")]);
+        assert!(matches!(
+            e,
+            Err(ConfigError::BadNumber {
+                var: "DESK_MAX_LINKS",
+                ..
+            })
+        ));
+        let e = with(&[("DESK_MAX_VALUE_BYTES", "0")]);
+        assert!(matches!(
+            e,
+            Err(ConfigError::BadSize {
+                var: "DESK_MAX_VALUE_BYTES",
+                ..
+            })
+        ));
     }
 
     #[test]

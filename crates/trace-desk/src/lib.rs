@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod jsonpb;
+pub mod limits;
 pub mod otlp;
 pub mod search;
 pub mod store;
@@ -103,7 +104,8 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Binds the three listeners (port 0 allowed) and serves them in background tasks.
 pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
-    let store = Store::with_limits(config.max_spans, config.max_bytes);
+    let store = Store::with_limits(config.max_spans, config.max_bytes)
+        .with_attribute_limits(config.attribute_limits);
     let (api_listener, api_addr) = bind(config.api_addr, "api").await?;
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "otlp-grpc").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "otlp-http").await?;

@@ -1,9 +1,12 @@
 //! The Tempo-compatible HTTP API (port 3200 by default) and `/metrics`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,8 +15,9 @@ use prost::Message as _;
 use serde_json::{Value, json};
 
 use crate::jsonpb;
-use crate::search::{self, SearchError, SearchParams};
+use crate::search::{self, SearchParams};
 use crate::store::{self, Store, StoredSpan, TraceId};
+use crate::trace_view;
 
 /// Tempo version reported by `/api/status/buildinfo` (the API subset mirrors it).
 pub const TEMPO_COMPAT_VERSION: &str = "2.10.0";
@@ -30,8 +34,78 @@ pub const INTRINSIC_TAGS: [&str; 8] = [
     "traceDuration",
 ];
 
+/// `reason` labels of `trace_desk_queries_rejected_total`.
+pub const REJECTION_REASONS: [&str; 5] = [
+    "syntax",
+    "too_long",
+    "too_deep",
+    "regex_too_big",
+    "bad_parameter",
+];
+
+/// Counters of the search path, shown in `/metrics`.
+#[derive(Debug, Default)]
+pub struct QueryCounters {
+    rejected: [AtomicU64; REJECTION_REASONS.len()],
+    searches: AtomicU64,
+    partial: AtomicU64,
+}
+
+impl QueryCounters {
+    fn reject(&self, reason: &str) {
+        if let Some(i) = REJECTION_REASONS.iter().position(|r| *r == reason) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queries refused with a 400, per reason (in [`REJECTION_REASONS`] order).
+    pub fn rejected(&self) -> Vec<(&'static str, u64)> {
+        REJECTION_REASONS
+            .iter()
+            .zip(&self.rejected)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// What the API handlers share: the store, the search budget and the search slots.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    store: Store,
+    query_timeout: Duration,
+    max_concurrent_searches: usize,
+    slots: Arc<tokio::sync::Semaphore>,
+    counters: Arc<QueryCounters>,
+}
+
+impl ApiState {
+    /// State over `store`: each search gets `query_timeout` and at most
+    /// `max_concurrent_searches` (at least 1) run at once on blocking threads.
+    pub fn new(store: Store, query_timeout: Duration, max_concurrent_searches: usize) -> Self {
+        let max_concurrent_searches = max_concurrent_searches.max(1);
+        Self {
+            store,
+            query_timeout,
+            max_concurrent_searches,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_searches)),
+            counters: Arc::new(QueryCounters::default()),
+        }
+    }
+
+    /// The search counters.
+    pub fn counters(&self) -> Arc<QueryCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+impl FromRef<ApiState> for Store {
+    fn from_ref(state: &ApiState) -> Store {
+        state.store.clone()
+    }
+}
+
 /// The API router.
-pub fn router(store: Store) -> Router {
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/ready", get(|| async { "ready" }))
         .route("/api/echo", get(|| async { "echo" }))
@@ -45,7 +119,7 @@ pub fn router(store: Store) -> Router {
         .route("/api/search/tag/{tag}/values", get(tag_values_v1))
         .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
-        .with_state(store)
+        .with_state(state)
         // The web UI: `/`, `/trace/{id}`, `/ui/*` (crates/desk-ui).
         .merge(desk_ui::router())
 }
@@ -77,8 +151,8 @@ async fn buildinfo() -> Response {
     }))
 }
 
-async fn metrics(State(store): State<Store>) -> Response {
-    let s = store.stats();
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let s = state.store.stats();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         out.push_str(&format!(
@@ -130,7 +204,7 @@ async fn metrics(State(store): State<Store>) -> Response {
     metric(
         "trace_desk_bytes_held",
         "gauge",
-        "Estimated bytes of the spans held (encoded protobuf length plus a fixed per-span overhead).",
+        "Estimated bytes held: spans, events, links and attributes (encoded length plus per-item overheads) and each trace's resources and scopes.",
         s.bytes_held,
     );
     metric(
@@ -139,6 +213,69 @@ async fn metrics(State(store): State<Store>) -> Response {
         "Configured bound on the estimated bytes held.",
         s.max_bytes,
     );
+    metric(
+        "trace_desk_attributes_dropped_total",
+        "counter",
+        "Attributes dropped at intake beyond DESK_MAX_ATTRIBUTES per span, resource, scope, event or link.",
+        s.attributes_dropped,
+    );
+    metric(
+        "trace_desk_events_dropped_total",
+        "counter",
+        "Span events dropped at intake beyond DESK_MAX_EVENTS per span.",
+        s.events_dropped,
+    );
+    metric(
+        "trace_desk_links_dropped_total",
+        "counter",
+        "Span links dropped at intake beyond DESK_MAX_LINKS per span.",
+        s.links_dropped,
+    );
+    metric(
+        "trace_desk_values_truncated_total",
+        "counter",
+        "String or bytes attribute values cut to DESK_MAX_VALUE_BYTES at intake.",
+        s.values_truncated,
+    );
+    metric(
+        "trace_desk_requests_too_large_total",
+        "counter",
+        "OTLP/HTTP requests refused with 413: body or gzip-decompressed body over 16 MiB.",
+        s.requests_too_large,
+    );
+    let c = &state.counters;
+    metric(
+        "trace_desk_searches_total",
+        "counter",
+        "Searches answered (complete or partial).",
+        c.searches.load(Ordering::Relaxed),
+    );
+    metric(
+        "trace_desk_searches_partial_total",
+        "counter",
+        "Searches whose time budget (DESK_QUERY_TIMEOUT) ran out; they answered with the matches found so far.",
+        c.partial.load(Ordering::Relaxed),
+    );
+    metric(
+        "trace_desk_query_timeout_seconds",
+        "gauge",
+        "Configured time budget of one search, whole seconds (rounded down).",
+        state.query_timeout.as_secs(),
+    );
+    metric(
+        "trace_desk_max_concurrent_searches",
+        "gauge",
+        "Configured number of searches evaluated at once.",
+        state.max_concurrent_searches as u64,
+    );
+    out.push_str(
+        "# HELP trace_desk_queries_rejected_total Searches refused with 400, by reason (syntax, too_long: over 16 KiB, too_deep: over 128 nesting levels or 256 expression levels, regex_too_big: a regex over 1 MiB compiled, bad_parameter).\n# TYPE trace_desk_queries_rejected_total counter\n",
+    );
+    for (reason, n) in c.rejected() {
+        out.push_str(&format!(
+            "trace_desk_queries_rejected_total{{reason=\"{reason}\"}} {n}\n"
+        ));
+    }
     (
         StatusCode::OK,
         [(
@@ -301,16 +438,61 @@ async fn trace_v2(
     json_response(json!({ "trace": { "resourceSpans": batches } }))
 }
 
+/// Answers a search within the time budget. Parsing is cheap and bounded (length, depth), so
+/// it stays here; evaluation runs on a blocking thread, at most `max_concurrent_searches` at a
+/// time, so intake, `/ready` and the UI keep their async workers.
 async fn search_handler(
-    State(store): State<Store>,
+    State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    match SearchParams::from_query(&params) {
-        Ok(p) => json_response(search::search(&store, &p)),
-        Err(e @ SearchError::BadRequest(_)) | Err(e @ SearchError::TraceQl(_)) => {
-            text(StatusCode::BAD_REQUEST, e.to_string())
+    let deadline = Instant::now() + state.query_timeout;
+    let p = match SearchParams::from_query(&params) {
+        Ok(p) => p,
+        Err(e) => {
+            state.counters.reject(e.reason());
+            // Plain text like Tempo's own 400s, which Grafana and the desk UI show as is.
+            return text(StatusCode::BAD_REQUEST, e.to_string());
         }
+    };
+    let slot =
+        match tokio::time::timeout_at(deadline.into(), Arc::clone(&state.slots).acquire_owned())
+            .await
+        {
+            Ok(Ok(slot)) => Some(slot),
+            // The semaphore is never closed; without a slot in time, answer "nothing yet".
+            Ok(Err(_)) | Err(_) => None,
+        };
+    let outcome = match slot {
+        None => search::out_of_time(&state.store, state.query_timeout),
+        Some(slot) => {
+            let store = state.store.clone();
+            let run = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                search::search_until(&store, &p, Some(deadline))
+            });
+            match run.await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::error!(error = %e, "search task failed");
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )],
+                        json!({"error": "the search failed inside the desk; see its log"})
+                            .to_string(),
+                    )
+                        .into_response();
+                }
+            }
+        }
+    };
+    state.counters.searches.fetch_add(1, Ordering::Relaxed);
+    if outcome.partial {
+        state.counters.partial.fetch_add(1, Ordering::Relaxed);
     }
+    json_response(outcome.value)
 }
 
 /// Attribute key sets per scope.
@@ -539,7 +721,7 @@ async fn tag_values_v2(State(store): State<Store>, Path(tag): Path<String>) -> R
             }
             "status" => {
                 for s in spans {
-                    intrinsic_values.insert((search::status_text(s).to_string(), "keyword"));
+                    intrinsic_values.insert((trace_view::status_text(s).to_string(), "keyword"));
                 }
             }
             "kind" => {
@@ -557,7 +739,7 @@ async fn tag_values_v2(State(store): State<Store>, Path(tag): Path<String>) -> R
                 }
             }
             "rootName" | "rootServiceName" => {
-                if let Some(root) = search::root_span(spans) {
+                if let Some(root) = trace_view::root_span(spans) {
                     let v = if *which == "rootName" {
                         root.span.name.clone()
                     } else {

@@ -1,6 +1,9 @@
 //! Process configuration read from the environment.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::limits::AttributeLimits;
 
 /// Default address of the Tempo-compatible HTTP API.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:3200";
@@ -12,6 +15,13 @@ pub const DEFAULT_OTLP_HTTP_ADDR: &str = "127.0.0.1:4318";
 pub const DEFAULT_MAX_SPANS: usize = 200_000;
 /// Default bound on the estimated bytes held in memory (256 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Default time budget of one search (`DESK_QUERY_TIMEOUT`): past it the search answers with
+/// the traces it has and marks the answer partial.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of searches evaluated at once (`DESK_MAX_CONCURRENT_SEARCHES`); more wait
+/// (within their time budget) so searches cannot take every core from intake.
+pub const DEFAULT_MAX_CONCURRENT_SEARCHES: usize = 2;
 
 /// Where the desk listens and how much it keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +37,13 @@ pub struct DeskConfig {
     /// Maximum estimated bytes held (see [`crate::store::estimated_span_bytes`]); whole
     /// traces are evicted oldest first beyond it.
     pub max_bytes: u64,
+    /// Time budget of one search, from its arrival (waiting for a turn included).
+    pub query_timeout: Duration,
+    /// Searches evaluated at once, off the async workers.
+    pub max_concurrent_searches: usize,
+    /// OpenTelemetry attribute limits applied at intake (`DESK_MAX_ATTRIBUTES`,
+    /// `DESK_MAX_EVENTS`, `DESK_MAX_LINKS`, `DESK_MAX_VALUE_BYTES`; see [`crate::limits`]).
+    pub attribute_limits: AttributeLimits,
 }
 
 /// A configuration value that could not be used.
@@ -55,6 +72,13 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// A time budget did not parse as a positive duration.
+    #[error("{var}={value:?} is not a positive duration (expected e.g. 10s, 500ms, 1m): {reason}")]
+    BadDuration {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 impl Default for DeskConfig {
@@ -65,6 +89,9 @@ impl Default for DeskConfig {
             otlp_http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_spans: DEFAULT_MAX_SPANS,
             max_bytes: DEFAULT_MAX_BYTES,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
+            attribute_limits: AttributeLimits::default(),
         }
     }
 }
@@ -79,7 +106,28 @@ impl DeskConfig {
             otlp_http_addr: any,
             max_spans,
             max_bytes: DEFAULT_MAX_BYTES,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
+            attribute_limits: AttributeLimits::default(),
         }
+    }
+
+    /// The same configuration with other attribute limits.
+    pub fn with_attribute_limits(mut self, limits: AttributeLimits) -> Self {
+        self.attribute_limits = limits;
+        self
+    }
+
+    /// The same configuration with another search time budget.
+    pub fn with_query_timeout(mut self, timeout: Duration) -> Self {
+        self.query_timeout = timeout;
+        self
+    }
+
+    /// The same configuration with another bound on concurrent searches (at least 1).
+    pub fn with_max_concurrent_searches(mut self, n: usize) -> Self {
+        self.max_concurrent_searches = n.max(1);
+        self
     }
 
     /// The same configuration with another byte bound.
@@ -89,7 +137,11 @@ impl DeskConfig {
     }
 
     /// Reads `DESK_API_ADDR`, `DESK_OTLP_GRPC_ADDR`, `DESK_OTLP_HTTP_ADDR`,
-    /// `DESK_MAX_SPANS` and `DESK_MAX_BYTES`; unset or empty variables take their defaults.
+    /// `DESK_MAX_SPANS`, `DESK_MAX_BYTES`, `DESK_QUERY_TIMEOUT` (Go duration, default `10s`) and
+    /// `DESK_MAX_CONCURRENT_SEARCHES` (default 2), and the attribute limits `DESK_MAX_ATTRIBUTES`,
+    /// `DESK_MAX_EVENTS`, `DESK_MAX_LINKS` (default 128 each, at least 1) and
+    /// `DESK_MAX_VALUE_BYTES` (a size, default `4KiB`); unset or empty variables take their
+    /// defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -121,6 +173,40 @@ impl DeskConfig {
                     reason,
                 })?,
             },
+            query_timeout: match get("DESK_QUERY_TIMEOUT") {
+                None => DEFAULT_QUERY_TIMEOUT,
+                Some(value) => parse_budget(&value).map_err(|reason| ConfigError::BadDuration {
+                    var: "DESK_QUERY_TIMEOUT",
+                    value,
+                    reason,
+                })?,
+            },
+            max_concurrent_searches: match get("DESK_MAX_CONCURRENT_SEARCHES") {
+                None => DEFAULT_MAX_CONCURRENT_SEARCHES,
+                Some(value) => positive_count("DESK_MAX_CONCURRENT_SEARCHES", &value)?,
+            },
+            attribute_limits: {
+                let d = AttributeLimits::default();
+                let count = |var: &'static str, default: usize| match get(var) {
+                    None => Ok(default),
+                    Some(value) => positive_count(var, &value),
+                };
+                AttributeLimits {
+                    max_attributes: count("DESK_MAX_ATTRIBUTES", d.max_attributes)?,
+                    max_events: count("DESK_MAX_EVENTS", d.max_events)?,
+                    max_links: count("DESK_MAX_LINKS", d.max_links)?,
+                    max_value_bytes: match get("DESK_MAX_VALUE_BYTES") {
+                        None => d.max_value_bytes,
+                        Some(value) => parse_size(&value)
+                            .and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+                            .map_err(|reason| ConfigError::BadSize {
+                                var: "DESK_MAX_VALUE_BYTES",
+                                value,
+                                reason,
+                            })?,
+                    },
+                }
+            },
         })
     }
 }
@@ -141,9 +227,22 @@ fn addr(
         })
 }
 
+/// A positive Go duration (`10s`, `1m30s`, `250ms`); zero is refused.
+fn parse_budget(value: &str) -> Result<Duration, String> {
+    let ns = crate::traceql::parse_go_duration(value)?;
+    if ns == 0 {
+        return Err("must be longer than zero".to_string());
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
 fn parse_max_spans(value: &str) -> Result<usize, ConfigError> {
+    positive_count("DESK_MAX_SPANS", value)
+}
+
+fn positive_count(var: &'static str, value: &str) -> Result<usize, ConfigError> {
     let bad = |reason: String| ConfigError::BadNumber {
-        var: "DESK_MAX_SPANS",
+        var,
         value: value.to_string(),
         reason,
     };
@@ -257,6 +356,79 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn attribute_limits() {
+        let d = DeskConfig::default().attribute_limits;
+        assert_eq!(
+            (
+                d.max_attributes,
+                d.max_events,
+                d.max_links,
+                d.max_value_bytes
+            ),
+            (128, 128, 128, 4096)
+        );
+        let c = with(&[
+            ("DESK_MAX_ATTRIBUTES", "64"),
+            ("DESK_MAX_VALUE_BYTES", "1KiB"),
+        ]);
+        assert!(
+            matches!(c, Ok(ref c) if c.attribute_limits.max_attributes == 64
+            && c.attribute_limits.max_value_bytes == 1024
+            && c.attribute_limits.max_events == 128)
+        );
+        let e = with(&[("DESK_MAX_LINKS", "many")]);
+        assert!(matches!(
+            e,
+            Err(ConfigError::BadNumber {
+                var: "DESK_MAX_LINKS",
+                ..
+            })
+        ));
+        let e = with(&[("DESK_MAX_VALUE_BYTES", "0")]);
+        assert!(matches!(
+            e,
+            Err(ConfigError::BadSize {
+                var: "DESK_MAX_VALUE_BYTES",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn query_budget() {
+        assert_eq!(DeskConfig::default().query_timeout, Duration::from_secs(10));
+        let c = with(&[
+            ("DESK_QUERY_TIMEOUT", "1m30s"),
+            ("DESK_MAX_CONCURRENT_SEARCHES", "3"),
+        ]);
+        assert!(
+            matches!(c, Ok(ref c) if c.query_timeout == Duration::from_secs(90) && c.max_concurrent_searches == 3)
+        );
+        for bad in ["0", "10", "-1s", "soon", "5x"] {
+            let e = with(&[("DESK_QUERY_TIMEOUT", bad)]);
+            assert!(
+                matches!(
+                    e,
+                    Err(ConfigError::BadDuration {
+                        var: "DESK_QUERY_TIMEOUT",
+                        ..
+                    })
+                ),
+                "{bad}: {e:?}"
+            );
+            assert!(e.is_err_and(|e| e.to_string().contains("e.g. 10s")));
+        }
+        let e = with(&[("DESK_MAX_CONCURRENT_SEARCHES", "0")]);
+        assert!(matches!(
+            e,
+            Err(ConfigError::BadNumber {
+                var: "DESK_MAX_CONCURRENT_SEARCHES",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -7,9 +7,11 @@
 pub mod api;
 pub mod config;
 pub mod jsonpb;
+pub mod limits;
 pub mod otlp;
 pub mod search;
 pub mod store;
+pub mod trace_view;
 pub mod traceql;
 
 use std::io::Write as _;
@@ -102,13 +104,18 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Binds the three listeners (port 0 allowed) and serves them in background tasks.
 pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
-    let store = Store::with_limits(config.max_spans, config.max_bytes);
+    let store = Store::with_limits(config.max_spans, config.max_bytes)
+        .with_attribute_limits(config.attribute_limits);
     let (api_listener, api_addr) = bind(config.api_addr, "api").await?;
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "otlp-grpc").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "otlp-http").await?;
     let (stop, stop_rx) = watch::channel(false);
 
-    let api_router = api::router(store.clone());
+    let api_router = api::router(api::ApiState::new(
+        store.clone(),
+        config.query_timeout,
+        config.max_concurrent_searches,
+    ));
     let api_stop = stopped(stop_rx.clone());
     let api_task = tokio::spawn(async move {
         axum::serve(api_listener, api_router)

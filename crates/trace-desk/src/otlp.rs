@@ -3,7 +3,7 @@
 use std::io::Read as _;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -90,7 +90,8 @@ const JSON: &str = "application/json";
 pub fn http_router(store: Store) -> Router {
     Router::new()
         .route("/v1/traces", post(export_http))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // The handler reads the body with its own limit, to answer 413 in OTLP's shape and count it.
+        .layer(DefaultBodyLimit::disable())
         .with_state(store)
 }
 
@@ -122,20 +123,32 @@ fn error_response(status: StatusCode, encoding: Encoding, message: String) -> Re
     }
 }
 
-fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
+/// Why a body could not be read.
+enum BodyError {
+    /// Over [`MAX_BODY_BYTES`] (413).
+    TooLarge(String),
+    /// Not decodable (400).
+    Invalid(String),
+}
+
+/// Decompresses at most [`MAX_BODY_BYTES`] + 1 bytes: a gzip bomb costs that much memory at
+/// most before it is refused.
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, BodyError> {
     let mut out = Vec::new();
     let limit = u64::try_from(MAX_BODY_BYTES).unwrap_or(u64::MAX) + 1;
     flate2::read::MultiGzDecoder::new(body)
         .take(limit)
         .read_to_end(&mut out)
-        .map_err(|e| format!("invalid gzip body: {e}"))?;
+        .map_err(|e| BodyError::Invalid(format!("invalid gzip body: {e}")))?;
     if out.len() > MAX_BODY_BYTES {
-        return Err(format!("decompressed body exceeds {MAX_BODY_BYTES} bytes"));
+        return Err(BodyError::TooLarge(format!(
+            "the decompressed body exceeds {MAX_BODY_BYTES} bytes"
+        )));
     }
     Ok(out)
 }
 
-async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Body) -> Response {
     let encoding = match media_type(&headers).as_str() {
         PROTOBUF | "application/protobuf" => Encoding::Protobuf,
         JSON => Encoding::Json,
@@ -152,6 +165,20 @@ async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Bytes
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
+    let too_large = |msg: String| {
+        store.count_too_large();
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, encoding, msg)
+    };
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            // Over the limit, or the connection failed while reading; both end the request.
+            let msg = format!(
+                "the request body exceeds {MAX_BODY_BYTES} bytes or could not be read: {e}"
+            );
+            return too_large(msg);
+        }
+    };
     let decompressed;
     let raw: &[u8] = match content_encoding.as_str() {
         "" | "identity" => &body,
@@ -160,7 +187,10 @@ async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Bytes
                 decompressed = b;
                 &decompressed
             }
-            Err(msg) => return error_response(StatusCode::BAD_REQUEST, encoding, msg),
+            Err(BodyError::TooLarge(msg)) => return too_large(msg),
+            Err(BodyError::Invalid(msg)) => {
+                return error_response(StatusCode::BAD_REQUEST, encoding, msg);
+            }
         },
         other => {
             return error_response(

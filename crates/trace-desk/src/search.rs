@@ -8,12 +8,24 @@ use serde_json::{Map, Value, json};
 
 use crate::jsonpb;
 use crate::store::{Store, StoredSpan, TraceId};
+pub use crate::trace_view::{root_span, status_text};
+pub use crate::traceql::parse_go_duration;
 use crate::traceql::{self, eval};
 
 /// Service name Tempo reports for a trace whose root span has not arrived.
 pub const ROOT_NOT_RECEIVED: &str = "<root span not yet received>";
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+impl SearchError {
+    /// The `reason` label of `trace_desk_queries_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SearchError::BadRequest(_) => "bad_parameter",
+            SearchError::TraceQl(e) => e.kind.label(),
+        }
+    }
+}
 
 /// A request that search cannot answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,63 +218,6 @@ pub fn parse_logfmt(input: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// Parses a Go duration (`300ms`, `1.5s`, `2m`, `1h30m`, `0`) into nanoseconds.
-pub fn parse_go_duration(input: &str) -> Result<u64, String> {
-    let s = input.trim();
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s.starts_with('-') {
-        return Err(format!("negative duration {input:?}"));
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err("empty duration".to_string());
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(format!("invalid duration {input:?}"));
-        }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid duration {input:?}"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale: f64 = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(format!("missing unit in duration {input:?}")),
-            other => return Err(format!("unknown unit {other:?} in duration {input:?}")),
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    if !total.is_finite() || total > u64::MAX as f64 {
-        return Err(format!("duration {input:?} out of range"));
-    }
-    Ok(total.round() as u64)
-}
-
-/// `status.code` intrinsic text for a span.
-pub fn status_text(span: &StoredSpan) -> &'static str {
-    match span.span.status.as_ref().map(|s| s.code) {
-        Some(2) => "error",
-        Some(1) => "ok",
-        _ => "unset",
-    }
-}
-
 fn find_attr<'a>(span: &'a StoredSpan, key: &str) -> impl Iterator<Item = &'a KeyValue> {
     let key = key.to_string();
     span.span
@@ -283,23 +238,6 @@ fn tag_matches(span: &StoredSpan, key: &str, value: &str) -> bool {
                 .is_some_and(|v| v == value)
         }),
     }
-}
-
-/// The root span of a trace: one without a parent, else one whose parent is not
-/// in the trace (earliest start wins in both cases).
-pub fn root_span(spans: &[StoredSpan]) -> Option<&StoredSpan> {
-    let true_root = spans
-        .iter()
-        .filter(|s| s.span.parent_span_id.is_empty())
-        .min_by_key(|s| s.span.start_time_unix_nano);
-    if true_root.is_some() {
-        return true_root;
-    }
-    let ids: HashSet<&[u8]> = spans.iter().map(|s| s.span.span_id.as_slice()).collect();
-    spans
-        .iter()
-        .filter(|s| !ids.contains(s.span.parent_span_id.as_slice()))
-        .min_by_key(|s| s.span.start_time_unix_nano)
 }
 
 /// Tempo's hex form of a trace id in search results (leading zeros trimmed).
@@ -522,14 +460,64 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
 
 /// Runs a search and renders Tempo's `SearchResponse` JSON.
 pub fn search(store: &Store, params: &SearchParams) -> Value {
+    search_until(store, params, None).value
+}
+
+/// A rendered search answer.
+#[derive(Debug, Clone)]
+pub struct SearchOutcome {
+    /// Tempo's `SearchResponse` JSON.
+    pub value: Value,
+    /// True when the time budget ran out before every trace was inspected.
+    pub partial: bool,
+}
+
+/// The answer given when a search never got its turn within its budget: no trace inspected,
+/// marked partial like [`search_until`] does.
+pub fn out_of_time(store: &Store, budget: std::time::Duration) -> SearchOutcome {
+    let total = store.stats().traces_held;
+    SearchOutcome {
+        value: json!({
+            "traces": [],
+            "metrics": {
+                "inspectedTraces": 0,
+                "inspectedBytes": "0",
+                "completedJobs": 0,
+                "totalJobs": total.max(1),
+            },
+            "partial": true,
+            "partialReason": format!(
+                "the query time budget ({budget:?}, DESK_QUERY_TIMEOUT) ran out while waiting for a free search slot; no trace was inspected"
+            ),
+        }),
+        partial: true,
+    }
+}
+
+/// Runs a search, inspecting traces (oldest received first) until `deadline`. Past it, the
+/// answer holds the matches found so far and says so the way Tempo's streaming search does:
+/// `metrics.completedJobs < metrics.totalJobs` (one job per trace here), plus `partial: true`
+/// and a `partialReason` for readers that look for a flag.
+pub fn search_until(
+    store: &Store,
+    params: &SearchParams,
+    deadline: Option<std::time::Instant>,
+) -> SearchOutcome {
     let mut hits: Vec<Hit> = Vec::new();
     let mut inspected: u64 = 0;
-    store.for_each_trace(|id, spans| {
+    let snapshot = store.snapshot();
+    let total = snapshot.len() as u64;
+    let mut partial = false;
+    for (id, spans) in &snapshot {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            partial = true;
+            break;
+        }
         inspected += 1;
         if let Some(hit) = trace_hit(id, spans, params) {
             hits.push(hit);
         }
-    });
+    }
     // Newest first; traces were visited oldest-received first, so a stable sort
     // keeps later arrivals ahead among equal start times after the reverse.
     hits.reverse();
@@ -539,15 +527,22 @@ pub fn search(store: &Store, params: &SearchParams) -> Value {
         .take(params.limit)
         .map(|h| h.value)
         .collect();
-    json!({
+    let mut value = json!({
         "traces": traces,
         "metrics": {
             "inspectedTraces": inspected,
             "inspectedBytes": "0",
-            "completedJobs": 1,
-            "totalJobs": 1,
+            "completedJobs": if partial { inspected } else { total.max(1) },
+            "totalJobs": total.max(1),
         }
-    })
+    });
+    if partial {
+        value["partial"] = json!(true);
+        value["partialReason"] = json!(format!(
+            "the query time budget (DESK_QUERY_TIMEOUT) ran out after inspecting {inspected} of {total} traces; the traces listed are the matches among those"
+        ));
+    }
+    SearchOutcome { value, partial }
 }
 
 #[cfg(test)]

@@ -1,22 +1,51 @@
 //! Bounded in-memory span store, grouped per trace id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message as _;
 
-/// Fixed per-span overhead added to a span's encoded protobuf length when estimating the
-/// memory it takes: the in-memory `Span` and `StoredSpan` structs (a dozen `Vec`/`String`
-/// headers and the four `Arc`s to the shared resource and scope), the trace's `Vec` slot and
-/// allocator slack. Resources and scopes are shared by the spans of one export and not counted.
+use crate::limits::{self, AttributeLimits, Trimmed};
+
+/// Fixed per-span overhead added to a span's estimate: the in-memory `Span` and `StoredSpan`
+/// structs (a dozen `Vec`/`String` headers and the four `Arc`s to the shared resource and
+/// scope), the trace's `Vec` slot and allocator slack.
 pub const SPAN_OVERHEAD_BYTES: u64 = 320;
 
-/// Estimated memory held by one span: its encoded protobuf length plus [`SPAN_OVERHEAD_BYTES`].
+/// Estimated memory held by one span: its encoded protobuf length (attributes, events and
+/// links included), the heap cost of each attribute, event and link
+/// ([`limits::span_payload_bytes`]) and [`SPAN_OVERHEAD_BYTES`]. The resource and scope it was
+/// exported with are charged separately, once per trace and export.
 pub fn estimated_span_bytes(span: &Span) -> u64 {
-    span.encoded_len() as u64 + SPAN_OVERHEAD_BYTES
+    limits::span_payload_bytes(span) + SPAN_OVERHEAD_BYTES
+}
+
+/// The estimate the store charges for an export (before the attribute limits, assuming every
+/// span is accepted): each span, plus each resource and scope once per trace it carries spans of.
+pub fn estimated_request_bytes(resource_spans: &[ResourceSpans]) -> u64 {
+    let mut total = 0;
+    for rs in resource_spans {
+        let r = rs.resource.clone().unwrap_or_default();
+        let r_bytes = limits::resource_bytes(&r, &rs.schema_url);
+        let mut r_traces: HashSet<&[u8]> = HashSet::new();
+        for ss in &rs.scope_spans {
+            let sc = ss.scope.clone().unwrap_or_default();
+            let s_bytes = limits::scope_bytes(&sc, &ss.schema_url);
+            let mut s_traces: HashSet<&[u8]> = HashSet::new();
+            for span in &ss.spans {
+                total += estimated_span_bytes(span);
+                if r_traces.insert(&span.trace_id) {
+                    total += r_bytes;
+                }
+                if s_traces.insert(&span.trace_id) {
+                    total += s_bytes;
+                }
+            }
+        }
+    }
+    total
 }
 
 /// A 16-byte trace id.
@@ -74,6 +103,16 @@ pub struct StoreStats {
     pub bytes_held: u64,
     /// The bound on [`StoreStats::bytes_held`].
     pub max_bytes: u64,
+    /// Attributes dropped at intake by the attribute count limit.
+    pub attributes_dropped: u64,
+    /// Events dropped at intake by the per-span event limit.
+    pub events_dropped: u64,
+    /// Links dropped at intake by the per-span link limit.
+    pub links_dropped: u64,
+    /// String or bytes values cut to the value length limit at intake.
+    pub values_truncated: u64,
+    /// OTLP requests refused with 413 (body, or gzip-decompressed body, over the size limit).
+    pub requests_too_large: u64,
 }
 
 /// Result of one intake call.
@@ -110,6 +149,7 @@ pub struct Store {
     inner: Arc<Mutex<Inner>>,
     max_spans: usize,
     max_bytes: u64,
+    limits: AttributeLimits,
 }
 
 impl Store {
@@ -136,7 +176,24 @@ impl Store {
             inner: Arc::new(Mutex::new(inner)),
             max_spans,
             max_bytes,
+            limits: AttributeLimits::default(),
         }
+    }
+
+    /// The same store with other attribute limits (applied to spans ingested from now on).
+    pub fn with_attribute_limits(mut self, limits: AttributeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The attribute limits applied at intake.
+    pub fn attribute_limits(&self) -> AttributeLimits {
+        self.limits
+    }
+
+    /// Counts an OTLP request refused for its size.
+    pub fn count_too_large(&self) {
+        self.lock().stats.requests_too_large += 1;
     }
 
     /// The bound on held spans.
@@ -159,14 +216,25 @@ impl Store {
     /// either bound (spans, estimated bytes) is exceeded.
     pub fn ingest(&self, resource_spans: Vec<ResourceSpans>) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
-        let mut batch: Vec<(TraceId, StoredSpan)> = Vec::new();
+        let mut trimmed = Trimmed::default();
+        let mut batch: Vec<(TraceId, StoredSpan, u64)> = Vec::new();
         for rs in resource_spans {
-            let resource = Arc::new(rs.resource.unwrap_or_default());
+            let mut resource = rs.resource.unwrap_or_default();
+            trimmed.add(limits::trim_resource(&mut resource, &self.limits));
+            let r_bytes = limits::resource_bytes(&resource, &rs.schema_url);
+            let resource = Arc::new(resource);
             let resource_schema_url: Arc<str> = Arc::from(rs.schema_url.as_str());
+            // Each trace is charged once for the resource and scope it shares with this export's
+            // other spans, so evicting it frees at least what it was charged.
+            let mut r_traces: HashSet<TraceId> = HashSet::new();
             for ss in rs.scope_spans {
-                let scope = Arc::new(ss.scope.unwrap_or_default());
+                let mut scope = ss.scope.unwrap_or_default();
+                trimmed.add(limits::trim_scope(&mut scope, &self.limits));
+                let s_bytes = limits::scope_bytes(&scope, &ss.schema_url);
+                let scope = Arc::new(scope);
                 let scope_schema_url: Arc<str> = Arc::from(ss.schema_url.as_str());
-                for span in ss.spans {
+                let mut s_traces: HashSet<TraceId> = HashSet::new();
+                for mut span in ss.spans {
                     let trace_id = match <TraceId>::try_from(span.trace_id.as_slice()) {
                         Ok(id) if id != [0; 16] => id,
                         _ => {
@@ -186,6 +254,14 @@ impl Store {
                         ));
                         continue;
                     }
+                    trimmed.add(limits::trim_span(&mut span, &self.limits));
+                    let mut bytes = estimated_span_bytes(&span);
+                    if r_traces.insert(trace_id) {
+                        bytes += r_bytes;
+                    }
+                    if s_traces.insert(trace_id) {
+                        bytes += s_bytes;
+                    }
                     batch.push((
                         trace_id,
                         StoredSpan {
@@ -195,6 +271,7 @@ impl Store {
                             scope_schema_url: Arc::clone(&scope_schema_url),
                             span,
                         },
+                        bytes,
                     ));
                 }
             }
@@ -205,8 +282,11 @@ impl Store {
         let inner = &mut *inner;
         inner.stats.spans_received += outcome.accepted;
         inner.stats.spans_rejected += outcome.rejected;
-        for (trace_id, span) in batch {
-            let bytes = estimated_span_bytes(&span.span);
+        inner.stats.attributes_dropped += trimmed.attributes;
+        inner.stats.events_dropped += trimmed.events;
+        inner.stats.links_dropped += trimmed.links;
+        inner.stats.values_truncated += trimmed.values;
+        for (trace_id, span, bytes) in batch {
             match inner.traces.get_mut(&trace_id) {
                 Some(entry) => {
                     Arc::make_mut(&mut entry.spans).push(span);
@@ -253,17 +333,20 @@ impl Store {
         Some(spans)
     }
 
-    /// Calls `f` for every held trace (in first-received order). The lock is held only to
-    /// take a snapshot, so a long search does not stall span intake.
+    /// The held traces (in first-received order), shared: the lock is held only to take the
+    /// snapshot, so a long search does not stall span intake.
+    pub fn snapshot(&self) -> Vec<(TraceId, Arc<Vec<StoredSpan>>)> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|id| inner.traces.get(id).map(|e| (*id, Arc::clone(&e.spans))))
+            .collect()
+    }
+
+    /// Calls `f` for every held trace (in first-received order), over a [`Store::snapshot`].
     pub fn for_each_trace(&self, mut f: impl FnMut(&TraceId, &[StoredSpan])) {
-        let snapshot: Vec<(TraceId, Arc<Vec<StoredSpan>>)> = {
-            let inner = self.lock();
-            inner
-                .order
-                .iter()
-                .filter_map(|id| inner.traces.get(id).map(|e| (*id, Arc::clone(&e.spans))))
-                .collect()
-        };
+        let snapshot = self.snapshot();
         for (id, spans) in &snapshot {
             f(id, spans);
         }

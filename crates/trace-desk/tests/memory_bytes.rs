@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
 use trace_desk::DeskConfig;
-use trace_desk::store::{SPAN_OVERHEAD_BYTES, estimated_span_bytes};
+use trace_desk::store::{SPAN_OVERHEAD_BYTES, estimated_request_bytes};
 
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -31,11 +31,12 @@ fn trace_spans(n: u64) -> Vec<Sp> {
         .collect()
 }
 
+/// The estimate of trace `n` sent as two exports (as the tests send it): its spans, plus its
+/// resource and scope once per export.
 fn trace_bytes(n: u64) -> u64 {
-    trace_spans(n)
-        .iter()
-        .map(|s| estimated_span_bytes(&s.to_span()))
-        .sum()
+    let spans = trace_spans(n);
+    estimated_request_bytes(&request("bytes", &spans[..2]).resource_spans)
+        + estimated_request_bytes(&request("bytes", &spans[2..]).resource_spans)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,7 +90,7 @@ async fn byte_bound_evicts_oldest_whole_traces() {
         let r = get(&desk, &format!("/api/traces/{}", hex_trace(n))).await;
         assert_eq!(r.status(), 404, "trace {n} should be evicted");
     }
-    assert_eq!(stats.bytes_held, held_bytes, "the estimate is per span");
+    assert_eq!(stats.bytes_held, held_bytes, "the estimate is per trace");
 
     let text = get(&desk, "/metrics").await.text().await.unwrap();
     assert_eq!(metric(&text, "trace_desk_bytes_held"), stats.bytes_held);
@@ -130,8 +131,12 @@ async fn default_bound_is_reported() {
     let text = get(&desk, "/metrics").await.text().await.unwrap();
     assert_eq!(metric(&text, "trace_desk_max_bytes"), 256 << 20);
     assert_eq!(metric(&text, "trace_desk_bytes_held"), 0);
-    post_protobuf(&desk, &request("bytes", &trace_spans(3))).await;
+    let req = request("bytes", &trace_spans(3));
+    post_protobuf(&desk, &req).await;
     let text = get(&desk, "/metrics").await.text().await.unwrap();
-    assert_eq!(metric(&text, "trace_desk_bytes_held"), trace_bytes(3));
+    assert_eq!(
+        metric(&text, "trace_desk_bytes_held"),
+        estimated_request_bytes(&req.resource_spans)
+    );
     desk.shutdown().await;
 }

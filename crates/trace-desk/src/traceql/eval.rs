@@ -3,6 +3,7 @@
 //! spanset per trace), spanset operators combine them, and pipeline stages
 //! filter, aggregate and split spansets.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -10,8 +11,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
 
 use super::ast::*;
-use crate::search::{root_span, status_text};
 use crate::store::StoredSpan;
+use crate::trace_view::{kind_text, root_span, status_text};
 
 /// A value read from a span or computed by an aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,72 @@ pub struct TraceView<'a> {
     root_name: Option<&'a str>,
     root_service: Option<&'a str>,
     trace_id: String,
+    /// The span tree the structural operators walk: `parent`, with each parent cycle cut at
+    /// one span so every span has a single root.
+    tree_parent: Vec<Option<usize>>,
+    /// Every span once, each after its (tree) parent: a DFS pre-order of the tree.
+    preorder: Vec<usize>,
+    /// Elementary steps taken by the structural operators (tree building included), so tests
+    /// can assert the work is linear in the spans of the trace without timing it.
+    work: Cell<u64>,
+}
+
+/// Parents before children: DFS pre-order from each root, then from one span of each parent
+/// cycle (whose parent link is cut in the returned tree). Iterative, O(spans).
+fn span_tree(parent: &[Option<usize>]) -> (Vec<Option<usize>>, Vec<usize>) {
+    let n = parent.len();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, p) in parent.iter().enumerate() {
+        if let Some(p) = p {
+            children[*p].push(i);
+        }
+    }
+    let mut tree_parent = parent.to_vec();
+    let mut visited = vec![false; n];
+    let mut preorder = Vec::with_capacity(n);
+    let mut stack: Vec<usize> = Vec::new();
+    let mut dfs = |root: usize,
+                   visited: &mut Vec<bool>,
+                   preorder: &mut Vec<usize>,
+                   tree_parent: &[Option<usize>]| {
+        stack.push(root);
+        while let Some(v) = stack.pop() {
+            if visited[v] {
+                continue;
+            }
+            visited[v] = true;
+            preorder.push(v);
+            for &c in children[v].iter().rev() {
+                if !visited[c] && tree_parent[c] == Some(v) {
+                    stack.push(c);
+                }
+            }
+        }
+    };
+    for (i, p) in parent.iter().enumerate() {
+        if p.is_none() {
+            dfs(i, &mut visited, &mut preorder, &tree_parent);
+        }
+    }
+    // What is left hangs below a parent cycle: walk up to the cycle and cut it there.
+    let mut walked = vec![false; n];
+    for i in 0..n {
+        if visited[i] {
+            continue;
+        }
+        let mut x = i;
+        while let Some(p) = tree_parent[x] {
+            if walked[p] || visited[p] {
+                break;
+            }
+            walked[x] = true;
+            x = p;
+        }
+        walked[x] = true;
+        tree_parent[x] = None;
+        dfs(x, &mut visited, &mut preorder, &tree_parent);
+    }
+    (tree_parent, preorder)
 }
 
 impl<'a> TraceView<'a> {
@@ -87,7 +154,11 @@ impl<'a> TraceView<'a> {
             _ => 0,
         };
         let root = root_span(spans);
+        let (tree_parent, preorder) = span_tree(&parent);
         Self {
+            work: Cell::new(spans.len() as u64),
+            tree_parent,
+            preorder,
             spans,
             parent,
             child_count,
@@ -117,21 +188,138 @@ impl<'a> TraceView<'a> {
         v.dedup();
     }
 
-    /// True when `anc` is a proper ancestor of `span`.
-    fn is_ancestor(&self, anc: usize, span: usize) -> bool {
-        let mut cur = self.parent[span];
-        let mut steps = 0;
-        while let Some(p) = cur {
-            if p == anc {
-                return true;
-            }
-            steps += 1;
-            if steps > self.spans.len() {
-                return false;
-            }
-            cur = self.parent[p];
+    /// Steps taken by the structural operators so far (see [`TraceView::new`]); for tests and
+    /// benchmarks that check the work grows linearly with the trace.
+    pub fn work(&self) -> u64 {
+        self.work.get()
+    }
+
+    fn count(&self, steps: usize) {
+        self.work.set(self.work.get() + steps as u64);
+    }
+
+    /// `mark` as a per-span flag vector.
+    fn flags(&self, spans: &[usize]) -> Vec<bool> {
+        let mut f = vec![false; self.spans.len()];
+        for &i in spans {
+            f[i] = true;
         }
-        false
+        self.count(spans.len());
+        f
+    }
+
+    /// For every span: does a proper ancestor carry a flag? One pre-order sweep.
+    fn below_flagged(&self, flag: &[bool]) -> Vec<bool> {
+        let mut out = vec![false; self.spans.len()];
+        for &v in &self.preorder {
+            if let Some(p) = self.tree_parent[v] {
+                out[v] = out[p] || flag[p];
+            }
+        }
+        self.count(self.preorder.len());
+        out
+    }
+
+    /// For every span: does a proper descendant carry a flag? One reverse pre-order sweep.
+    fn above_flagged(&self, flag: &[bool]) -> Vec<bool> {
+        let mut out = vec![false; self.spans.len()];
+        for &v in self.preorder.iter().rev() {
+            if let Some(p) = self.tree_parent[v]
+                && (flag[v] || out[v])
+            {
+                out[p] = true;
+            }
+        }
+        self.count(self.preorder.len());
+        out
+    }
+
+    /// For every span: how many flagged spans have it as their parent.
+    fn flagged_children(&self, spans: &[usize]) -> Vec<u32> {
+        let mut out = vec![0u32; self.spans.len()];
+        for &i in spans {
+            if let Some(p) = self.parent[i] {
+                out[p] += 1;
+            }
+        }
+        self.count(spans.len());
+        out
+    }
+
+    /// The spans of `r` related to some span of `l` by `rel` and, for the `&` forms, the spans
+    /// of `l` related to some span of `r`: each side a few linear sweeps over the trace
+    /// instead of comparing every pair.
+    fn structural(&self, rel: Relation, both: bool, l: &[usize], r: &[usize]) -> Vec<usize> {
+        let parent = &self.parent;
+        // (does r match, does l match) as per-span predicates.
+        let (r_hit, l_hit): (Vec<bool>, Vec<bool>) = match rel {
+            Relation::Child => {
+                let in_l = self.flags(l);
+                let r_hit = (0..self.spans.len())
+                    .map(|i| parent[i].is_some_and(|p| in_l[p]))
+                    .collect();
+                let l_hit = if both {
+                    self.flagged_children(r).iter().map(|c| *c > 0).collect()
+                } else {
+                    Vec::new()
+                };
+                (r_hit, l_hit)
+            }
+            Relation::Parent => {
+                let r_hit = self.flagged_children(l).iter().map(|c| *c > 0).collect();
+                let l_hit = if both {
+                    let in_r = self.flags(r);
+                    (0..self.spans.len())
+                        .map(|i| parent[i].is_some_and(|p| in_r[p]))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (r_hit, l_hit)
+            }
+            Relation::Descendant => {
+                let r_hit = self.below_flagged(&self.flags(l));
+                let l_hit = if both {
+                    self.above_flagged(&self.flags(r))
+                } else {
+                    Vec::new()
+                };
+                (r_hit, l_hit)
+            }
+            Relation::Ancestor => {
+                let r_hit = self.above_flagged(&self.flags(l));
+                let l_hit = if both {
+                    self.below_flagged(&self.flags(r))
+                } else {
+                    Vec::new()
+                };
+                (r_hit, l_hit)
+            }
+            Relation::Sibling => {
+                // A sibling is another span with the same (known) parent.
+                let siblings = |of: &[usize], from: &[usize]| -> Vec<bool> {
+                    let per_parent = self.flagged_children(from);
+                    let in_from = self.flags(from);
+                    let mut hit = vec![false; self.spans.len()];
+                    for &i in of {
+                        if let Some(p) = parent[i] {
+                            hit[i] = per_parent[p] > u32::from(in_from[i]);
+                        }
+                    }
+                    self.count(of.len());
+                    hit
+                };
+                let r_hit = siblings(r, l);
+                let l_hit = if both { siblings(l, r) } else { Vec::new() };
+                (r_hit, l_hit)
+            }
+        };
+        let mut out: Vec<usize> = r.iter().copied().filter(|i| r_hit[*i]).collect();
+        if both {
+            out.extend(l.iter().copied().filter(|i| l_hit[*i]));
+        }
+        self.count(r.len() + if both { l.len() } else { 0 });
+        out
     }
 
     /// The value of a field on a span (`None` when absent).
@@ -198,17 +386,6 @@ impl<'a> TraceView<'a> {
             },
             Field::Intrinsic(_) => None,
         }
-    }
-}
-
-fn kind_text(kind: i32) -> &'static str {
-    match kind {
-        1 => "internal",
-        2 => "server",
-        3 => "client",
-        4 => "producer",
-        5 => "consumer",
-        _ => "unspecified",
     }
 }
 
@@ -291,16 +468,6 @@ fn union(view: &TraceView, a: &Spanset, b: &Spanset) -> Spanset {
     Spanset { spans, attributes }
 }
 
-fn related(view: &TraceView, rel: Relation, l: usize, r: usize) -> bool {
-    match rel {
-        Relation::Child => view.parent[r] == Some(l),
-        Relation::Parent => view.parent[l] == Some(r),
-        Relation::Descendant => view.is_ancestor(l, r),
-        Relation::Ancestor => view.is_ancestor(r, l),
-        Relation::Sibling => l != r && view.parent[l].is_some() && view.parent[l] == view.parent[r],
-    }
-}
-
 /// Evaluates a spanset expression over `candidates`; `None` when it selects nothing.
 fn eval_spanset(view: &TraceView, e: &SpansetExpr, candidates: &[usize]) -> Option<Spanset> {
     match e {
@@ -341,21 +508,7 @@ fn eval_spanset(view: &TraceView, e: &SpansetExpr, candidates: &[usize]) -> Opti
                 },
                 SpansetOp::Structural { rel, union: both } => {
                     let (l, r) = (lhs?, rhs?);
-                    let mut spans = Vec::new();
-                    for &ri in &r.spans {
-                        let mut hit = false;
-                        for &li in &l.spans {
-                            if related(view, *rel, li, ri) {
-                                hit = true;
-                                if *both {
-                                    spans.push(li);
-                                }
-                            }
-                        }
-                        if hit {
-                            spans.push(ri);
-                        }
-                    }
+                    let mut spans = view.structural(*rel, *both, &l.spans, &r.spans);
                     view.sort(&mut spans);
                     (!spans.is_empty()).then(|| Spanset {
                         spans,
@@ -431,11 +584,14 @@ fn eval_pipeline(view: &TraceView, p: &Pipeline, candidates: &[usize]) -> Vec<Sp
                 let mut out: Vec<(Val, Spanset)> = Vec::new();
                 for s in sets {
                     let mut groups: Vec<(Val, Spanset)> = Vec::new();
+                    // Group index by value, so many distinct values stay linear.
+                    let mut index: HashMap<GroupKey, usize> = HashMap::new();
                     for &i in &s.spans {
                         let v = view.field(i, field).unwrap_or(Val::Nil);
-                        match groups.iter_mut().find(|(g, _)| *g == v) {
-                            Some((_, g)) => g.spans.push(i),
+                        match index.get(&GroupKey::of(&v)).copied() {
+                            Some(g) => groups[g].1.spans.push(i),
                             None => {
+                                index.insert(GroupKey::of(&v), groups.len());
                                 let mut attributes = s.attributes.clone();
                                 attributes.push((key.clone(), v.clone()));
                                 groups.push((
@@ -467,6 +623,32 @@ fn eval_pipeline(view: &TraceView, p: &Pipeline, candidates: &[usize]) -> Vec<Sp
     sets
 }
 
+/// A hashable form of a [`Val`] for `by()`: equal values (by `==`) give equal keys.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum GroupKey {
+    Str(String),
+    Int(i64),
+    Float(u64),
+    Bool(bool),
+    Duration(u64),
+    Nil,
+}
+
+impl GroupKey {
+    fn of(v: &Val) -> Self {
+        match v {
+            Val::Str(s) => GroupKey::Str(s.clone()),
+            Val::Int(n) => GroupKey::Int(*n),
+            // -0.0 == 0.0; NaNs (never equal to anything) share one group.
+            Val::Float(f) if *f == 0.0 => GroupKey::Float(0),
+            Val::Float(f) => GroupKey::Float(f.to_bits()),
+            Val::Bool(b) => GroupKey::Bool(*b),
+            Val::Duration(d) => GroupKey::Duration(*d),
+            Val::Nil => GroupKey::Nil,
+        }
+    }
+}
+
 /// Runs a query on one trace: the spansets it yields (empty: no match).
 pub fn run(query: &Query, view: &TraceView) -> Vec<Spanset> {
     let all = view.all();
@@ -479,5 +661,135 @@ impl PartialOrd for Val {
             (Val::Str(a), Val::Str(b)) => a.partial_cmp(b),
             (a, b) => num(a)?.partial_cmp(&num(b)?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
+    use super::*;
+    use crate::traceql::parse;
+
+    /// Spans `1..=n`; `parent_of(i)` names each span's parent (0: none).
+    fn trace(n: u64, parent_of: impl Fn(u64) -> u64) -> Vec<StoredSpan> {
+        let resource = Arc::new(Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: Some(Av::StringValue("x".into())),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        (1..=n)
+            .map(|i| StoredSpan {
+                resource: Arc::clone(&resource),
+                resource_schema_url: Arc::from(""),
+                scope: Arc::default(),
+                scope_schema_url: Arc::from(""),
+                span: Span {
+                    trace_id: vec![1; 16],
+                    span_id: i.to_be_bytes().to_vec(),
+                    parent_span_id: match parent_of(i) {
+                        0 => Vec::new(),
+                        p => p.to_be_bytes().to_vec(),
+                    },
+                    name: format!("s{i}"),
+                    start_time_unix_nano: i,
+                    end_time_unix_nano: 10_000_000 - i,
+                    ..Default::default()
+                },
+            })
+            .collect()
+    }
+
+    /// (spans matched, work) for one query on one trace.
+    fn run_counted(q: &str, spans: &[StoredSpan]) -> (usize, u64) {
+        let view = TraceView::new(spans);
+        let sets = run(&parse(q).unwrap(), &view);
+        (sets.iter().map(|s| s.spans.len()).sum(), view.work())
+    }
+
+    #[test]
+    fn structural_work_is_linear_on_a_chain() {
+        let n = 3_000u64;
+        let chain = trace(n, |i| i - 1);
+        let q = r#"{ resource.service.name = "x" } >> { }"#;
+        let (matched, work) = run_counted(q, &chain);
+        assert_eq!(matched, n as usize - 1);
+        // Pairwise ancestor walks took ~n³/6 (4.5e9) steps here; the sweeps take a few per span.
+        eprintln!("{q}: work {work} for {n} spans");
+        assert!(work < 20 * n, "work {work} for {n} spans");
+        let (_, work2) = run_counted(q, &trace(2 * n, |i| i - 1));
+        assert!(work2 <= 2 * work + 10, "{work} -> {work2}: not linear");
+        for q in [
+            "{ } > { }",
+            "{ } < { }",
+            "{ } << { }",
+            "{ } ~ { }",
+            "{ } &>> { }",
+            "{ } &<< { }",
+            "{ } &> { }",
+            "{ } &< { }",
+            "{ } &~ { }",
+        ] {
+            let (_, work) = run_counted(q, &chain);
+            assert!(work < 20 * n, "{q}: work {work} for {n} spans");
+        }
+    }
+
+    #[test]
+    fn structural_results_on_chains_siblings_and_cycles() {
+        // 1 ← 2 ← 3 (a chain) and 1 ← 4, 1 ← 5 (siblings of 2).
+        let t = trace(5, |i| match i {
+            2 | 4 | 5 => 1,
+            3 => 2,
+            _ => 0,
+        });
+        let names = |q: &str| -> Vec<String> {
+            let view = TraceView::new(&t);
+            let mut out: Vec<String> = run(&parse(q).unwrap(), &view)
+                .iter()
+                .flat_map(|s| s.spans.iter().map(|i| t[*i].span.name.clone()))
+                .collect();
+            out.sort();
+            out
+        };
+        assert_eq!(names(r#"{ name = "s1" } >> { }"#), ["s2", "s3", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s1" } > { }"#), ["s2", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s2" } > { }"#), ["s3"]);
+        assert_eq!(names(r#"{ name = "s3" } << { }"#), ["s1", "s2"]);
+        assert_eq!(names(r#"{ name = "s3" } < { }"#), ["s2"]);
+        assert_eq!(names(r#"{ name = "s2" } ~ { }"#), ["s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s3" } ~ { }"#), Vec::<String>::new());
+        assert_eq!(names(r#"{ name = "s2" } &~ { }"#), ["s2", "s4", "s5"]);
+        assert_eq!(
+            names(r#"{ name = "s3" } &<< { name = "s1" }"#),
+            ["s1", "s3"]
+        );
+        assert_eq!(
+            names(r#"{ name = "s1" } &>> { name = "s3" }"#),
+            ["s1", "s3"]
+        );
+        assert_eq!(names(r#"{ name = "s2" } &> { }"#), ["s2", "s3"]);
+        assert_eq!(names(r#"{ name = "s3" } &< { }"#), ["s2", "s3"]);
+        assert_eq!(names(r#"{ } ~ { }"#), ["s2", "s4", "s5"]);
+        // A parent cycle (6 ← 7 ← 6) below nothing: evaluated without looping.
+        let cyc = trace(7, |i| match i {
+            6 => 7,
+            7 => 6,
+            2..=5 => 1,
+            _ => 0,
+        });
+        let view = TraceView::new(&cyc);
+        let sets = run(&parse("{ } >> { }").unwrap(), &view);
+        assert!(!sets.is_empty());
     }
 }

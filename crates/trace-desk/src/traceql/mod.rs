@@ -4,8 +4,10 @@
 //! The grammar and what is supported are documented in `docs/traceql.md`.
 
 pub mod ast;
+pub mod duration;
 pub mod eval;
 pub mod parser;
 
 pub use ast::Query;
+pub use duration::parse_go_duration;
 pub use parser::{ParseError, parse};

@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use regex::Regex;
+use std::cell::Cell;
+
+use regex::RegexBuilder;
 use winnow::ascii::multispace0;
 use winnow::combinator::alt;
 use winnow::error::{ContextError, ErrMode, FromExternalError};
@@ -14,16 +16,56 @@ use winnow::prelude::*;
 use winnow::token::{literal, take_while};
 
 use super::ast::*;
-use crate::search::parse_go_duration;
+use super::duration::parse_go_duration;
 
 type PResult<T> = ModalResult<T>;
 
 /// What the desk supports, appended to every error.
 pub const SUPPORTED: &str = "The desk supports spanset filters `{ ... }` with `&&`, `||`, `!( )` and `= != > >= < <= =~ !~` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
 
+/// Longest accepted query, in bytes (16 KiB); longer ones are refused before parsing.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// Deepest accepted nesting: every `(`, `{` and `!(` opens one level. The parser recurses once
+/// per level, so this bounds its stack use.
+pub const MAX_NESTING: usize = 128;
+/// Deepest accepted expression tree (spanset and field expressions). Chained operators nest
+/// too (`{} > {} > {}` is a left-deep tree), and the evaluator recurses once per level.
+pub const MAX_EXPR_DEPTH: usize = 256;
+/// Bound on the compiled program of one `=~`/`!~` regex (`RegexBuilder::size_limit`), 1 MiB.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Bound on the lazy DFA cache of one regex (`RegexBuilder::dfa_size_limit`), 1 MiB.
+pub const REGEX_DFA_SIZE_LIMIT: usize = 1 << 20;
+
+/// Why a query was refused: a plain mistake, or one of the desk's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not valid (or not supported) TraceQL.
+    Syntax,
+    /// Longer than [`MAX_QUERY_BYTES`].
+    TooLong,
+    /// Nested deeper than [`MAX_NESTING`] or [`MAX_EXPR_DEPTH`].
+    TooDeep,
+    /// A regex whose compiled form exceeds [`REGEX_SIZE_LIMIT`].
+    RegexTooBig,
+}
+
+impl Rejection {
+    /// The label used in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::Syntax => "syntax",
+            Rejection::TooLong => "too_long",
+            Rejection::TooDeep => "too_deep",
+            Rejection::RegexTooBig => "regex_too_big",
+        }
+    }
+}
+
 /// A query the desk cannot answer, with the position of the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// Which kind of problem.
+    pub kind: Rejection,
     /// Byte offset into the query.
     pub offset: usize,
     /// 1-based column (in characters).
@@ -47,7 +89,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 #[derive(Debug)]
-struct Msg(String);
+struct Msg(String, Rejection);
 
 impl fmt::Display for Msg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,11 +97,106 @@ impl fmt::Display for Msg {
     }
 }
 
+thread_local! {
+    /// Current nesting level of the parser on this thread (see [`MAX_NESTING`]).
+    static NESTING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One open nesting level; closing it (drop) gives the level back, on errors too.
+struct Level;
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// Opens a nesting level at `at` (the bracket), refusing level [`MAX_NESTING`] + 1.
+fn enter<'a>(i: &mut &'a str, at: &'a str) -> PResult<Level> {
+    let depth = NESTING.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    let level = Level;
+    if depth > MAX_NESTING {
+        return fail_as(
+            i,
+            at,
+            Rejection::TooDeep,
+            format!("the query nests deeper than {MAX_NESTING} levels of `(`, `{{` and `!(`"),
+        );
+    }
+    Ok(level)
+}
+
+/// Depth of the expression tree, computed without recursion, stopping once past `max`.
+fn expr_depth_exceeds(p: &Pipeline, max: usize) -> bool {
+    enum Node<'a> {
+        S(&'a SpansetExpr),
+        F(&'a FieldExpr),
+    }
+    let mut stack: Vec<(Node<'_>, usize)> = Vec::new();
+    fn pipeline_nodes<'a>(p: &'a Pipeline, d: usize, stack: &mut Vec<(Node<'a>, usize)>) {
+        stack.push((Node::S(&p.head), d));
+        for st in &p.stages {
+            if let Stage::Filter(e) = st {
+                stack.push((Node::S(e), d));
+            }
+        }
+    }
+    pipeline_nodes(p, 1, &mut stack);
+    while let Some((node, d)) = stack.pop() {
+        if d > max {
+            return true;
+        }
+        match node {
+            Node::S(SpansetExpr::Filter(f)) => stack.push((Node::F(f), d + 1)),
+            Node::S(SpansetExpr::Op(_, a, b)) => {
+                stack.push((Node::S(a), d + 1));
+                stack.push((Node::S(b), d + 1));
+            }
+            Node::S(SpansetExpr::Pipeline(p)) => pipeline_nodes(p, d + 1, &mut stack),
+            Node::F(FieldExpr::And(a, b) | FieldExpr::Or(a, b)) => {
+                stack.push((Node::F(a), d + 1));
+                stack.push((Node::F(b), d + 1));
+            }
+            Node::F(FieldExpr::Not(a)) => stack.push((Node::F(a), d + 1)),
+            Node::F(FieldExpr::Const(_) | FieldExpr::Cmp(_)) => {}
+        }
+    }
+    false
+}
+
 impl std::error::Error for Msg {}
 
 /// Parses a TraceQL query.
 pub fn parse(q: &str) -> Result<Query, ParseError> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(ParseError {
+            kind: Rejection::TooLong,
+            offset: MAX_QUERY_BYTES,
+            column: q
+                .get(..MAX_QUERY_BYTES)
+                .map_or(MAX_QUERY_BYTES, |s| s.chars().count())
+                + 1,
+            message: format!(
+                "the query is {} bytes long; the desk accepts at most {MAX_QUERY_BYTES} bytes",
+                q.len()
+            ),
+            near: "the end of the accepted length".to_string(),
+        });
+    }
+    NESTING.with(|n| n.set(0));
     match query.parse(q) {
+        Ok(pipeline) if expr_depth_exceeds(&pipeline, MAX_EXPR_DEPTH) => Err(ParseError {
+            kind: Rejection::TooDeep,
+            offset: 0,
+            column: 1,
+            message: format!(
+                "the query's expression tree is deeper than {MAX_EXPR_DEPTH} levels (each chained operator adds one); split it into several queries"
+            ),
+            near: snippet(q),
+        }),
         Ok(pipeline) => {
             let mut fields = Vec::new();
             collect_pipeline(&pipeline, &mut fields);
@@ -68,6 +205,10 @@ pub fn parse(q: &str) -> Result<Query, ParseError> {
         Err(e) => {
             let offset = e.offset().min(q.len());
             let inner = e.inner();
+            let kind = inner
+                .cause()
+                .and_then(|c| c.downcast_ref::<Msg>())
+                .map_or(Rejection::Syntax, |m| m.1);
             let message = match inner.cause() {
                 Some(cause) => cause.to_string(),
                 None => {
@@ -82,6 +223,7 @@ pub fn parse(q: &str) -> Result<Query, ParseError> {
             let before = q.get(..offset).unwrap_or(q);
             let rest = q.get(offset..).unwrap_or("");
             Err(ParseError {
+                kind,
                 offset,
                 column: before.chars().count() + 1,
                 message,
@@ -106,10 +248,20 @@ fn snippet(rest: &str) -> String {
 
 /// Fails (without backtracking) with `msg`, reporting the position `at`.
 fn fail<'a, T>(i: &mut &'a str, at: &'a str, msg: impl Into<String>) -> PResult<T> {
+    fail_as(i, at, Rejection::Syntax, msg)
+}
+
+/// Like [`fail`], for a given kind of rejection.
+fn fail_as<'a, T>(
+    i: &mut &'a str,
+    at: &'a str,
+    kind: Rejection,
+    msg: impl Into<String>,
+) -> PResult<T> {
     *i = at;
     Err(ErrMode::Cut(ContextError::from_external_error(
         i,
-        Msg(msg.into()),
+        Msg(msg.into(), kind),
     )))
 }
 
@@ -299,6 +451,7 @@ fn spanset_primary(i: &mut &str) -> PResult<SpansetExpr> {
     ws(i)?;
     let at = *i;
     if eat(i, "{") {
+        let _level = enter(i, at)?;
         ws(i)?;
         if eat(i, "}") {
             return Ok(SpansetExpr::Filter(FieldExpr::Const(true)));
@@ -319,6 +472,7 @@ fn spanset_primary(i: &mut &str) -> PResult<SpansetExpr> {
         );
     }
     if eat(i, "(") {
+        let _level = enter(i, at)?;
         let p = pipeline(i)?;
         expect(i, ")", "`)`")?;
         if p.stages.is_empty() {
@@ -357,7 +511,9 @@ fn field_expr(i: &mut &str) -> PResult<FieldExpr> {
 
 fn field_term(i: &mut &str) -> PResult<FieldExpr> {
     ws(i)?;
+    let at = *i;
     if eat(i, "(") {
+        let _level = enter(i, at)?;
         let e = field_expr(i)?;
         expect(i, ")", "`)`, `&&` or `||`")?;
         return Ok(e);
@@ -365,6 +521,7 @@ fn field_term(i: &mut &str) -> PResult<FieldExpr> {
     if i.starts_with('!') && !i.starts_with("!=") && !i.starts_with("!~") {
         *i = &i[1..];
         expect(i, "(", "`(` after `!`")?;
+        let _level = enter(i, at)?;
         let e = field_expr(i)?;
         expect(i, ")", "`)`, `&&` or `||`")?;
         return Ok(FieldExpr::Not(Box::new(e)));
@@ -515,8 +672,23 @@ fn check_comparison<'a>(
         let Literal::Str(re) = &value else {
             return fail(i, at, "`=~` and `!~` need a quoted regular expression");
         };
-        match Regex::new(&format!("^(?:{re})$")) {
+        match RegexBuilder::new(&format!("^(?:{re})$"))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+            .build()
+        {
             Ok(r) => Some(r),
+            Err(regex::Error::CompiledTooBig(limit)) => {
+                return fail_as(
+                    i,
+                    at,
+                    Rejection::RegexTooBig,
+                    format!(
+                        "the regular expression {} compiles to more than {limit} bytes; simplify it (fewer or smaller repetitions)",
+                        snippet(re)
+                    ),
+                );
+            }
             Err(e) => {
                 let first = e.to_string();
                 let first = first.lines().last().unwrap_or("").trim().to_string();

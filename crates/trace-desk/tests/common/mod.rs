@@ -215,3 +215,27 @@ pub fn resource_attr(rs: &Value, key: &str) -> Option<Value> {
         .find(|kv| kv["key"] == key)
         .map(|kv| kv["value"].clone())
 }
+
+/// Percent-encodes a query parameter value.
+pub fn url_enc(q: &str) -> String {
+    let mut out = String::new();
+    for b in q.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The value of an unlabelled (or exactly labelled) sample in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}

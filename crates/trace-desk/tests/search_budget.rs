@@ -1,0 +1,100 @@
+//! The search time budget (`DESK_QUERY_TIMEOUT`) and evaluation off the async workers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use trace_desk::DeskConfig;
+
+/// `traces` traces of a five-span chain each, stored directly (the intake is not under test).
+fn fill(desk: &trace_desk::RunningDesk, traces: u64) {
+    let store = desk.store();
+    for t in 0..traces {
+        let spans: Vec<Sp> = (0..5u64)
+            .map(|i| {
+                let sp = Sp::new(t + 1, t * 10 + i + 1, "work").at(t + i, 5);
+                if i == 0 { sp } else { sp.parent(t * 10 + i) }
+            })
+            .collect();
+        store.ingest(request("budget", &spans).resource_spans);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_budget_answers_partial_results_and_counts_them() {
+    let config = DeskConfig::ephemeral(100_000).with_query_timeout(Duration::from_nanos(1));
+    let desk = trace_desk::start(config).await.unwrap();
+    fill(&desk, 200);
+    let v = get_json(&desk, &format!("/api/search?q={}", url_enc("{ } >> { }"))).await;
+    assert_eq!(v["partial"], true, "{v}");
+    assert!(
+        v["partialReason"]
+            .as_str()
+            .unwrap()
+            .contains("DESK_QUERY_TIMEOUT")
+    );
+    let (done, total) = (
+        v["metrics"]["completedJobs"].as_u64().unwrap(),
+        v["metrics"]["totalJobs"].as_u64().unwrap(),
+    );
+    assert!(done < total, "{v}");
+    assert_eq!(total, 200);
+    let text = get(&desk, "/metrics").await.text().await.unwrap();
+    assert_eq!(metric_value(&text, "trace_desk_searches_partial_total"), 1);
+    assert_eq!(metric_value(&text, "trace_desk_searches_total"), 1);
+    assert_eq!(metric_value(&text, "trace_desk_query_timeout_seconds"), 0);
+    desk.shutdown().await;
+
+    // With the default budget the same search completes and is not marked.
+    let desk = common::desk(100_000).await;
+    fill(&desk, 200);
+    let v = get_json(&desk, &format!("/api/search?q={}", url_enc("{ } >> { }"))).await;
+    assert!(v.get("partial").is_none(), "{v}");
+    assert_eq!(v["metrics"]["completedJobs"], v["metrics"]["totalJobs"]);
+    assert_eq!(v["traces"].as_array().unwrap().len(), 20);
+    let text = get(&desk, "/metrics").await.text().await.unwrap();
+    assert_eq!(metric_value(&text, "trace_desk_searches_partial_total"), 0);
+    assert_eq!(metric_value(&text, "trace_desk_query_timeout_seconds"), 10);
+    desk.shutdown().await;
+}
+
+/// Heavy searches run on blocking threads, two at a time: with more of them in flight than the
+/// runtime has workers, `/ready` still answers before any of them completes. (When searches ran
+/// on the async workers, `/ready` waited for one to finish.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_answers_while_heavy_searches_run() {
+    let desk = desk(1_000_000).await;
+    fill(&desk, 3_000);
+    let url = format!(
+        "http://{}/api/search?limit=5&q={}",
+        desk.api_addr(),
+        url_enc(r#"{ name =~ ".*o.*r.*k" } >> { name != "x" } | count() > 0"#)
+    );
+    let searches: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let began = std::time::Instant::now();
+                let r = client().get(url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let v: serde_json::Value = r.json().await.unwrap();
+                (began.elapsed(), v)
+            })
+        })
+        .collect();
+    // Let the searches reach the desk (not a timing assertion: only an ordering one below).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = get(&desk, "/ready").await;
+    assert_eq!(r.status(), 200);
+    let finished = searches.iter().filter(|h| h.is_finished()).count();
+    assert_eq!(finished, 0, "/ready answered only after a search completed");
+    for h in searches {
+        let (took, v) = h.await.unwrap();
+        assert!(v.get("partial").is_none(), "{v}");
+        assert_eq!(v["traces"].as_array().unwrap().len(), 5);
+        eprintln!("search took {took:?}");
+    }
+    desk.shutdown().await;
+}

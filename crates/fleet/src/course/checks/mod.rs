@@ -28,8 +28,7 @@ pub use search::EXERCISES;
 pub struct CheckArgs {
     #[arg(value_parser = clap::value_parser!(u8).range(1..=10))]
     step: u8,
-    /// The step's answers (see the step's Check part).
-    #[arg(trailing_var_arg = true)]
+    /// The step's answers (see the step's Check part); options may come before or after them.
     args: Vec<String>,
     /// Tempo (or trace desk) base URL; default: the desk of the running fleet.
     #[arg(long, env = "FLEET_TEMPO_URL")]

@@ -7,6 +7,7 @@ mod support;
 
 mod bad_input;
 mod checkout_trace;
+mod course;
 mod fault_admin;
 mod lifecycle;
 mod load;

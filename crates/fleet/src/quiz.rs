@@ -73,6 +73,25 @@ const PUZZLES: &[Puzzle] = &[
         explanation: "sending the email is slow, and the gateway waits for it before replying",
     },
     Puzzle {
+        id: "timeout-cascade",
+        faults: &[
+            "payment.provider:latency=2500ms",
+            "gateway.orders:timeout=1500ms",
+        ],
+        service: "payment-api",
+        operation: "POST /v1/charges",
+        traceql: r#"{ name = "POST /checkout" && span.http.response.status_code = 504 }"#,
+        explanation: "the provider takes 2.5 s; the gateway gives up on order-api after 1.5 s (504) while the charge runs on: blame the slow dependency, then fix the timeouts",
+    },
+    Puzzle {
+        id: "broken-propagation",
+        faults: &["order.payment:mode=drop_context"],
+        service: "order-api",
+        operation: "payment.v1.PaymentService/Charge",
+        traceql: r#"{ trace:rootService = "payment-api" }"#,
+        explanation: "order-api calls payment-api without the trace context: payment-api's spans start traces of their own",
+    },
+    Puzzle {
         id: "charge-errors",
         faults: &["payment.charge:error=503,p=0.5"],
         service: "payment-api",
@@ -185,6 +204,13 @@ pub async fn run(args: QuizArgs) -> anyhow::Result<()> {
                 println!("Not quite: you said {service} / {operation}.");
             }
             if right {
+                // The course counts solved puzzles (steps 6 and 9), with the time they took.
+                let took = now().saturating_sub(state.started_unix);
+                if let Err(e) = crate::course::progress::update(args.targets.data_dir(), |p| {
+                    p.puzzles.insert(puzzle.id.to_owned(), took);
+                }) {
+                    eprintln!("fleet quiz: the course's progress was not saved: {e}");
+                }
                 evidence(&client, &args, &state, puzzle).await;
                 args.targets.clear_all(&client).await?;
                 let _ = std::fs::remove_file(&args.state);
@@ -202,6 +228,45 @@ pub async fn run(args: QuizArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The quiz running per the state file `path`, for the course's capstone (step 10).
+pub struct Running {
+    pub puzzle: &'static str,
+    pub started_unix: u64,
+    pub traceql: &'static str,
+    service: &'static str,
+    operation: &'static str,
+}
+
+impl Running {
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Running> {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "no quiz is running ({} not found): start one with `fleet quiz start`",
+                path.display()
+            )
+        })?;
+        let state: State = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a quiz state file", path.display()))?;
+        let p = PUZZLES
+            .iter()
+            .find(|p| p.id == state.puzzle)
+            .with_context(|| format!("unknown puzzle {} in {}", state.puzzle, path.display()))?;
+        Ok(Running {
+            puzzle: p.id,
+            started_unix: state.started_unix,
+            traceql: p.traceql,
+            service: p.service,
+            operation: p.operation,
+        })
+    }
+
+    /// Whether SERVICE / OPERATION names the culprit (as `fleet quiz answer` judges it).
+    pub fn is_culprit(&self, service: &str, operation: &str) -> bool {
+        service.trim().eq_ignore_ascii_case(self.service)
+            && operation.trim().eq_ignore_ascii_case(self.operation)
+    }
 }
 
 fn load(args: &QuizArgs) -> anyhow::Result<(State, &'static Puzzle)> {

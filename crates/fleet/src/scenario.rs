@@ -205,6 +205,11 @@ impl Args for Targets {
 }
 
 impl Targets {
+    /// `fleet up`'s data dir (admin token, state file, the course's progress).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     pub fn gateway_url(&self) -> String {
         self.url_of(topology::GATEWAY)
             .unwrap_or_default()

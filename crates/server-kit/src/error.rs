@@ -71,6 +71,10 @@ impl ApiError {
     }
 }
 
+/// The code of the [`ApiError`] an answer carries, as a response extension.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorCode(pub(crate) String);
+
 /// `Retry-After` on every 503 and 409 answer, in seconds.
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
@@ -85,6 +89,10 @@ impl IntoResponse for ApiError {
             tracing::error!(code = %self.code, dependency = self.dependency.as_deref(), "{}", self.message);
         }
         let mut response = (self.status, axum::Json(Body { error: &self })).into_response();
+        // For the metrics layer, which counts refusals by their code.
+        response
+            .extensions_mut()
+            .insert(ErrorCode(self.code.clone()));
         if matches!(
             self.status,
             axum::http::StatusCode::SERVICE_UNAVAILABLE | axum::http::StatusCode::CONFLICT

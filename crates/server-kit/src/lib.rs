@@ -1,12 +1,14 @@
 //! What every fleet service serves the same way: binding (and announcing) its port, health
-//! endpoints, graceful shutdown, and JSON errors that name the problem.
+//! endpoints, `/metrics`, graceful shutdown, and JSON errors that name the problem.
 
 mod error;
+pub mod metrics;
 mod running;
 mod serve;
 
 pub use error::{
     ApiError, ApiJson, MAX_IDEMPOTENCY_KEY_LEN, RETRY_AFTER_SECONDS, idempotency_key, valid_email,
 };
+pub use metrics::Metrics;
 pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};
 pub use serve::{Readiness, bind, env_or, health_router, shutdown_signal};

@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
+
 /// How long a stopping service lets in-flight requests finish before it drops them. With the
 /// 1.5 s span flush after it, a service stops within about 3 s whatever its callers or its
 /// collector do; `fleet up` stops the whole fleet within 5 s (docs/reliability.md).
@@ -18,23 +20,26 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_millis(1500);
 /// A serving service: where it listens, and how to stop it.
 pub struct Running {
     addr: SocketAddr,
+    metrics: Metrics,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
-    /// Serves `app` on `listener` (with the shared fallbacks, body limit and, when `traced`, the
-    /// server-span middleware) until [`Running::shutdown`]; then drains for at most
-    /// [`DRAIN_DEADLINE`] and runs `after_stop` (e.g. waiting for background work).
+    /// Serves `app` on `listener` (with `GET /metrics` from `metrics`, the shared fallbacks,
+    /// body limit, refusal counters and, when `traced`, the server-span middleware) until
+    /// [`Running::shutdown`]; then drains for at most [`DRAIN_DEADLINE`] and runs `after_stop`
+    /// (e.g. waiting for background work).
     pub fn spawn(
         listener: TcpListener,
         app: Router,
+        metrics: Metrics,
         traced: bool,
         after_stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let app = crate::serve::with_fleet_layers(app, traced);
+        let app = crate::serve::with_fleet_layers(app, &metrics, traced);
         let graceful = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -62,7 +67,17 @@ impl Running {
             after_stop.await;
             result
         });
-        Ok(Self { addr, stop, task })
+        Ok(Self {
+            addr,
+            metrics,
+            stop,
+            task,
+        })
+    }
+
+    /// The service's counters (what `GET /metrics` serves), readable after it stopped too.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn addr(&self) -> SocketAddr {

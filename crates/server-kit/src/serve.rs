@@ -11,9 +11,10 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::ApiError;
+use crate::metrics::Metrics;
 
 /// Largest request body any service accepts; bigger ones get 413 with a JSON body.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// An environment variable, or `default` when it is unset or empty.
 pub fn env_or(name: &str, default: &str) -> String {
@@ -171,15 +172,22 @@ async fn decode_errors_are_invalid_argument(
     response
 }
 
-/// The JSON 404/405 fallbacks and the body limit every service shares and, when `traced`, the
-/// server-span middleware (outermost, so 404s and 413s are traced too).
-pub(crate) fn with_fleet_layers(app: Router, traced: bool) -> Router {
+/// `GET /metrics`, the JSON 404/405 fallbacks and the body limit every service shares, the
+/// refusal counters and, when `traced`, the server-span middleware (outermost, so 404s and 413s
+/// are traced too).
+pub(crate) fn with_fleet_layers(app: Router, metrics: &Metrics, traced: bool) -> Router {
     let app = app
+        .merge(metrics.router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(
             decode_errors_are_invalid_argument,
+        ))
+        // Outside the remapping above, so an undecodable message counts as INVALID_ARGUMENT.
+        .layer(axum::middleware::map_response_with_state(
+            metrics.clone(),
+            crate::metrics::count_refusals,
         ));
     if traced {
         app.layer(axum::middleware::from_fn(

@@ -3,6 +3,7 @@
 //! and opentelemetry_sdk 0.33 does not implement. Without it one request carrying a 3 MB value
 //! makes the whole export batch too large for the collector, and every span in it is lost.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
@@ -40,8 +41,19 @@ impl<P> ValueLengthLimit<P> {
     }
 }
 
+/// Attribute values truncated in this process, for `/metrics` (the tracer provider, and so
+/// this limit, is process-wide).
+static TRUNCATED_VALUES: AtomicU64 = AtomicU64::new(0);
+
+/// How many span attribute values (each string, each string in an array) this process has
+/// truncated to the limit.
+pub fn truncated_values() -> u64 {
+    TRUNCATED_VALUES.load(Ordering::Relaxed)
+}
+
 fn truncate(s: &str, limit: usize) -> Option<String> {
     let (cut, _) = s.char_indices().nth(limit)?;
+    TRUNCATED_VALUES.fetch_add(1, Ordering::Relaxed);
     Some(s[..cut].to_owned())
 }
 

@@ -29,14 +29,28 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let background = tokio_util::task::TaskTracker::new();
     let app = server::router(&config, faults, background.clone())?;
-    Running::spawn(listener, app, true, async move {
+    let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
+    let dropped = metrics.counter(
+        "gateway_emails_dropped_at_stop",
+        &format!(
+            "Confirmation emails still sending when a stopping gateway's {} ms deadline \
+             (BACKGROUND_DEADLINE) passed, and so dropped",
+            BACKGROUND_DEADLINE.as_millis()
+        ),
+    );
+    Running::spawn(listener, app, metrics, true, async move {
         // Confirmation emails go out beside the reply: let those in flight finish (bounded).
         background.close();
         if tokio::time::timeout(BACKGROUND_DEADLINE, background.wait())
             .await
             .is_err()
         {
-            tracing::warn!("confirmation emails still sending at the deadline were dropped");
+            let left = background.len();
+            dropped.inc_by(left as u64);
+            tracing::warn!(
+                dropped = left,
+                "confirmation emails still sending at the deadline were dropped"
+            );
         }
     })
 }

@@ -13,6 +13,8 @@ use fleet_proto::notification::v1::{
     Email, ListOutboxRequest, ListOutboxResponse, SendEmailRequest, SendEmailResponse,
 };
 use fleet_server_kit::ApiError;
+use fleet_server_kit::Metrics;
+use fleet_server_kit::metrics::Counter;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
@@ -52,14 +54,32 @@ pub struct Outbox {
     held: Arc<Mutex<Held>>,
     capacity: usize,
     max_bytes: usize,
+    dropped_for_count: Counter,
+    dropped_for_bytes: Counter,
 }
 
 impl Outbox {
-    pub fn new(capacity: usize, max_bytes: usize) -> Self {
+    /// An outbox whose drops are counted in `metrics` (`fleet_outbox_dropped_total`).
+    pub fn new(capacity: usize, max_bytes: usize, metrics: &Metrics) -> Self {
+        let (capacity, max_bytes) = (capacity.max(1), max_bytes.max(1));
+        let mut dropped = metrics
+            .counters_by(
+                "outbox_dropped",
+                &format!(
+                    "Emails dropped from the outbox, oldest first, to keep it within \
+                     {capacity} emails (bound=\"count\", OUTBOX_CAPACITY) or {max_bytes} bytes \
+                     (bound=\"bytes\", OUTBOX_MAX_BYTES)"
+                ),
+                "bound",
+                &["count", "bytes"],
+            )
+            .into_iter();
         Self {
             held: Arc::new(Mutex::new(Held::default())),
-            capacity: capacity.max(1),
-            max_bytes: max_bytes.max(1),
+            capacity,
+            max_bytes,
+            dropped_for_count: dropped.next().unwrap_or_default(),
+            dropped_for_bytes: dropped.next().unwrap_or_default(),
         }
     }
 
@@ -69,6 +89,12 @@ impl Outbox {
         while !held.emails.is_empty()
             && (held.emails.len() >= self.capacity || held.bytes + size > self.max_bytes)
         {
+            // Full by count takes precedence: that drop was due whatever the sizes.
+            if held.emails.len() >= self.capacity {
+                self.dropped_for_count.inc();
+            } else {
+                self.dropped_for_bytes.inc();
+            }
             if let Some(old) = held.emails.pop_front() {
                 held.bytes -= email_bytes(&old);
             }
@@ -271,9 +297,10 @@ async fn outbox_http(
     Ok(axum::Json(serde_json::json!({ "emails": emails })))
 }
 
-/// gRPC (NotificationService, grpc.health.v1), `GET /outbox`, `/healthz`, `/readyz` on one port.
-pub async fn router(config: &Config, faults: Faults) -> axum::Router {
-    let outbox = Outbox::new(config.outbox_capacity, config.outbox_max_bytes);
+/// gRPC (NotificationService, grpc.health.v1), `GET /outbox`, `/healthz`, `/readyz` on one port
+/// (and `/metrics`, which `Running::spawn` adds), the outbox's drops counted in `metrics`.
+pub async fn router(config: &Config, faults: Faults, metrics: &Metrics) -> axum::Router {
+    let outbox = Outbox::new(config.outbox_capacity, config.outbox_max_bytes, metrics);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<NotificationServiceServer<Notifications>>()

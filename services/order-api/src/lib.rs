@@ -32,6 +32,8 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     };
     tracing::info!(database = store.system(), "database ready");
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
+    let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
+    let counters = server::OrderCounters::register(&metrics);
     let reconciler = reconcile::Reconciler {
         store: store.clone(),
         payments: payment_api::client::PaymentClient::connect_lazy(
@@ -40,10 +42,17 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
         )?,
         pending_bound: config.pending_bound,
         interval: config.reconcile_interval,
+        counters: counters.clone(),
     };
-    let app = server::router(&config, store, faults)?;
+    let app = server::router(&config, store, faults, counters)?;
     let reconciling = tokio::spawn(reconciler.run());
-    Running::spawn(listener, app, true, async move { reconciling.abort() })
+    Running::spawn(
+        listener,
+        app,
+        metrics,
+        true,
+        async move { reconciling.abort() },
+    )
 }
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until

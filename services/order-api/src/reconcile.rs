@@ -10,7 +10,7 @@ use payment_api::client::PaymentClient;
 use tonic::Code;
 use tracing::Instrument as _;
 
-use crate::server::finish_with_retries;
+use crate::server::{OrderCounters, finish_with_retries};
 use crate::store::Store;
 
 /// Orders looked at per pass.
@@ -24,6 +24,8 @@ pub struct Reconciler {
     /// take (payment timeout + finish retries), so a live checkout is never raced.
     pub pending_bound: Duration,
     pub interval: Duration,
+    /// Where settled orders and finishing retries are counted.
+    pub counters: OrderCounters,
 }
 
 /// What a pass did: (paid, payment_failed, left for the next pass).
@@ -61,6 +63,7 @@ impl Reconciler {
                 };
                 finish_with_retries(
                     &self.store,
+                    &self.counters,
                     id,
                     status,
                     payment_id.as_deref(),
@@ -69,8 +72,10 @@ impl Reconciler {
                 .await?;
                 tracing::info!(order_id = %id, status, "reconciled a pending order");
                 if status == "paid" {
+                    self.counters.reconciled_paid.inc();
                     paid += 1;
                 } else {
+                    self.counters.reconciled_payment_failed.inc();
                     failed += 1;
                 }
             }

@@ -9,7 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleet_proto::payment::v1::ChargeRequest;
-use fleet_server_kit::{ApiError, ApiJson};
+use fleet_server_kit::metrics::Counter;
+use fleet_server_kit::{ApiError, ApiJson, Metrics};
 use payment_api::client::PaymentClient;
 use tonic::Code;
 use tracing::Instrument as _;
@@ -52,6 +53,53 @@ pub struct AppState {
     store: Store,
     payments: PaymentClient,
     faults: Faults,
+    counters: OrderCounters,
+}
+
+/// What order-api counts beyond the kit's refusals: finishing retries and the reconciler's
+/// work. `Default` gives unregistered counters (for a reconciler built outside the service).
+#[derive(Clone, Default)]
+pub struct OrderCounters {
+    pub finish_retries: Counter,
+    pub finish_gave_up: Counter,
+    pub reconciled_paid: Counter,
+    pub reconciled_payment_failed: Counter,
+}
+
+impl OrderCounters {
+    /// Registered in `metrics`, so `GET /metrics` shows them.
+    pub fn register(metrics: &Metrics) -> Self {
+        let finish_retries = metrics.counter(
+            "order_finish_retries",
+            &format!(
+                "Retries of recording an order's outcome after a transient database error \
+                 (at most {} per order: FINISH_ATTEMPTS = {FINISH_ATTEMPTS})",
+                FINISH_ATTEMPTS - 1
+            ),
+        );
+        let finish_gave_up = metrics.counter(
+            "order_finish_gave_up",
+            &format!(
+                "Orders left pending for the reconciler because recording the outcome failed \
+                 {FINISH_ATTEMPTS} times (FINISH_ATTEMPTS) or not transiently"
+            ),
+        );
+        let mut reconciled = metrics
+            .counters_by(
+                "orders_reconciled",
+                "Orders left pending past ORDER_PENDING_BOUND_MS that the reconciler settled, \
+                 by the status it recorded",
+                "status",
+                &["paid", "payment_failed"],
+            )
+            .into_iter();
+        Self {
+            finish_retries,
+            finish_gave_up,
+            reconciled_paid: reconciled.next().unwrap_or_default(),
+            reconciled_payment_failed: reconciled.next().unwrap_or_default(),
+        }
+    }
 }
 
 /// Whether a database error means "the database is not there right now" (retry later) rather
@@ -417,6 +465,7 @@ async fn pay_and_finish(
     };
     finish_with_retries(
         &state.store,
+        &state.counters,
         &id,
         status,
         payment_id.as_deref(),
@@ -457,6 +506,7 @@ async fn pay_and_finish(
 /// doubling backoff, [`FINISH_ATTEMPTS`] times.
 pub async fn finish_with_retries(
     store: &Store,
+    counters: &OrderCounters,
     id: &str,
     status: &str,
     payment_id: Option<&str>,
@@ -469,11 +519,15 @@ pub async fn finish_with_retries(
             Ok(()) => return Ok(()),
             Err(err) if attempt < FINISH_ATTEMPTS && transient(&err) => {
                 tracing::warn!(error = %err, attempt, "finishing the order failed; retrying");
+                counters.finish_retries.inc();
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;
             }
-            Err(err) => return Err(err),
+            Err(err) => {
+                counters.finish_gave_up.inc();
+                return Err(err);
+            }
         }
     }
 }
@@ -485,12 +539,18 @@ fn n_plus_one(faults: &Faults) -> bool {
         .is_some_and(|f| f.mode() == Some("n_plus_one"))
 }
 
-pub fn router(config: &Config, store: Store, faults: Faults) -> anyhow::Result<axum::Router> {
+pub fn router(
+    config: &Config,
+    store: Store,
+    faults: Faults,
+    counters: OrderCounters,
+) -> anyhow::Result<axum::Router> {
     let payments = PaymentClient::connect_lazy(&config.payment_api_addr, config.payment_timeout)?;
     let state = Arc::new(AppState {
         store: store.clone(),
         payments,
         faults: faults.clone(),
+        counters,
     });
     let readiness: fleet_server_kit::Readiness = Arc::new(move || {
         let store = store.clone();

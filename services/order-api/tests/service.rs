@@ -293,6 +293,7 @@ async fn the_reconciler_finishes_orders_left_pending_on_postgres() {
         .unwrap(),
         pending_bound: Duration::from_secs(30),
         interval: Duration::from_secs(3600),
+        counters: Default::default(),
     };
     assert_eq!(reconciler.pass().await.unwrap(), (1, 1, 0));
     let status_of = |id: String| {

@@ -25,7 +25,8 @@ use fleet_server_kit::Running;
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let app = server::router(&config, faults).await?;
-    Running::spawn(listener, app, true, async {})
+    let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME).with_grpc(server::MAX_MESSAGE_BYTES);
+    Running::spawn(listener, app, metrics, true, async {})
 }
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until

@@ -26,7 +26,9 @@ pub const SERVICE_NAME: &str = "payment-provider";
 /// party sends us no spans.
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    Running::spawn(listener, router(config, faults), false, async {})
+    let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
+    let app = router(config, faults, &metrics);
+    Running::spawn(listener, app, metrics, false, async {})
 }
 
 /// Runs the provider until Ctrl-C/SIGTERM. Plain logs only.

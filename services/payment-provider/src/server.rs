@@ -5,7 +5,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use fleet_faults::Faults;
-use fleet_server_kit::ApiJson;
+use fleet_server_kit::metrics::Counter;
+use fleet_server_kit::{ApiJson, Metrics};
 
 use crate::config::Config;
 use fleet_faults::FaultPoint;
@@ -86,6 +87,8 @@ struct AppState {
     config: Config,
     faults: Faults,
     ledger: std::sync::Arc<std::sync::Mutex<Ledger>>,
+    key_refused: Counter,
+    keys_forgotten: Counter,
 }
 
 fn lock(ledger: &std::sync::Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
@@ -110,6 +113,7 @@ async fn create_charge(
     let key = match idempotency_key(&headers) {
         Ok(key) => key,
         Err(()) => {
+            state.key_refused.inc();
             return card_error(
                 StatusCode::BAD_REQUEST,
                 "idempotency_key_invalid",
@@ -174,6 +178,7 @@ async fn create_charge(
             while ledger.order.len() > MAX_IDEMPOTENCY_KEYS {
                 if let Some(old) = ledger.order.pop_front() {
                     ledger.by_key.remove(&old);
+                    state.keys_forgotten.inc();
                 }
             }
         } else {
@@ -301,13 +306,23 @@ async fn decide(state: &AppState, headers: &axum::http::HeaderMap, req: ChargeRe
     }
 }
 
-pub fn router(config: Config, faults: Faults) -> Router {
+/// The provider's routes, its refusals and forgotten keys counted in `metrics`.
+pub fn router(config: Config, faults: Faults, metrics: &Metrics) -> Router {
+    let keys_forgotten = metrics.counter(
+        "provider_idempotency_keys_forgotten",
+        &format!(
+            "Idempotency keys forgotten, oldest first, to keep at most {MAX_IDEMPOTENCY_KEYS} \
+             (a repeat of one is charged again)"
+        ),
+    );
     Router::new()
         .route("/v1/charges", post(create_charge).get(search_charges))
         .with_state(AppState {
             config,
             faults: faults.clone(),
             ledger: Default::default(),
+            key_refused: metrics.idempotency_key_refused().clone(),
+            keys_forgotten,
         })
         .merge(fleet_faults::admin_router(faults))
         .merge(fleet_server_kit::health_router(None))

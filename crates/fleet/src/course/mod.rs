@@ -250,6 +250,36 @@ mod tests {
         assert!(queries >= 15, "only {queries} TraceQL queries found");
     }
 
+    /// Every `make TARGET` the text shows is a target of the Makefile.
+    #[test]
+    fn every_make_target_in_the_text_exists() {
+        let makefile =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Makefile"))
+                .unwrap();
+        let mut seen = 0;
+        for s in text::STEPS {
+            for (lang, body) in s.code_blocks() {
+                if lang != "sh" {
+                    continue;
+                }
+                for line in body.lines() {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    if words.first() == Some(&"make") {
+                        for target in words[1..].iter().filter(|w| !w.contains('=')) {
+                            assert!(
+                                makefile.contains(&format!("\n{target}:")),
+                                "{}: `make {target}` is not a Makefile target",
+                                s.file_name()
+                            );
+                            seen += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen >= 3, "only {seen} make targets found");
+    }
+
     #[test]
     fn the_lint_rejects_what_does_not_parse() {
         assert!(crate::Cli::try_parse_from(["fleet", "course", "chek", "1"]).is_err());

@@ -22,7 +22,13 @@ use super::{CourseError, progress, text};
 use crate::topology;
 use crate::traces::model::{self, Span};
 
-pub use search::EXERCISES;
+/// Every bound the checks have, for the docs (docs/course/README.md lists them).
+pub mod bounds {
+    pub use super::TRACE_WAIT;
+    pub use super::quizzes::DRILL_LIMIT_SECS;
+    pub use super::sampling::{HEAD_SAMPLE, SIGMAS, TAIL_BASELINE, TAIL_SLOW_MS, TAIL_WAIT};
+    pub use super::search::{SEARCH_LIMIT, WINDOW};
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
@@ -138,7 +144,7 @@ pub struct Backend {
 }
 
 /// How long a check waits for a trace's spans to arrive (the SDKs batch for about a second).
-const TRACE_WAIT: Duration = Duration::from_secs(15);
+pub const TRACE_WAIT: Duration = Duration::from_secs(15);
 
 impl Backend {
     pub fn new(base: String) -> Result<Backend, CourseError> {
@@ -222,7 +228,7 @@ impl Backend {
     pub async fn search(&self, q: &str, start: u64, end: u64) -> Result<Vec<String>, CourseError> {
         let query = [
             ("q", q.to_owned()),
-            ("limit", "1000".to_owned()),
+            ("limit", search::SEARCH_LIMIT.to_string()),
             ("spss", "1".to_owned()),
             ("start", start.to_string()),
             ("end", end.to_string()),

@@ -310,6 +310,36 @@ mod tests {
         (0..n).map(|i| (format!("t{i}"), spans_of(json))).collect()
     }
 
+    /// The check's idea of the tail sampler is the one the stack runs (deploy/ is validated
+    /// offline by tests/deploy): policy names, baseline, latency threshold, and a wait longer
+    /// than `decision_wait`.
+    #[test]
+    fn the_tail_check_matches_the_collector_config() {
+        let yaml = include_str!("../../../../../deploy/config/otel-collector/tail.yaml");
+        for policy in POLICIES {
+            assert!(
+                yaml.contains(&format!("- name: {policy}\n")),
+                "{policy} not in tail.yaml"
+            );
+        }
+        assert!(yaml.contains(&format!(
+            "sampling_percentage: {}\n",
+            (TAIL_BASELINE * 100.0) as u32
+        )));
+        assert!(yaml.contains(&format!("threshold_ms: {TAIL_SLOW_MS}\n")));
+        let wait: u64 = yaml
+            .split("decision_wait: ")
+            .nth(1)
+            .and_then(|r| r.split('s').next())
+            .and_then(|n| n.trim().parse().ok())
+            .expect("decision_wait in tail.yaml");
+        assert!(
+            TAIL_WAIT.as_secs() > wait,
+            "TAIL_WAIT must outlast decision_wait ({wait} s)"
+        );
+        assert!(yaml.contains(&format!("attributes[\"{POLICY_ATTR}\"]")));
+    }
+
     #[test]
     fn the_bounds_are_four_binomial_deviations() {
         let (lo, hi) = binomial_bounds(200, 0.25);

@@ -258,6 +258,21 @@ async fn course_walks_the_no_docker_steps_with_right_and_wrong_answers() {
         )
         .await;
 
+    // Step 8 needs the Collector's tail sampler: on the desk, which keeps everything, its check
+    // fails and says so; a trace without the policy attribute cannot answer the question.
+    fleet
+        .course_fails(
+            &["check", "8"],
+            "everything is kept, so nothing samples at the tail",
+        )
+        .await;
+    fleet
+        .course_fails(
+            &["check", "8", &id, "keep-errors"],
+            "carries no tailsampling.policy",
+        )
+        .await;
+
     // Steps 6, 9 and 10: puzzles through `fleet quiz`, recorded by the course.
     let state = fleet
         .data_dir

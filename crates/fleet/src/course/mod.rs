@@ -119,9 +119,7 @@ pub async fn run(args: CourseArgs) -> anyhow::Result<()> {
             .map(|p| progress_text(&p, &args.data_dir))
             .map_err(anyhow::Error::from),
         Action::Reset { step } => progress::update(&args.data_dir, |p| match step {
-            Some(n) => {
-                p.completed.remove(&n);
-            }
+            Some(n) => p.reset_step(n),
             None => *p = Progress::default(),
         })
         .map(|p| format!("Progress reset: {} / 10 completed.\n", p.count()))

@@ -22,6 +22,16 @@ use super::{CourseError, progress, text};
 use crate::topology;
 use crate::traces::model::{self, Span};
 
+/// The quiz puzzles that count towards step `n`.
+pub fn puzzles_of(n: u8) -> &'static [&'static str] {
+    match n {
+        6 => &quizzes::BOTTLENECKS,
+        9 => &quizzes::DRILLS,
+        10 => &[quizzes::CAPSTONE],
+        _ => &[],
+    }
+}
+
 /// Every bound the checks have, for the docs (docs/course/README.md lists them).
 pub mod bounds {
     pub use super::TRACE_WAIT;

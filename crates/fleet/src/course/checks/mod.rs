@@ -52,7 +52,10 @@ pub struct CheckArgs {
     /// The gateway's base URL; default: the running fleet's.
     #[arg(long, env = "FLEET_GATEWAY_URL")]
     gateway: Option<String>,
-    /// The running quiz's state file (steps 10), as `fleet quiz --state`.
+    /// Step 8's no-Docker track: questions about recorded traces instead of a live Collector.
+    #[arg(long)]
+    offline: bool,
+    /// The running quiz's state file (step 10), as `fleet quiz --state`.
     #[arg(long, env = "FLEET_QUIZ_FILE", default_value = "fleet-data/quiz.json")]
     quiz_state: PathBuf,
 }
@@ -95,6 +98,7 @@ pub struct Ctx {
     pub gateway: String,
     pub data_dir: PathBuf,
     pub quiz_state: PathBuf,
+    pub offline: bool,
 }
 
 pub async fn run(args: CheckArgs, data_dir: &Path) -> Result<String, CourseError> {
@@ -111,6 +115,7 @@ pub async fn run(args: CheckArgs, data_dir: &Path) -> Result<String, CourseError
             .to_owned(),
         data_dir: data_dir.to_owned(),
         quiz_state: args.quiz_state,
+        offline: args.offline,
     };
     let a = &args.args;
     let outcome = match step.number {

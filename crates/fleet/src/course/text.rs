@@ -180,7 +180,7 @@ pub fn docs_pages() -> Vec<(String, String)> {
     );
     for (i, s) in STEPS.iter().enumerate() {
         let docker = if s.docker_only {
-            " (needs the Docker stack)"
+            " (the Docker stack, or its offline track)"
         } else {
             ""
         };

@@ -258,6 +258,52 @@ async fn course_walks_the_no_docker_steps_with_right_and_wrong_answers() {
         )
         .await;
 
+    // Step 8 needs the Collector's tail sampler: on the desk, which keeps everything, its check
+    // fails and says so; a trace without the policy attribute cannot answer the question.
+    fleet
+        .course_fails(
+            &["check", "8"],
+            "everything is kept, so nothing samples at the tail",
+        )
+        .await;
+    fleet
+        .course_fails(
+            &["check", "8", &id, "keep-errors"],
+            "carries no tailsampling.policy",
+        )
+        .await;
+
+    // …and its no-Docker track asks about three recorded traces.
+    fleet
+        .course_passes(&["check", "8", "--offline"], "Trace C")
+        .await;
+    fleet
+        .course_fails(
+            &[
+                "check",
+                "8",
+                "--offline",
+                "keep-slow",
+                "keep-slow",
+                "keep-errors",
+            ],
+            "trace B: you said keep-slow, but the first policy that can keep it is baseline-10pct",
+        )
+        .await;
+    fleet
+        .course_passes(
+            &[
+                "check",
+                "8",
+                "--offline",
+                "keep-slow",
+                "baseline-10pct",
+                "keep-errors",
+            ],
+            "Step 8 — Tail sampling: passed",
+        )
+        .await;
+
     // Steps 6, 9 and 10: puzzles through `fleet quiz`, recorded by the course.
     let state = fleet
         .data_dir
@@ -375,13 +421,11 @@ async fn course_walks_the_no_docker_steps_with_right_and_wrong_answers() {
         .await;
     fleet.command(&["scenario", "off"]).await;
 
-    // Step 7 restarts the fleet with a sampler (the test below); step 8 needs Docker.
+    // Step 7 restarts the fleet with a sampler: the test below.
     let list = fleet
-        .course_passes(&["list"], "All steps (8 / 10 completed)")
+        .course_passes(&["list"], "All steps (9 / 10 completed)")
         .await;
-    for open in ["[ ]  7. Head sampling", "[ ]  8. Tail sampling"] {
-        assert!(list.contains(open), "{list}");
-    }
+    assert!(list.contains("[ ]  7. Head sampling"), "{list}");
     assert!(list.contains("[✓] 10. Production practices"), "{list}");
     fleet.course_passes(&["reset"], "0 / 10 completed").await;
     fleet.stop().await;

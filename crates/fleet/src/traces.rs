@@ -3,7 +3,7 @@
 
 pub mod list;
 pub mod model;
-mod render;
+pub mod render;
 pub mod tree;
 
 use std::io::{IsTerminal as _, Write as _};

@@ -119,9 +119,7 @@ pub async fn run(args: CourseArgs) -> anyhow::Result<()> {
             .map(|p| progress_text(&p, &args.data_dir))
             .map_err(anyhow::Error::from),
         Action::Reset { step } => progress::update(&args.data_dir, |p| match step {
-            Some(n) => {
-                p.completed.remove(&n);
-            }
+            Some(n) => p.reset_step(n),
             None => *p = Progress::default(),
         })
         .map(|p| format!("Progress reset: {} / 10 completed.\n", p.count()))
@@ -248,6 +246,36 @@ mod tests {
         // Counted so an extraction that silently finds nothing fails.
         assert!(commands >= 30, "only {commands} fleet commands found");
         assert!(queries >= 15, "only {queries} TraceQL queries found");
+    }
+
+    /// Every `make TARGET` the text shows is a target of the Makefile.
+    #[test]
+    fn every_make_target_in_the_text_exists() {
+        let makefile =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Makefile"))
+                .unwrap();
+        let mut seen = 0;
+        for s in text::STEPS {
+            for (lang, body) in s.code_blocks() {
+                if lang != "sh" {
+                    continue;
+                }
+                for line in body.lines() {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    if words.first() == Some(&"make") {
+                        for target in words[1..].iter().filter(|w| !w.contains('=')) {
+                            assert!(
+                                makefile.contains(&format!("\n{target}:")),
+                                "{}: `make {target}` is not a Makefile target",
+                                s.file_name()
+                            );
+                            seen += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen >= 3, "only {seen} make targets found");
     }
 
     #[test]

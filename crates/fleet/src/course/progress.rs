@@ -51,7 +51,10 @@ impl Progress {
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let tmp = data_dir.join(format!("{FILE}.tmp"));
-        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| CourseError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
         std::fs::write(&tmp, bytes).map_err(|source| CourseError::Io {
             path: tmp.clone(),
             source,
@@ -69,6 +72,21 @@ impl Progress {
 
     pub fn count(&self) -> usize {
         self.completed.len()
+    }
+
+    /// Forgets step `n`: its completion and what counts towards it (exercises, the generated
+    /// trace, the puzzles).
+    pub fn reset_step(&mut self, n: u8) {
+        use super::checks::puzzles_of;
+        self.completed.remove(&n);
+        match n {
+            4 => self.exercises.clear(),
+            5 => self.waterfall_trace = None,
+            _ => {}
+        }
+        for id in puzzles_of(n) {
+            self.puzzles.remove(*id);
+        }
     }
 }
 
@@ -104,6 +122,15 @@ mod tests {
         })
         .unwrap();
         assert!(p.done(3) && !p.done(1));
+        let mut q = p.clone();
+        q.mark_done(4);
+        q.mark_done(6);
+        q.puzzles.insert("n-plus-one".into(), 30);
+        q.puzzles.insert("charge-errors".into(), 30);
+        q.reset_step(4);
+        q.reset_step(6);
+        assert!(q.exercises.is_empty() && !q.done(4) && !q.done(6) && q.done(3));
+        assert_eq!(q.puzzles.keys().collect::<Vec<_>>(), ["charge-errors"]);
         assert_eq!(Progress::load(&dir).unwrap(), p);
         std::fs::write(path(&dir), "{not json").unwrap();
         let err = Progress::load(&dir).unwrap_err().to_string();

@@ -102,7 +102,11 @@ pub fn list(progress: &Progress, color: bool) -> String {
         } else {
             " ".to_owned()
         };
-        let docker = if s.docker_only { "  (Docker)" } else { "" };
+        let docker = if s.docker_only {
+            "  (Docker, or --offline)"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "  [{mark}] {:>2}. {}{docker}\n",
             s.number,

@@ -180,7 +180,7 @@ pub fn docs_pages() -> Vec<(String, String)> {
     );
     for (i, s) in STEPS.iter().enumerate() {
         let docker = if s.docker_only {
-            " (needs the Docker stack)"
+            " (the Docker stack, or its offline track)"
         } else {
             ""
         };
@@ -214,8 +214,44 @@ pub fn docs_pages() -> Vec<(String, String)> {
         );
         pages.push((s.file_name(), page));
     }
+    index.push_str(&checks_and_bounds());
     pages.push(("README.md".to_owned(), index));
     pages
+}
+
+/// The index's section on how the checks work, with every bound they have (from the code, so
+/// the page cannot drift from it).
+fn checks_and_bounds() -> String {
+    use super::checks::bounds as b;
+    format!(
+        "\n## How the checks work\n\n\
+         `fleet course check N [ARGS]` talks to the backend at `--tempo URL` (default: the desk of the \
+         fleet whose `fleet-state.json` is in `--data-dir`, else `http://127.0.0.1:3200`) and to the \
+         gateway at `--gateway URL` (same default rule, else port 8080). It uses only Tempo's HTTP API \
+         (`/ready`, `/api/status/buildinfo`, `/api/traces/ID`, `/api/v2/traces/ID`, `/api/search`), so \
+         it works against a real Tempo too. A check that passes marks its step done and exits 0; one \
+         that fails says what is missing and exits 1. Checks that make their own checkouts send a \
+         sampled `traceparent`, so their traces are kept under any parent-based head sampler.\n\n\
+         ### Bounds\n\n\
+         | bound | value |\n| --- | --- |\n\
+         | wait for a trace's spans to arrive and stop growing | {} s |\n\
+         | step 4 search window | the last {} min |\n\
+         | traces one search returns (a query reaching it gets no verdict) | {} |\n\
+         | step 7: checkouts sent, 8 at a time | {} |\n\
+         | step 7 and 8: tolerance around the expected kept count | {} standard deviations of the binomial (at least half a trace) |\n\
+         | step 8: wait for the tail sampler's decision (`decision_wait` is 12 s) | {} s |\n\
+         | step 8: baseline, and the latency over which a trace counts as slow | {:.0} %, {} ms |\n\
+         | step 9: time allowed per drill, from `fleet quiz start` to the right answer | {} s |\n",
+        b::TRACE_WAIT.as_secs(),
+        b::WINDOW.as_secs() / 60,
+        b::SEARCH_LIMIT,
+        b::HEAD_SAMPLE,
+        b::SIGMAS,
+        b::TAIL_WAIT.as_secs(),
+        b::TAIL_BASELINE * 100.0,
+        b::TAIL_SLOW_MS,
+        b::DRILL_LIMIT_SECS,
+    )
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ pub async fn check_ready(ctx: &Ctx) -> Result<Outcome, CourseError> {
         return Err(not_yet(format!(
             "the check sent a checkout (trace {trace}) but {base}/api/traces/{trace} did not find it within {} s: \
              are the services exporting to this backend (OTEL_EXPORTER_OTLP_ENDPOINT)?",
-            super::TRACE_WAIT.as_secs()
+            ctx.backend.wait.as_secs()
         )));
     };
     let spans = spans_of(&json);
@@ -174,7 +174,7 @@ pub async fn check_resource(ctx: &Ctx, args: &[String]) -> Result<Outcome, Cours
         return Err(not_yet(format!(
             "the check sent a checkout (trace {trace}) but {} did not return it within {} s",
             ctx.backend.base,
-            super::TRACE_WAIT.as_secs()
+            ctx.backend.wait.as_secs()
         )));
     };
     resource_verdict(&trace, &json, want)

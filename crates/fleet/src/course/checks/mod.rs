@@ -22,7 +22,23 @@ use super::{CourseError, progress, text};
 use crate::topology;
 use crate::traces::model::{self, Span};
 
-pub use search::EXERCISES;
+/// The quiz puzzles that count towards step `n`.
+pub fn puzzles_of(n: u8) -> &'static [&'static str] {
+    match n {
+        6 => &quizzes::BOTTLENECKS,
+        9 => &quizzes::DRILLS,
+        10 => &[quizzes::CAPSTONE],
+        _ => &[],
+    }
+}
+
+/// Every bound the checks have, for the docs (docs/course/README.md lists them).
+pub mod bounds {
+    pub use super::TRACE_WAIT;
+    pub use super::quizzes::DRILL_LIMIT_SECS;
+    pub use super::sampling::{HEAD_SAMPLE, SIGMAS, TAIL_BASELINE, TAIL_SLOW_MS, TAIL_WAIT};
+    pub use super::search::{SEARCH_LIMIT, WINDOW};
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
@@ -36,7 +52,10 @@ pub struct CheckArgs {
     /// The gateway's base URL; default: the running fleet's.
     #[arg(long, env = "FLEET_GATEWAY_URL")]
     gateway: Option<String>,
-    /// The running quiz's state file (steps 10), as `fleet quiz --state`.
+    /// Step 8's no-Docker track: questions about recorded traces instead of a live Collector.
+    #[arg(long)]
+    offline: bool,
+    /// The running quiz's state file (step 10), as `fleet quiz --state`.
     #[arg(long, env = "FLEET_QUIZ_FILE", default_value = "fleet-data/quiz.json")]
     quiz_state: PathBuf,
 }
@@ -79,6 +98,7 @@ pub struct Ctx {
     pub gateway: String,
     pub data_dir: PathBuf,
     pub quiz_state: PathBuf,
+    pub offline: bool,
 }
 
 pub async fn run(args: CheckArgs, data_dir: &Path) -> Result<String, CourseError> {
@@ -95,6 +115,7 @@ pub async fn run(args: CheckArgs, data_dir: &Path) -> Result<String, CourseError
             .to_owned(),
         data_dir: data_dir.to_owned(),
         quiz_state: args.quiz_state,
+        offline: args.offline,
     };
     let a = &args.args;
     let outcome = match step.number {
@@ -135,10 +156,12 @@ pub async fn run(args: CheckArgs, data_dir: &Path) -> Result<String, CourseError
 pub struct Backend {
     client: reqwest::Client,
     pub base: String,
+    /// How long [`Backend::wait_trace`] waits ([`TRACE_WAIT`]; shorter in tests).
+    pub wait: Duration,
 }
 
 /// How long a check waits for a trace's spans to arrive (the SDKs batch for about a second).
-const TRACE_WAIT: Duration = Duration::from_secs(15);
+pub const TRACE_WAIT: Duration = Duration::from_secs(15);
 
 impl Backend {
     pub fn new(base: String) -> Result<Backend, CourseError> {
@@ -149,6 +172,7 @@ impl Backend {
         Ok(Backend {
             client,
             base: base.trim_end_matches('/').to_owned(),
+            wait: TRACE_WAIT,
         })
     }
 
@@ -193,14 +217,14 @@ impl Backend {
         Ok(None)
     }
 
-    /// Waits up to [`TRACE_WAIT`] for trace `id`, until its span count stops growing and
+    /// Waits up to `self.wait` for trace `id`, until its span count stops growing and
     /// `complete` says it has what the check needs.
     pub async fn wait_trace(
         &self,
         id: &str,
         complete: impl Fn(&[Span]) -> bool,
     ) -> Result<Option<Value>, CourseError> {
-        let deadline = tokio::time::Instant::now() + TRACE_WAIT;
+        let deadline = tokio::time::Instant::now() + self.wait;
         let mut last: Option<(usize, Value)> = None;
         loop {
             if let Some(json) = self.trace_json(id).await? {
@@ -222,7 +246,7 @@ impl Backend {
     pub async fn search(&self, q: &str, start: u64, end: u64) -> Result<Vec<String>, CourseError> {
         let query = [
             ("q", q.to_owned()),
-            ("limit", "1000".to_owned()),
+            ("limit", search::SEARCH_LIMIT.to_string()),
             ("spss", "1".to_owned()),
             ("start", start.to_string()),
             ("end", end.to_string()),
@@ -306,6 +330,74 @@ fn missing_services(spans: &[Span]) -> Vec<&'static str> {
 
 fn now() -> u64 {
     progress::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A backend on 127.0.0.1 that answers every request with `status` and `body`; counts them.
+    fn fake_backend(status: u16, body: &'static str) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (format!("http://{addr}"), count)
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_trace_gives_up_at_the_bound_having_polled() {
+        let (url, count) = fake_backend(404, "trace not found");
+        let mut backend = Backend::new(url).unwrap();
+        backend.wait = Duration::from_millis(1200);
+        let started = std::time::Instant::now();
+        let found = backend.wait_trace("abc", |_| true).await.unwrap();
+        assert!(found.is_none());
+        assert!(
+            started.elapsed() >= backend.wait,
+            "gave up before the bound"
+        );
+        // v1 and v2 per poll, a poll every 500 ms: three polls within 1.2 s.
+        assert!(count.load(Ordering::SeqCst) >= 4, "{count:?}");
+        assert_eq!(TRACE_WAIT, Duration::from_secs(15));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_or_rejecting_backend_is_named() {
+        let backend = Backend::new("http://127.0.0.1:1".to_owned()).unwrap();
+        let err = backend.get("/ready", &[]).await.unwrap_err().to_string();
+        assert!(
+            err.contains("cannot reach the trace backend at http://127.0.0.1:1"),
+            "{err}"
+        );
+        let (url, _) = fake_backend(400, "parse error at 3");
+        let err = Backend::new(url)
+            .unwrap()
+            .search("{ x", 0, 1)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the backend rejected the query `{ x` (400): parse error at 3"),
+            "{err}"
+        );
+    }
 }
 
 #[cfg(test)]

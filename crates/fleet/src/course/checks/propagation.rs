@@ -117,7 +117,7 @@ pub async fn check(ctx: &Ctx, args: &[String]) -> Result<Outcome, CourseError> {
         return Err(not_yet(format!(
             "no trace {trace} at {} after {} s: {hint}",
             ctx.backend.base,
-            super::TRACE_WAIT.as_secs()
+            ctx.backend.wait.as_secs()
         )));
     };
     verdict(&trace, &span, &spans_of(&json))

@@ -261,7 +261,105 @@ pub fn policy_verdict(trace: &str, spans: &[Span], answer: &str) -> Result<Outco
     )))
 }
 
+/// The no-Docker track of step 8: three traces recorded from the fleet (a slow healthy
+/// checkout, a fast healthy one, a declined one), labelled A, B, C.
+const OFFLINE: [(&str, &str); 3] = [
+    ("A", include_str!("fixtures/slow.json")),
+    ("B", include_str!("fixtures/checkout.json")),
+    ("C", include_str!("fixtures/declined.json")),
+];
+
+/// The first policy of tail.yaml, in its order, that keeps a trace, and why.
+pub fn first_policy(spans: &[Span]) -> (&'static str, String) {
+    let start = spans.iter().map(|s| s.start).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.end).max().unwrap_or(0);
+    let ms = end.saturating_sub(start) / 1_000_000;
+    if let Some(e) = spans.iter().find(|s| s.error) {
+        (
+            POLICIES[0],
+            format!(
+                "\"{}\" of {} has status ERROR (keep-errors comes first)",
+                e.name, e.service
+            ),
+        )
+    } else if ms > TAIL_SLOW_MS {
+        (
+            POLICIES[1],
+            format!("no span failed, and it lasts {ms} ms, over keep-slow's {TAIL_SLOW_MS} ms"),
+        )
+    } else {
+        (
+            POLICIES[2],
+            format!(
+                "no span failed and it lasts {ms} ms, under {TAIL_SLOW_MS} ms: only the {:.0} % baseline can keep it",
+                100.0 * TAIL_BASELINE
+            ),
+        )
+    }
+}
+
+/// The offline answers: for A, B and C, the policy that keeps each first.
+pub fn offline_verdict(answers: &[String]) -> Result<Outcome, CourseError> {
+    let mut wrong = Vec::new();
+    for ((label, json), answer) in OFFLINE.iter().zip(answers) {
+        let json: Value = serde_json::from_str(json)
+            .map_err(|e| usage(format!("recorded trace {label}: {e}")))?;
+        let (policy, why) = first_policy(&spans_of(&json));
+        if !answer.trim().eq_ignore_ascii_case(policy) {
+            wrong.push(format!(
+                "trace {label}: you said {answer}, but the first policy that can keep it is {policy}: {why}"
+            ));
+        }
+    }
+    if !wrong.is_empty() {
+        return Err(not_yet(wrong.join("; ")));
+    }
+    Ok(Outcome::done(
+        "Right for all three recorded traces (the no-Docker track). With Docker, `make up SAMPLING=tail` and \
+         `fleet course check 8` check the real Collector.",
+    ))
+}
+
+fn offline_questions() -> Result<Outcome, CourseError> {
+    use crate::traces::render::{Options, waterfall};
+    let mut text = String::from(
+        "No-Docker track: three traces recorded from this fleet. For each, which policy of \
+         deploy/config/otel-collector/tail.yaml keeps it first (keep-errors, keep-slow, baseline-10pct)?\n\n",
+    );
+    for (label, json) in OFFLINE {
+        let json: Value = serde_json::from_str(json)
+            .map_err(|e| usage(format!("recorded trace {label}: {e}")))?;
+        let spans = spans_of(&json);
+        let id = spans
+            .first()
+            .map(|s| s.trace_id.clone())
+            .unwrap_or_default();
+        text.push_str(&format!("Trace {label}\n"));
+        text.push_str(&waterfall(
+            &id,
+            &spans,
+            Options {
+                width: 110,
+                color: false,
+                attrs: false,
+            },
+        ));
+        text.push('\n');
+    }
+    text.push_str("Answer: fleet course check 8 --offline POLICY_A POLICY_B POLICY_C\n");
+    Ok(Outcome::partial(text))
+}
+
 pub async fn check_tail(ctx: &Ctx, args: &[String]) -> Result<Outcome, CourseError> {
+    if ctx.offline {
+        return match args {
+            [] => offline_questions(),
+            [_, _, _] => offline_verdict(args),
+            _ => Err(usage(
+                "fleet course check 8 --offline POLICY_A POLICY_B POLICY_C",
+            )),
+        };
+    }
     match args {
         [] => {
             let errors = send_batch(ctx, 10, CARD_DECLINED).await?;
@@ -308,6 +406,54 @@ mod tests {
 
     fn kept(n: usize, json: &Value) -> Vec<(String, Vec<Span>)> {
         (0..n).map(|i| (format!("t{i}"), spans_of(json))).collect()
+    }
+
+    /// The check's idea of the tail sampler is the one the stack runs (deploy/ is validated
+    /// offline by tests/deploy): policy names, baseline, latency threshold, and a wait longer
+    /// than `decision_wait`.
+    #[test]
+    fn the_tail_check_matches_the_collector_config() {
+        let yaml = include_str!("../../../../../deploy/config/otel-collector/tail.yaml");
+        for policy in POLICIES {
+            assert!(
+                yaml.contains(&format!("- name: {policy}\n")),
+                "{policy} not in tail.yaml"
+            );
+        }
+        assert!(yaml.contains(&format!(
+            "sampling_percentage: {}\n",
+            (TAIL_BASELINE * 100.0) as u32
+        )));
+        assert!(yaml.contains(&format!("threshold_ms: {TAIL_SLOW_MS}\n")));
+        let wait: u64 = yaml
+            .split("decision_wait: ")
+            .nth(1)
+            .and_then(|r| r.split('s').next())
+            .and_then(|n| n.trim().parse().ok())
+            .expect("decision_wait in tail.yaml");
+        assert!(
+            TAIL_WAIT.as_secs() > wait,
+            "TAIL_WAIT must outlast decision_wait ({wait} s)"
+        );
+        assert!(yaml.contains(&format!("attributes[\"{POLICY_ATTR}\"]")));
+    }
+
+    #[test]
+    fn the_offline_track_judges_policies_from_the_recorded_traces() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = offline_verdict(&a(&["keep-slow", "baseline-10pct", "KEEP-ERRORS"])).unwrap();
+        assert!(ok.done);
+        let err = offline_verdict(&a(&["keep-slow", "keep-slow", "baseline-10pct"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trace B: you said keep-slow, but the first policy that can keep it is baseline-10pct: no span failed and it lasts"), "{err}");
+        assert!(
+            err.contains("trace C: you said baseline-10pct, but the first policy that can keep it is keep-errors: \""),
+            "{err}"
+        );
+        assert!(!err.contains("trace A"), "{err}");
+        let q = offline_questions().unwrap();
+        assert!(!q.done && q.text.contains("Trace C\n") && q.text.contains("POST /v1/charges"));
     }
 
     #[test]

@@ -26,11 +26,27 @@ pub const EXERCISES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The most traces one search returns; a query matching more cannot be compared whole.
+pub const SEARCH_LIMIT: usize = 1000;
+
 /// How far back the exercises look.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Equal sets pass; otherwise the traces missed and the ones caught too many, a few of each.
+/// A set as large as [`SEARCH_LIMIT`] may be cut short by the backend: no verdict on it.
 pub fn compare(reference: &BTreeSet<String>, yours: &BTreeSet<String>) -> Result<String, String> {
+    if reference.len() >= SEARCH_LIMIT || yours.len() >= SEARCH_LIMIT {
+        return Err(format!(
+            "{} the search limit of {SEARCH_LIMIT} traces, so the backend may have cut the answer short and the \
+             sets cannot be compared whole: add a condition that narrows both (or wait for older traffic to age \
+             out of the window)",
+            if reference.len() >= SEARCH_LIMIT {
+                "the reference query reaches"
+            } else {
+                "your query reaches"
+            }
+        ));
+    }
     if reference == yours {
         return Ok(format!(
             "Your query matches exactly the {} trace(s) the reference matches.",
@@ -207,6 +223,24 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("too broad"), "{err}");
+    }
+
+    #[test]
+    fn sets_at_the_search_limit_get_no_verdict() {
+        let full: BTreeSet<String> = (0..SEARCH_LIMIT).map(|i| format!("{i:032x}")).collect();
+        let mut under = full.clone();
+        under.pop_last();
+        assert!(
+            compare(&under, &under.clone()).is_ok(),
+            "one under the limit compares"
+        );
+        let err = compare(&full, &under).unwrap_err();
+        assert!(
+            err.contains("the reference query reaches the search limit of 1000"),
+            "{err}"
+        );
+        let err = compare(&under, &full).unwrap_err();
+        assert!(err.contains("your query reaches"), "{err}");
     }
 
     #[test]

@@ -140,8 +140,14 @@ impl Metrics {
     /// `_total` suffix (both added), `help` stating the bound it counts.
     pub fn counter(&self, name: &str, help: &str) -> Counter {
         let counter = Counter::default();
-        self.register(name, help, counter.clone());
+        self.register_counter(name, help, &counter);
         counter
+    }
+
+    /// [`Metrics::counter`] for a counter made elsewhere (by a library that counts before it
+    /// knows the service's metrics).
+    pub fn register_counter(&self, name: &str, help: &str, counter: &Counter) {
+        self.register(name, help, counter.clone());
     }
 
     /// Registers one counter per value of `label` (each shown from 0), in the order given.

@@ -320,3 +320,28 @@ async fn refused_messages_are_counted_by_their_grpc_status() {
     );
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fault_spec_at_its_limit_is_armed_and_one_past_is_refused_and_counted() {
+    let (running, _client) = start(config()).await;
+    let put = |spec: &'static str| {
+        reqwest::Client::new()
+            .put(format!("{}/admin/faults", running.url()))
+            .header("content-type", "text/plain")
+            .body(spec)
+            .send()
+    };
+    let name = "fleet_fault_specs_refused_total";
+    assert_eq!(
+        put("notification.send:latency=60s").await.unwrap().status(),
+        200
+    );
+    assert_eq!(metric(&running, name, None).await, 0, "at the 60 s limit");
+    assert_eq!(
+        put("notification.send:latency=61s").await.unwrap().status(),
+        422
+    );
+    assert_eq!(metric(&running, name, None).await, 1, "one second past");
+    put("").await.unwrap();
+    running.shutdown().await.unwrap();
+}

@@ -52,10 +52,11 @@ impl Collector for SpanTruncation {
         let counter = ConstCounter::new(fleet_telemetry::limits::truncated_values());
         let metric = encoder.encode_descriptor(
             "span_attribute_values_truncated",
+            // A collector's HELP is written as given: the full stop is ours.
             &format!(
-                "Span attribute values cut to the value length limit \
-                 (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, default {} characters), in this process",
-                fleet_telemetry::limits::DEFAULT_VALUE_LENGTH_LIMIT
+                "Span attribute values cut to {} characters \
+                 (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT), in this process.",
+                fleet_telemetry::limits::value_length_limit_from_env()
             ),
             None,
             counter.metric_type(),
@@ -76,8 +77,8 @@ impl Metrics {
             "http_body_too_large",
             format!(
                 "Requests refused with 413 because the body exceeded {} KiB ({} bytes)",
-                crate::serve::MAX_BODY_BYTES / 1024,
-                crate::serve::MAX_BODY_BYTES
+                crate::error::MAX_BODY_BYTES / 1024,
+                crate::error::MAX_BODY_BYTES
             ),
             body_too_large.clone(),
         );
@@ -94,7 +95,7 @@ impl Metrics {
             format!(
                 "Requests refused with 400 because Idempotency-Key was not one header of 1 to {} \
                  visible ASCII characters",
-                crate::MAX_IDEMPOTENCY_KEY_LEN
+                crate::error::MAX_IDEMPOTENCY_KEY_LEN
             ),
             idempotency_key_refused.clone(),
         );

@@ -35,6 +35,7 @@ pub struct Metrics {
     idempotency_key_refused: Counter,
     grpc_message_too_large: Counter,
     grpc_invalid_argument: Counter,
+    client_errors: Family<Vec<(String, String)>, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -99,6 +100,13 @@ impl Metrics {
             ),
             idempotency_key_refused.clone(),
         );
+        let client_errors = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "http_client_errors",
+            "Requests answered with a 4xx JSON error, by its code: each input bound has its own \
+             (invalid_quantity, invalid_items, body_too_large, …; docs/configuration.md)",
+            client_errors.clone(),
+        );
         registry.register_collector(Box::new(SpanTruncation));
         Self {
             registry: Arc::new(Mutex::new(registry)),
@@ -107,6 +115,7 @@ impl Metrics {
             idempotency_key_refused,
             grpc_message_too_large: Counter::default(),
             grpc_invalid_argument: Counter::default(),
+            client_errors,
         }
     }
 
@@ -215,6 +224,12 @@ impl Metrics {
             self.body_too_large.inc();
         }
         if let Some(code) = response.extensions().get::<crate::error::ErrorCode>() {
+            // Codes are the handlers' own (a fixed set), never caller input: the label is bounded.
+            if response.status().is_client_error() {
+                self.client_errors
+                    .get_or_create(&vec![("code".to_owned(), code.0.clone())])
+                    .inc();
+            }
             match code.0.as_str() {
                 "malformed_json" | "invalid_body" | "unsupported_media_type" => {
                     self.json_refused.inc();

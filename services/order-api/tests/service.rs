@@ -430,3 +430,38 @@ async fn finishing_retries_a_gone_database_four_times_then_gives_up_and_counts_b
     assert_eq!(value("fleet_order_finish_gave_up_total"), 1);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_bounds_are_counted_by_their_error_code_past_the_edge_only() {
+    use order_api::model::{MAX_ITEMS, MAX_QUANTITY};
+    let path = temp_sqlite();
+    let fleet = start(None, &path).await;
+    let name = "fleet_http_client_errors_total";
+    let order = |items: usize, quantity: i64| {
+        let mut b = body("COFFEE-250G", CARD_OK);
+        b["items"] = serde_json::json!(
+            (0..items)
+                .map(|_| serde_json::json!({"sku": "COFFEE-250G", "quantity": quantity}))
+                .collect::<Vec<_>>()
+        );
+        b
+    };
+    let (status, _, err) = fleet.order(&order(1, MAX_QUANTITY), None).await;
+    assert_eq!(status, 201, "at the quantity bound: {err}");
+    let (status, _, err) = fleet.order(&order(MAX_ITEMS, 1), None).await;
+    assert_eq!(status, 201, "at the items bound: {err}");
+    let (status, _, _) = fleet.order(&order(1, MAX_QUANTITY + 1), None).await;
+    assert_eq!(status, 422);
+    let (status, _, _) = fleet.order(&order(MAX_ITEMS + 1, 1), None).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        metric(&fleet.orders, name, Some(("code", "invalid_quantity"))).await,
+        1
+    );
+    assert_eq!(
+        metric(&fleet.orders, name, Some(("code", "invalid_items"))).await,
+        1
+    );
+    fleet.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

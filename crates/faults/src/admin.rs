@@ -144,7 +144,10 @@ async fn put_faults(
             }
             listing(&faults).into_response()
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            faults.note_refused();
+            e.into_response()
+        }
     }
 }
 

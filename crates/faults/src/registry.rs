@@ -7,7 +7,10 @@ use opentelemetry::baggage::BaggageExt as _;
 use rand::Rng as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::spec::{FaultError, FaultPoint, FaultSpec, parse_faults};
+use fleet_server_kit::Metrics;
+use fleet_server_kit::metrics::Counter;
+
+use crate::spec::{FaultError, FaultPoint, FaultSpec, Limits, parse_faults};
 
 /// The baggage entry that arms faults for one request (and everything downstream of it).
 pub const BAGGAGE_KEY: &str = "fleet.fault";
@@ -28,6 +31,10 @@ struct Inner {
     /// Quiz mode switched on at run time (`PUT /admin/faults?quiz=true`), until the next change.
     quiz_now: std::sync::atomic::AtomicBool,
     admin_token: Option<String>,
+    /// `PUT /admin/faults` bodies refused (see [`Faults::count_in`]).
+    refused: Counter,
+    /// Checks that ignored a `fleet.fault` baggage entry that does not parse or is past a limit.
+    baggage_ignored: Counter,
 }
 
 /// A fault that fired for this request.
@@ -94,6 +101,8 @@ impl Faults {
                 quiz,
                 quiz_now: std::sync::atomic::AtomicBool::new(false),
                 admin_token,
+                refused: Counter::default(),
+                baggage_ignored: Counter::default(),
             }),
         }
     }
@@ -136,6 +145,40 @@ impl Faults {
         }
         *self.inner.armed.write().unwrap_or_else(|p| p.into_inner()) = faults;
         Ok(())
+    }
+
+    /// Counts the refusals of fault specs (past [`crate::Limits`], malformed, or not this
+    /// service's points) in the service's `metrics`.
+    pub fn count_in(&self, metrics: &Metrics) {
+        let limits = format!(
+            "latency, jitter and timeout at most {}, retries at most {}, backoff at most {}, \
+             all backoff at most {}",
+            humantime::format_duration(Limits::MAX_DURATION),
+            Limits::MAX_RETRIES,
+            humantime::format_duration(Limits::MAX_BACKOFF),
+            humantime::format_duration(Limits::MAX_TOTAL_BACKOFF),
+        );
+        metrics.register_counter(
+            "fault_specs_refused",
+            &format!(
+                "PUT /admin/faults bodies refused: malformed, naming another service's point, \
+                 or past a limit ({limits})"
+            ),
+            &self.inner.refused,
+        );
+        metrics.register_counter(
+            "fault_baggage_ignored",
+            &format!(
+                "Fault point checks that ignored a fleet.fault baggage entry that was malformed \
+                 or past a limit ({limits})"
+            ),
+            &self.inner.baggage_ignored,
+        );
+    }
+
+    /// A `PUT /admin/faults` was refused.
+    pub(crate) fn note_refused(&self) {
+        self.inner.refused.inc();
     }
 
     /// Hide `fault.injected` events from now on (until the next `replace`), for `fleet quiz`.
@@ -220,6 +263,7 @@ impl Faults {
         match parse_faults(&text) {
             Ok(mut faults) => faults.remove(point),
             Err(e) => {
+                self.inner.baggage_ignored.inc();
                 tracing::warn!(error = %e, "ignoring malformed fleet.fault baggage");
                 None
             }
@@ -272,5 +316,31 @@ mod tests {
         let hit = faults.check(DB).unwrap();
         assert!(hit.delay >= Duration::from_millis(10) && hit.delay <= Duration::from_millis(15));
         assert!(faults.check(LOOKUP).is_none());
+    }
+
+    #[test]
+    fn baggage_past_a_limit_is_ignored_and_counted_and_at_the_limit_fires() {
+        let faults = Faults::new("order-api", POINTS, true, false, None);
+        let metrics = Metrics::new("order-api");
+        faults.count_in(&metrics);
+        let ignored = || {
+            fleet_server_kit::metrics::sample(
+                &metrics.render(),
+                "fleet_fault_baggage_ignored_total",
+                None,
+            )
+            .unwrap()
+        };
+        let baggage = |latency: &str| {
+            let mut headers = http::HeaderMap::new();
+            let value = format!("{BAGGAGE_KEY}=order.db%3Alatency%3D{latency}");
+            headers.insert("baggage", value.parse().unwrap());
+            headers
+        };
+        let hit = faults.check_headers(DB, &baggage("60s")).unwrap();
+        assert_eq!(hit.delay, Limits::MAX_DURATION);
+        assert_eq!(ignored(), 0, "at the limit");
+        assert!(faults.check_headers(DB, &baggage("61s")).is_none());
+        assert_eq!(ignored(), 1, "one second past");
     }
 }

@@ -145,6 +145,9 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
+/// Largest request body any service accepts; bigger ones get `413 body_too_large`.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// `Idempotency-Key`, as payment APIs take it: 1 to 255 visible ASCII characters.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 

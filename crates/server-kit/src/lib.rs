@@ -7,7 +7,8 @@ mod running;
 mod serve;
 
 pub use error::{
-    ApiError, ApiJson, MAX_IDEMPOTENCY_KEY_LEN, RETRY_AFTER_SECONDS, idempotency_key, valid_email,
+    ApiError, ApiJson, MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_LEN, RETRY_AFTER_SECONDS,
+    idempotency_key, valid_email,
 };
 pub use metrics::Metrics;
 pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};

@@ -35,6 +35,7 @@ pub struct Metrics {
     idempotency_key_refused: Counter,
     grpc_message_too_large: Counter,
     grpc_invalid_argument: Counter,
+    client_errors: Family<Vec<(String, String)>, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -52,10 +53,11 @@ impl Collector for SpanTruncation {
         let counter = ConstCounter::new(fleet_telemetry::limits::truncated_values());
         let metric = encoder.encode_descriptor(
             "span_attribute_values_truncated",
+            // A collector's HELP is written as given: the full stop is ours.
             &format!(
-                "Span attribute values cut to the value length limit \
-                 (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, default {} characters), in this process",
-                fleet_telemetry::limits::DEFAULT_VALUE_LENGTH_LIMIT
+                "Span attribute values cut to {} characters \
+                 (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT), in this process.",
+                fleet_telemetry::limits::value_length_limit_from_env()
             ),
             None,
             counter.metric_type(),
@@ -76,8 +78,8 @@ impl Metrics {
             "http_body_too_large",
             format!(
                 "Requests refused with 413 because the body exceeded {} KiB ({} bytes)",
-                crate::serve::MAX_BODY_BYTES / 1024,
-                crate::serve::MAX_BODY_BYTES
+                crate::error::MAX_BODY_BYTES / 1024,
+                crate::error::MAX_BODY_BYTES
             ),
             body_too_large.clone(),
         );
@@ -94,9 +96,16 @@ impl Metrics {
             format!(
                 "Requests refused with 400 because Idempotency-Key was not one header of 1 to {} \
                  visible ASCII characters",
-                crate::MAX_IDEMPOTENCY_KEY_LEN
+                crate::error::MAX_IDEMPOTENCY_KEY_LEN
             ),
             idempotency_key_refused.clone(),
+        );
+        let client_errors = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "http_client_errors",
+            "Requests answered with a 4xx JSON error, by its code: each input bound has its own \
+             (invalid_quantity, invalid_items, body_too_large, …; docs/configuration.md)",
+            client_errors.clone(),
         );
         registry.register_collector(Box::new(SpanTruncation));
         Self {
@@ -106,6 +115,7 @@ impl Metrics {
             idempotency_key_refused,
             grpc_message_too_large: Counter::default(),
             grpc_invalid_argument: Counter::default(),
+            client_errors,
         }
     }
 
@@ -140,8 +150,14 @@ impl Metrics {
     /// `_total` suffix (both added), `help` stating the bound it counts.
     pub fn counter(&self, name: &str, help: &str) -> Counter {
         let counter = Counter::default();
-        self.register(name, help, counter.clone());
+        self.register_counter(name, help, &counter);
         counter
+    }
+
+    /// [`Metrics::counter`] for a counter made elsewhere (by a library that counts before it
+    /// knows the service's metrics).
+    pub fn register_counter(&self, name: &str, help: &str, counter: &Counter) {
+        self.register(name, help, counter.clone());
     }
 
     /// Registers one counter per value of `label` (each shown from 0), in the order given.
@@ -208,6 +224,12 @@ impl Metrics {
             self.body_too_large.inc();
         }
         if let Some(code) = response.extensions().get::<crate::error::ErrorCode>() {
+            // Codes are the handlers' own (a fixed set), never caller input: the label is bounded.
+            if response.status().is_client_error() {
+                self.client_errors
+                    .get_or_create(&vec![("code".to_owned(), code.0.clone())])
+                    .inc();
+            }
             match code.0.as_str() {
                 "malformed_json" | "invalid_body" | "unsupported_media_type" => {
                     self.json_refused.inc();

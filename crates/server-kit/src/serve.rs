@@ -13,9 +13,6 @@ use tokio::net::TcpListener;
 use crate::ApiError;
 use crate::metrics::Metrics;
 
-/// Largest request body any service accepts; bigger ones get 413 with a JSON body.
-pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
-
 /// An environment variable, or `default` when it is unset or empty.
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -180,7 +177,7 @@ pub(crate) fn with_fleet_layers(app: Router, metrics: &Metrics, traced: bool) ->
         .merge(metrics.router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(crate::error::MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(
             decode_errors_are_invalid_argument,
         ))

@@ -109,5 +109,20 @@ async fn an_idempotency_key_of_255_is_taken_and_256_is_counted() {
     assert_eq!(counter(&running, name).await, 1, "one past");
     assert_eq!(send(&running, "1".into(), Some("")).await, 400);
     assert_eq!(counter(&running, name).await, 2, "empty");
+    let text = reqwest::get(format!("{}/metrics", running.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "fleet_http_client_errors_total",
+            Some(("code", "invalid_idempotency_key"))
+        ),
+        Some(2),
+        "{text}"
+    );
     running.shutdown().await.unwrap();
 }

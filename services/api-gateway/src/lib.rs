@@ -28,8 +28,9 @@ pub const BACKGROUND_DEADLINE: std::time::Duration = std::time::Duration::from_s
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let background = tokio_util::task::TaskTracker::new();
-    let app = server::router(&config, faults, background.clone())?;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
+    faults.count_in(&metrics);
+    let app = server::router(&config, faults, background.clone())?;
     let dropped = metrics.counter(
         "gateway_emails_dropped_at_stop",
         &format!(

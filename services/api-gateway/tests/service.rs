@@ -9,7 +9,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 mod support;
 
-use support::{checkout_body, start, stop};
+use fleet_server_kit::metrics::sample;
+use support::{checkout_body, none, start, start_with, stop};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkout_is_one_trace_and_carries_its_idempotency_key() {
@@ -109,5 +110,89 @@ async fn an_order_id_that_is_not_one_is_400_however_it_is_spelled() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
         assert!(answer.contains("invalid_order_id"), "{path}: {answer}");
     }
+    stop(services, dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emails_still_sending_at_the_stop_deadline_are_counted_and_those_done_in_time_are_not() {
+    let name = "fleet_gateway_emails_dropped_at_stop_total";
+    // The mail server takes 300 ms (done within the 1 s deadline), then 2 s (not).
+    for (latency, dropped) in [("300ms", 0), ("2s", 1)] {
+        let faults = none("notification", notification::server::FAULT_POINTS);
+        faults
+            .replace(
+                fleet_faults::parse_faults(&format!("notification.send:latency={latency}"))
+                    .unwrap(),
+            )
+            .unwrap();
+        let (services, url, dir) = start_with(faults).await;
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{url}/checkout"))
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["email"], "queued", "{answer}");
+        // Read after the stop: the count is made at the deadline, when nothing serves /metrics.
+        let metrics = services[0].metrics().clone();
+        stop(services, dir).await;
+        assert_eq!(
+            sample(&metrics.render(), name, Some(("service", "api-gateway"))),
+            Some(dropped),
+            "mail server latency {latency}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn span_values_past_the_length_limit_are_counted_and_one_at_it_is_not() {
+    let (_guard, spans) = fleet_telemetry::testing::capture("api-gateway").unwrap();
+    let (services, url, dir) = start().await;
+    let limit = fleet_telemetry::limits::value_length_limit_from_env();
+    let name = "fleet_span_attribute_values_truncated_total";
+    let read = || async {
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sample(&text, name, Some(("service", "api-gateway"))).unwrap()
+    };
+    let before = read().await;
+    let http = reqwest::Client::new();
+    // A User-Agent is recorded whole on the server span: at the limit, then one character past.
+    for agent in ["a".repeat(limit), "b".repeat(limit + 1)] {
+        let status = http
+            .get(format!("{url}/no-such-route"))
+            .header("user-agent", agent)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404);
+    }
+    // The server span ends just after the answer is sent: wait (bounded) for both.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while spans.named("GET").len() + spans.named("GET /no-such-route").len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server spans: {:?}",
+            spans
+                .spans()
+                .iter()
+                .map(|s| s.name.to_string())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        read().await - before,
+        1,
+        "only the value one past the limit"
+    );
     stop(services, dir).await;
 }

@@ -22,6 +22,7 @@ use fleet_server_kit::Running;
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME).with_grpc(server::MAX_MESSAGE_BYTES);
+    faults.count_in(&metrics);
     let app = server::router(&config, faults, &metrics).await;
     Running::spawn(listener, app, metrics, true, async {})
 }

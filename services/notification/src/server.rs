@@ -30,7 +30,7 @@ pub const SEND: FaultPoint = FaultPoint {
 pub const FAULT_POINTS: &[FaultPoint] = &[SEND];
 
 /// Largest `SendEmail` message accepted (tonic's default is 4 MiB, which held 2,000,000 empty
-/// lines); bigger ones are refused with `RESOURCE_EXHAUSTED` before they are decoded.
+/// lines); bigger ones are refused with `OUT_OF_RANGE` before they are decoded.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Most lines in one email: an order has at most `order_api::model::MAX_ITEMS` (50).
 pub const MAX_LINES: usize = 100;

@@ -33,6 +33,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     tracing::info!(database = store.system(), "database ready");
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
+    faults.count_in(&metrics);
     let counters = server::OrderCounters::register(&metrics);
     let reconciler = reconcile::Reconciler {
         store: store.clone(),

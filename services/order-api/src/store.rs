@@ -514,6 +514,15 @@ impl Store {
         dispatch!(self, stale_pending(older_than.as_secs_f64(), limit))
     }
 
+    /// Closes the pool: connections are closed and every later query fails with
+    /// `PoolClosed` (which [`crate::server::transient`] takes for a database that is away).
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(pool, _) => pool.close().await,
+            Store::Sqlite(pool, _) => pool.close().await,
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
             Store::Postgres(pool, _) => pg::ping(pool).await,

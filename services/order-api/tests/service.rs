@@ -22,6 +22,14 @@ fn none(s: &str, points: &'static [fleet_faults::FaultPoint]) -> fleet_faults::F
 }
 
 async fn start(database_url: Option<String>, sqlite: &std::path::Path) -> Fleet {
+    start_reconciling(database_url, sqlite, Duration::from_secs(3600)).await
+}
+
+async fn start_reconciling(
+    database_url: Option<String>,
+    sqlite: &std::path::Path,
+    reconcile_interval: Duration,
+) -> Fleet {
     let provider = payment_provider::start(
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
@@ -50,7 +58,7 @@ async fn start(database_url: Option<String>, sqlite: &std::path::Path) -> Fleet 
             payment_api_addr: payments.url(),
             payment_timeout: Duration::from_secs(5),
             pending_bound: Duration::from_secs(30),
-            reconcile_interval: Duration::from_secs(3600),
+            reconcile_interval,
         },
         none("order-api", order_api::server::FAULT_POINTS),
     )
@@ -95,6 +103,18 @@ impl Fleet {
             .await
             .unwrap()
     }
+}
+
+/// A counter of order-api's as `GET /metrics` serves it now.
+async fn metric(orders: &Running, name: &str, label: Option<(&str, &str)>) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", orders.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    fleet_server_kit::metrics::sample(&text, name, label.or(Some(("service", "order-api"))))
+        .unwrap_or_else(|| panic!("no {name} {label:?} in {text}"))
 }
 
 fn body(sku: &str, card: &str) -> Value {
@@ -189,6 +209,11 @@ async fn the_same_idempotency_key_is_one_order_and_one_charge() {
         .order(&body("TEA-SENCHA", CARD_OK), Some(&"k".repeat(255)))
         .await;
     assert_eq!(status, 201, "a key at the 255-character bound");
+    assert_eq!(
+        metric(&fleet.orders, "fleet_idempotency_key_refused_total", None).await,
+        2,
+        "the empty key and the 256-character one, not the 255"
+    );
     fleet.stop().await;
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
@@ -327,4 +352,116 @@ async fn the_reconciler_finishes_orders_left_pending_on_postgres() {
     assert_eq!(fleet.charges().await["charges_created"], 1);
     fleet.stop().await;
     db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_running_reconciler_counts_what_it_settles_and_leaves_fresh_orders_alone() {
+    let db = TestDb::create().await;
+    let fleet = start_reconciling(
+        Some(db.url.clone()),
+        &temp_sqlite(),
+        Duration::from_millis(100),
+    )
+    .await;
+    let settled = "fleet_orders_reconciled_total";
+    let (status, _, paid) = fleet.order(&body("MUG-CERAMIC", CARD_OK), None).await;
+    assert_eq!(status, 201);
+    let (status, _, fresh) = fleet.order(&body("MUG-CERAMIC", CARD_OK), None).await;
+    assert_eq!(status, 201);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    // One order pending for an hour (past the 30 s bound), one pending just now (within it).
+    sqlx::query("UPDATE orders SET status = 'pending', payment_id = NULL, updated_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(paid["id"].as_str().unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE orders SET status = 'pending', payment_id = NULL, updated_at = now() WHERE id = $1",
+    )
+    .bind(fresh["id"].as_str().unwrap())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&fleet.orders, settled, Some(("status", "paid"))).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never reconciled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few more passes: the fresh order is inside the bound and is not touched.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        metric(&fleet.orders, settled, Some(("status", "paid"))).await,
+        1
+    );
+    assert_eq!(
+        metric(&fleet.orders, settled, Some(("status", "payment_failed"))).await,
+        0
+    );
+    let (fresh_status,): (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = $1")
+        .bind(fresh["id"].as_str().unwrap())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fresh_status, "pending");
+    fleet.stop().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finishing_retries_a_gone_database_four_times_then_gives_up_and_counts_both() {
+    let path = temp_sqlite();
+    let store = order_api::store::Store::sqlite(&path).await.unwrap();
+    let metrics = fleet_server_kit::Metrics::new("order-api");
+    let counters = order_api::server::OrderCounters::register(&metrics);
+    store.close().await;
+    let err = order_api::server::finish_with_retries(&store, &counters, "o-1", "paid", None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolClosed), "{err:?}");
+    let text = metrics.render();
+    let value = |name| fleet_server_kit::metrics::sample(&text, name, None).unwrap();
+    assert_eq!(
+        value("fleet_order_finish_retries_total"),
+        u64::from(order_api::server::FINISH_ATTEMPTS - 1),
+        "{text}"
+    );
+    assert_eq!(value("fleet_order_finish_gave_up_total"), 1);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_bounds_are_counted_by_their_error_code_past_the_edge_only() {
+    use order_api::model::{MAX_ITEMS, MAX_QUANTITY};
+    let path = temp_sqlite();
+    let fleet = start(None, &path).await;
+    let name = "fleet_http_client_errors_total";
+    let order = |items: usize, quantity: i64| {
+        let mut b = body("COFFEE-250G", CARD_OK);
+        b["items"] = serde_json::json!(
+            (0..items)
+                .map(|_| serde_json::json!({"sku": "COFFEE-250G", "quantity": quantity}))
+                .collect::<Vec<_>>()
+        );
+        b
+    };
+    let (status, _, err) = fleet.order(&order(1, MAX_QUANTITY), None).await;
+    assert_eq!(status, 201, "at the quantity bound: {err}");
+    let (status, _, err) = fleet.order(&order(MAX_ITEMS, 1), None).await;
+    assert_eq!(status, 201, "at the items bound: {err}");
+    let (status, _, _) = fleet.order(&order(1, MAX_QUANTITY + 1), None).await;
+    assert_eq!(status, 422);
+    let (status, _, _) = fleet.order(&order(MAX_ITEMS + 1, 1), None).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        metric(&fleet.orders, name, Some(("code", "invalid_quantity"))).await,
+        1
+    );
+    assert_eq!(
+        metric(&fleet.orders, name, Some(("code", "invalid_items"))).await,
+        1
+    );
+    fleet.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -24,8 +24,9 @@ use fleet_server_kit::Running;
 #[cfg(feature = "server")]
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let app = server::router(&config, faults).await?;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME).with_grpc(server::MAX_MESSAGE_BYTES);
+    faults.count_in(&metrics);
+    let app = server::router(&config, faults).await?;
     Running::spawn(listener, app, metrics, true, async {})
 }
 

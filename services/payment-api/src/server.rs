@@ -34,7 +34,7 @@ impl Payments {
 }
 
 /// Largest `Charge` message accepted (tonic's default is 4 MiB); bigger ones are refused with
-/// `RESOURCE_EXHAUSTED` before they are decoded.
+/// `OUT_OF_RANGE` before they are decoded.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// Longest `order_id`: order ids are UUIDs (36); this leaves room for other callers' ids.
 pub const MAX_ORDER_ID_CHARS: usize = 64;

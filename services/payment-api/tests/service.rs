@@ -214,6 +214,82 @@ async fn a_malformed_message_is_invalid_argument_not_internal() {
         .await;
     let err = answer.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        metric(&s.payments, "fleet_grpc_invalid_argument_total").await,
+        1,
+        "counted as the caller sees it: INVALID_ARGUMENT, not INTERNAL"
+    );
+    s.payments.shutdown().await.unwrap();
+    s.provider.shutdown().await.unwrap();
+}
+
+/// A counter of payment-api's as `GET /metrics` serves it now.
+async fn metric(running: &fleet_server_kit::Running, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", running.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    fleet_server_kit::metrics::sample(&text, name, Some(("service", "payment-api")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_are_counted_at_the_message_bound_and_past_the_fields() {
+    use prost::Message as _;
+    let s = start().await;
+    let (too_large, invalid) = (
+        "fleet_grpc_message_too_large_total",
+        "fleet_grpc_invalid_argument_total",
+    );
+    let max_id = "x".repeat(payment_api::server::MAX_ORDER_ID_CHARS);
+    s.client
+        .charge(
+            CallOptions::default(),
+            charge(&max_id, 100, "4242424242424242"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(metric(&s.payments, invalid).await, 0, "at the bound");
+    let long_id = "x".repeat(payment_api::server::MAX_ORDER_ID_CHARS + 1);
+    let err = s
+        .client
+        .charge(
+            CallOptions::default(),
+            charge(&long_id, 100, "4242424242424242"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(metric(&s.payments, invalid).await, 1, "one past");
+    // A message of exactly MAX_MESSAGE_BYTES is decoded (and refused for its order id); one
+    // byte more is refused before decoding.
+    let sized = |bytes: usize| {
+        let mut c = charge("", 100, "4242424242424242");
+        let base = c.encoded_len();
+        // The order id costs its length, a tag byte and a 2-byte length prefix here.
+        c.order_id = "y".repeat(bytes - base - 3);
+        assert_eq!(c.encoded_len(), bytes);
+        c
+    };
+    let at = payment_api::server::MAX_MESSAGE_BYTES;
+    let err = s
+        .client
+        .charge(CallOptions::default(), sized(at))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(metric(&s.payments, too_large).await, 0, "at the bound");
+    assert_eq!(metric(&s.payments, invalid).await, 2);
+    let err = s
+        .client
+        .charge(CallOptions::default(), sized(at + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    assert_eq!(metric(&s.payments, too_large).await, 1, "one byte past");
+    assert_eq!(metric(&s.payments, invalid).await, 2, "not counted twice");
     s.payments.shutdown().await.unwrap();
     s.provider.shutdown().await.unwrap();
 }

@@ -27,6 +27,7 @@ pub const SERVICE_NAME: &str = "payment-provider";
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
+    faults.count_in(&metrics);
     let app = router(config, faults, &metrics);
     Running::spawn(listener, app, metrics, false, async {})
 }

@@ -10,6 +10,13 @@ pub fn none(s: &str, points: &'static [fleet_faults::FaultPoint]) -> fleet_fault
 }
 
 pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
+    start_with(none("notification", notification::server::FAULT_POINTS)).await
+}
+
+/// [`start`], with notification's faults given (a slow mail server, say). The gateway is first.
+pub async fn start_with(
+    notification_faults: fleet_faults::Faults,
+) -> (Vec<Running>, String, std::path::PathBuf) {
     let provider = payment_provider::start(
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
@@ -35,7 +42,7 @@ pub async fn start() -> (Vec<Running>, String, std::path::PathBuf) {
             outbox_capacity: 100,
             outbox_max_bytes: 1 << 20,
         },
-        none("notification", notification::server::FAULT_POINTS),
+        notification_faults,
     )
     .await
     .unwrap();

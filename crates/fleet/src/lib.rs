@@ -53,7 +53,7 @@ impl Cli {
             Command::Up(args) => up::up(args).await,
             Command::Load(args) => load::run(args).await,
             Command::Scenario(args) => scenario::run(args).await,
-            Command::Quiz(args) => quiz::run(args).await,
+            Command::Quiz(args) => quiz::run(args, course::record_puzzle).await,
             Command::Course(args) => course::run(args).await,
             Command::Trace(args) => traces::trace(args).await,
             Command::Traces(args) => traces::traces(args).await,

@@ -13,8 +13,7 @@ pub const DEFAULT_OTLP_GRPC_ADDR: &str = "127.0.0.1:4317";
 pub const DEFAULT_OTLP_HTTP_ADDR: &str = "127.0.0.1:4318";
 /// Default bound on the number of spans held in memory.
 pub const DEFAULT_MAX_SPANS: usize = 200_000;
-/// Default bound on the estimated bytes held in memory (256 MiB).
-pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+pub use crate::store::DEFAULT_MAX_BYTES;
 
 /// Default time budget of one search (`DESK_QUERY_TIMEOUT`): past it the search answers with
 /// the traces it has and marks the answer partial.

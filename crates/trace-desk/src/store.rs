@@ -9,6 +9,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use crate::limits::{self, AttributeLimits, Trimmed};
 
+/// Default bound on the estimated bytes held in memory (256 MiB; `DESK_MAX_BYTES`).
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Fixed per-span overhead added to a span's estimate: the in-memory `Span` and `StoredSpan`
 /// structs (a dozen `Vec`/`String` headers and the four `Arc`s to the shared resource and
 /// scope), the trace's `Vec` slot and allocator slack.
@@ -154,9 +157,9 @@ pub struct Store {
 
 impl Store {
     /// A store that holds at most `max_spans` spans (at least 1) and
-    /// [`crate::config::DEFAULT_MAX_BYTES`] estimated bytes.
+    /// [`DEFAULT_MAX_BYTES`] estimated bytes.
     pub fn new(max_spans: usize) -> Self {
-        Self::with_limits(max_spans, crate::config::DEFAULT_MAX_BYTES)
+        Self::with_limits(max_spans, DEFAULT_MAX_BYTES)
     }
 
     /// A store that holds at most `max_spans` spans and `max_bytes` estimated bytes (each at

@@ -185,6 +185,16 @@ fn export_docs(dir: &Path) -> anyhow::Result<String> {
     ))
 }
 
+/// Records a solved `fleet quiz` puzzle in the course's progress (steps 6 and 9 count them,
+/// with the time they took). A failure to save is reported, not fatal: the answer stands.
+pub fn record_puzzle(data_dir: &std::path::Path, puzzle: &str, took_secs: u64) {
+    if let Err(e) = progress::update(data_dir, |p| {
+        p.puzzles.insert(puzzle.to_owned(), took_secs);
+    }) {
+        eprintln!("fleet quiz: the course's progress was not saved: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

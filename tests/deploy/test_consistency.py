@@ -31,22 +31,40 @@ def collector_otlp_grpc_port() -> int:
     return host_port(COLLECTOR_ALL["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])[1]
 
 
-def k8s_resolve(docs, host: str, from_ns: str):
-    """`name`, `name.ns`, `name.ns.svc(.cluster.local)` -> the Service object, or None."""
+def k8s_resolve(docs, host: str, from_ns: str, searches: tuple = ()):
+    """`name`, `name.ns`, `name.ns.svc(.cluster.local)` -> the Service object, or None. A short
+    `name` is looked up in the pod's own namespace, then in each `<ns>.svc.cluster.local` of its
+    `dnsConfig.searches`, as the cluster DNS does."""
     parts = host.split(".")
     name = parts[0]
-    namespace = parts[1] if len(parts) > 1 else from_ns
+    if len(parts) > 1:
+        namespaces = [parts[1]]
+    else:
+        namespaces = [from_ns] + [
+            d.split(".")[0] for d in searches if d.endswith(".svc.cluster.local")
+        ]
     if len(parts) > 2:
         assert parts[2] == "svc" and (len(parts) == 3 or ".".join(parts[3:]) == "cluster.local"), host
-    for svc in by_kind(docs, "Service"):
-        if svc["metadata"]["name"] == name and ns(svc) == namespace:
-            return svc
+    for namespace in namespaces:
+        for svc in by_kind(docs, "Service"):
+            if svc["metadata"]["name"] == name and ns(svc) == namespace:
+                return svc
     return None
 
 
-def k8s_reaches(docs, url: str, from_ns: str, container_port: int | None = None) -> bool:
+def dns_searches(docs, workload: str) -> tuple:
+    """The extra DNS search domains of the named workload's pods."""
+    for w in workloads(docs):
+        if w["metadata"]["name"] == workload:
+            return tuple(pod_spec(w).get("dnsConfig", {}).get("searches", []))
+    return ()
+
+
+def k8s_reaches(
+    docs, url: str, from_ns: str, container_port: int | None = None, searches: tuple = ()
+) -> bool:
     host, port = host_port(url)
-    svc = k8s_resolve(docs, host, from_ns)
+    svc = k8s_resolve(docs, host, from_ns, searches)
     if svc is None:
         return False
     sp = [p for p in svc["spec"]["ports"] if p["port"] == port]
@@ -200,11 +218,12 @@ def test_k8s_collector_tempo_prometheus_grafana_wiring(overlay):
     for d in DATASOURCES["datasources"]:
         assert k8s_reaches(docs, d["url"], "observability"), d["url"]
     assert k8s_reaches(docs, "http://tempo:3200", "observability", TEMPO["server"]["http_listen_port"])
+    searches = dns_searches(docs, "prometheus")
     for job in PROMETHEUS["scrape_configs"]:
         for sc in job.get("static_configs", []):
             for target in sc["targets"]:
                 if not target.startswith("localhost"):
-                    assert k8s_reaches(docs, target, "observability"), target
+                    assert k8s_reaches(docs, target, "observability", searches=searches), target
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -386,3 +386,54 @@ fn kustomize_base_deploys_every_component_but_the_desk_on_its_ports() {
         );
     }
 }
+
+/// Prometheus scrapes every deployed component's `GET /metrics` on its main port, by the same
+/// short name in compose and on Kubernetes (Prometheus's pod searches the fleet namespace).
+#[test]
+fn prometheus_scrapes_every_component_but_the_desk() {
+    let text = read("deploy/config/prometheus/prometheus.yaml");
+    let job = text
+        .split("- job_name: ")
+        .find(|j| j.starts_with("fleet"))
+        .expect("prometheus.yaml has a `fleet` job");
+    let scraped: BTreeSet<String> = job
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("- \"")?
+                .strip_suffix('"')
+                .map(str::to_owned)
+        })
+        .collect();
+    let expected: BTreeSet<String> = deployed()
+        .map(|c| format!("{}:{}", c.name, c.default_port()))
+        .collect();
+    assert_eq!(scraped, expected, "the `fleet` scrape job's targets");
+    let prometheus = read("k8s/base/observability/prometheus.yaml");
+    assert!(
+        prometheus.contains("- fleet.svc.cluster.local"),
+        "Prometheus's pod must search the fleet namespace for the short names"
+    );
+    // The NetworkPolicies on both sides let the scrape through.
+    for (path, policy) in [
+        (
+            "k8s/base/fleet/networkpolicies.yaml",
+            "allow-prometheus-scrape",
+        ),
+        ("k8s/base/observability/networkpolicies.yaml", "prometheus"),
+    ] {
+        let text = read(path);
+        let block = text
+            .split("---")
+            .find(|b| b.contains(&format!("  name: {policy}\n")))
+            .unwrap_or_else(|| panic!("{path} has NetworkPolicy {policy}"));
+        for c in deployed() {
+            assert!(
+                block.contains(c.name) && block.contains(&format!("port: {}\n", c.default_port())),
+                "{path} {policy}: {} on {}",
+                c.name,
+                c.default_port()
+            );
+        }
+    }
+}

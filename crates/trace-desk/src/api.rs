@@ -495,6 +495,26 @@ async fn search_handler(
     json_response(outcome.value)
 }
 
+/// Runs a whole-store scan (tag names and values) on a blocking thread, so intake and `/ready`
+/// keep the async workers while it reads every held span.
+async fn off_workers(scan: impl FnOnce() -> Response + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(scan).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "tag scan failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                json!({"error": "the tag scan failed inside the desk; see its log"}).to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Attribute key sets per scope.
 #[derive(Debug, Default)]
 struct TagSets {
@@ -534,8 +554,12 @@ async fn tags_v1(
     State(store): State<Store>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    off_workers(move || tags_v1_scan(&store, &params)).await
+}
+
+fn tags_v1_scan(store: &Store, params: &HashMap<String, String>) -> Response {
     let scope = params.get("scope").map(|s| s.trim()).unwrap_or_default();
-    let t = collect_tags(&store);
+    let t = collect_tags(store);
     let names: BTreeSet<String> = match scope {
         "" | "all" | "none" => t.resource.union(&t.span).cloned().collect(),
         "resource" => t.resource,
@@ -560,8 +584,12 @@ async fn tags_v2(
     State(store): State<Store>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    off_workers(move || tags_v2_scan(&store, &params)).await
+}
+
+fn tags_v2_scan(store: &Store, params: &HashMap<String, String>) -> Response {
     let scope = params.get("scope").map(|s| s.trim()).unwrap_or_default();
-    let t = collect_tags(&store);
+    let t = collect_tags(store);
     let all = [
         ("resource", t.resource),
         ("span", t.span),
@@ -594,6 +622,10 @@ async fn tags_v2(
 }
 
 async fn tag_values_v1(State(store): State<Store>, Path(tag): Path<String>) -> Response {
+    off_workers(move || tag_values_v1_scan(&store, &tag)).await
+}
+
+fn tag_values_v1_scan(store: &Store, tag: &str) -> Response {
     let mut values: BTreeSet<String> = BTreeSet::new();
     store.for_each_trace(|_, spans| {
         for s in spans {
@@ -673,7 +705,11 @@ fn kind_keyword(kind: i32) -> &'static str {
 }
 
 async fn tag_values_v2(State(store): State<Store>, Path(tag): Path<String>) -> Response {
-    let tag_ref = match parse_scoped_tag(&tag) {
+    off_workers(move || tag_values_v2_scan(&store, &tag)).await
+}
+
+fn tag_values_v2_scan(store: &Store, tag: &str) -> Response {
+    let tag_ref = match parse_scoped_tag(tag) {
         Ok(t) => t,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };

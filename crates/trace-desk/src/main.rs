@@ -1,5 +1,7 @@
 //! `trace-desk`: see the library documentation. Configured through
-//! `DESK_API_ADDR`, `DESK_OTLP_GRPC_ADDR`, `DESK_OTLP_HTTP_ADDR`, `DESK_MAX_SPANS`;
+//! `DESK_API_ADDR`, `DESK_OTLP_GRPC_ADDR`, `DESK_OTLP_HTTP_ADDR`, `DESK_MAX_SPANS`,
+//! `DESK_MAX_BYTES`, `DESK_QUERY_TIMEOUT`, `DESK_MAX_CONCURRENT_SEARCHES`, `DESK_MAX_ATTRIBUTES`,
+//! `DESK_MAX_EVENTS`, `DESK_MAX_LINKS`, `DESK_MAX_VALUE_BYTES` (see `trace_desk::config`);
 //! logs as JSON when `LOG_FORMAT=json` (filter with `RUST_LOG`).
 
 use tracing_subscriber::EnvFilter;

@@ -39,12 +39,15 @@ pub enum SpansetOp {
     And,
     /// `||`: either side non-empty; the union of their spans.
     Or,
-    /// A structural relation; `union` (`&>` etc.) also returns the left side's matches.
+    /// A structural relation; `union` (`&>` etc.) also returns the left side's matches;
+    /// `negated` (`!>` etc.) returns the right side's spans *without* the relation.
     Structural {
         /// Which relation.
         rel: Relation,
         /// `&`-prefixed form.
         union: bool,
+        /// `!`-prefixed form.
+        negated: bool,
     },
 }
 

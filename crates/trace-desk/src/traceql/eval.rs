@@ -249,7 +249,16 @@ impl<'a> TraceView<'a> {
     /// The spans of `r` related to some span of `l` by `rel` and, for the `&` forms, the spans
     /// of `l` related to some span of `r`: each side a few linear sweeps over the trace
     /// instead of comparing every pair.
-    fn structural(&self, rel: Relation, both: bool, l: &[usize], r: &[usize]) -> Vec<usize> {
+    /// `negated` (`!>` etc., never with `both`) keeps the spans of `r` *not* so related, as
+    /// Tempo's `falseForAll` does.
+    fn structural(
+        &self,
+        rel: Relation,
+        both: bool,
+        negated: bool,
+        l: &[usize],
+        r: &[usize],
+    ) -> Vec<usize> {
         let parent = &self.parent;
         // (does r match, does l match) as per-span predicates.
         let (r_hit, l_hit): (Vec<bool>, Vec<bool>) = match rel {
@@ -314,7 +323,7 @@ impl<'a> TraceView<'a> {
                 (r_hit, l_hit)
             }
         };
-        let mut out: Vec<usize> = r.iter().copied().filter(|i| r_hit[*i]).collect();
+        let mut out: Vec<usize> = r.iter().copied().filter(|i| r_hit[*i] != negated).collect();
         if both {
             out.extend(l.iter().copied().filter(|i| l_hit[*i]));
         }
@@ -417,6 +426,7 @@ fn compare(value: &Val, c: &Comparison) -> bool {
         };
     }
     match (value, &c.value) {
+        // Present: `!= nil` holds, `= nil` does not.
         (_, Literal::Nil) => c.op == CmpOp::Ne,
         (Val::Str(s), Literal::Str(l)) => c.op.holds(s.as_str().cmp(l.as_str())),
         // Status and kind intrinsics are read as their keyword text.
@@ -447,7 +457,8 @@ fn matches(view: &TraceView, idx: usize, e: &FieldExpr) -> bool {
         FieldExpr::Const(b) => *b,
         FieldExpr::Cmp(c) => match view.field(idx, &c.field) {
             Some(v) => compare(&v, c),
-            None => false,
+            // Absent: only `= nil` holds.
+            None => c.value == Literal::Nil && c.op == CmpOp::Eq,
         },
         FieldExpr::And(a, b) => matches(view, idx, a) && matches(view, idx, b),
         FieldExpr::Or(a, b) => matches(view, idx, a) || matches(view, idx, b),
@@ -506,9 +517,15 @@ fn eval_spanset(view: &TraceView, e: &SpansetExpr, candidates: &[usize]) -> Opti
                     (Some(s), None) | (None, Some(s)) => Some(s),
                     (None, None) => None,
                 },
-                SpansetOp::Structural { rel, union: both } => {
+                SpansetOp::Structural {
+                    rel,
+                    union: both,
+                    negated,
+                } => {
+                    // Both sides must yield a spanset, the negated forms too (Tempo's
+                    // joinSpansets returns nothing when either side is empty).
                     let (l, r) = (lhs?, rhs?);
-                    let mut spans = view.structural(*rel, *both, &l.spans, &r.spans);
+                    let mut spans = view.structural(*rel, *both, *negated, &l.spans, &r.spans);
                     view.sort(&mut spans);
                     (!spans.is_empty()).then(|| Spanset {
                         spans,
@@ -739,6 +756,11 @@ mod tests {
             "{ } &> { }",
             "{ } &< { }",
             "{ } &~ { }",
+            "{ } !> { }",
+            "{ } !>> { }",
+            "{ } !< { }",
+            "{ } !<< { }",
+            "{ } !~ { }",
         ] {
             let (_, work) = run_counted(q, &chain);
             assert!(work < 20 * n, "{q}: work {work} for {n} spans");
@@ -781,6 +803,14 @@ mod tests {
         assert_eq!(names(r#"{ name = "s2" } &> { }"#), ["s2", "s3"]);
         assert_eq!(names(r#"{ name = "s3" } &< { }"#), ["s2", "s3"]);
         assert_eq!(names(r#"{ } ~ { }"#), ["s2", "s4", "s5"]);
+        // Negated: the right side's spans without the relation to any left-side span.
+        assert_eq!(names(r#"{ name = "s2" } !> { }"#), ["s1", "s2", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s1" } !>> { }"#), ["s1"]);
+        assert_eq!(names(r#"{ name = "s3" } !< { }"#), ["s1", "s3", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s3" } !<< { }"#), ["s3", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s2" } !~ { }"#), ["s1", "s2", "s3"]);
+        // An empty left side yields nothing, as in Tempo.
+        assert_eq!(names(r#"{ name = "nope" } !>> { }"#), Vec::<String>::new());
         // A parent cycle (6 ← 7 ← 6) below nothing: evaluated without looping.
         let cyc = trace(7, |i| match i {
             6 => 7,

@@ -384,36 +384,34 @@ fn spanset_expr(i: &mut &str) -> PResult<SpansetExpr> {
     Ok(lhs)
 }
 
-enum StructTok {
-    Op(SpansetOp),
-    Negated,
-}
-
-fn structural_op(i: &mut &str) -> PResult<StructTok> {
+fn structural_op(i: &mut &str) -> PResult<SpansetOp> {
     use Relation::*;
-    let s = |rel, union| StructTok::Op(SpansetOp::Structural { rel, union });
+    let s = |rel, union, negated| SpansetOp::Structural {
+        rel,
+        union,
+        negated,
+    };
     alt((
         alt((
-            literal("&>>").map(move |_| s(Descendant, true)),
-            literal("&<<").map(move |_| s(Ancestor, true)),
-            literal("&>").map(move |_| s(Child, true)),
-            literal("&<").map(move |_| s(Parent, true)),
-            literal("&~").map(move |_| s(Sibling, true)),
+            literal("&>>").map(move |_| s(Descendant, true, false)),
+            literal("&<<").map(move |_| s(Ancestor, true, false)),
+            literal("&>").map(move |_| s(Child, true, false)),
+            literal("&<").map(move |_| s(Parent, true, false)),
+            literal("&~").map(move |_| s(Sibling, true, false)),
         )),
         alt((
-            literal("!>>"),
-            literal("!<<"),
-            literal("!>"),
-            literal("!<"),
-            literal("!~"),
-        ))
-        .map(|_| StructTok::Negated),
+            literal("!>>").map(move |_| s(Descendant, false, true)),
+            literal("!<<").map(move |_| s(Ancestor, false, true)),
+            literal("!>").map(move |_| s(Child, false, true)),
+            literal("!<").map(move |_| s(Parent, false, true)),
+            literal("!~").map(move |_| s(Sibling, false, true)),
+        )),
         alt((
-            literal(">>").map(move |_| s(Descendant, false)),
-            literal("<<").map(move |_| s(Ancestor, false)),
-            literal(">").map(move |_| s(Child, false)),
-            literal("<").map(move |_| s(Parent, false)),
-            literal("~").map(move |_| s(Sibling, false)),
+            literal(">>").map(move |_| s(Descendant, false, false)),
+            literal("<<").map(move |_| s(Ancestor, false, false)),
+            literal(">").map(move |_| s(Child, false, false)),
+            literal("<").map(move |_| s(Parent, false, false)),
+            literal("~").map(move |_| s(Sibling, false, false)),
         )),
     ))
     .parse_next(i)
@@ -426,16 +424,9 @@ fn spanset_term(i: &mut &str) -> PResult<SpansetExpr> {
         ws(i)?;
         let at = *i;
         match structural_op(i) {
-            Ok(StructTok::Op(op)) => {
+            Ok(op) => {
                 let rhs = spanset_primary(i)?;
                 lhs = combine(i, at, op, lhs, rhs)?;
-            }
-            Ok(StructTok::Negated) => {
-                return fail(
-                    i,
-                    at,
-                    "the negated structural operators (`!>`, `!>>`, `!<`, `!<<`, `!~`) are not supported by the desk",
-                );
             }
             Err(ErrMode::Backtrack(_)) => {
                 *i = save;
@@ -622,11 +613,11 @@ fn check_comparison<'a>(
 ) -> PResult<FieldExpr> {
     let label = field.label();
     if value == Literal::Nil {
-        if op != CmpOp::Ne || matches!(field, Field::Intrinsic(_)) {
+        if !matches!(op, CmpOp::Eq | CmpOp::Ne) || matches!(field, Field::Intrinsic(_)) {
             return fail(
                 i,
                 at,
-                "`nil` is supported only as `attribute != nil` (the attribute is set)",
+                "`nil` is supported only as `attribute = nil` (not set) and `attribute != nil` (set)",
             );
         }
         return Ok(FieldExpr::Cmp(Comparison {
@@ -1110,8 +1101,19 @@ mod tests {
                     let o = match op {
                         SpansetOp::And => "&&".to_string(),
                         SpansetOp::Or => "||".to_string(),
-                        SpansetOp::Structural { rel, union } => {
-                            format!("{}{rel:?}", if *union { "&" } else { "" })
+                        SpansetOp::Structural {
+                            rel,
+                            union,
+                            negated,
+                        } => {
+                            let pre = if *union {
+                                "&"
+                            } else if *negated {
+                                "!"
+                            } else {
+                                ""
+                            };
+                            format!("{pre}{rel:?}")
                         }
                     };
                     format!("({} {o} {})", se(a), se(b))
@@ -1264,7 +1266,6 @@ mod tests {
             ("{ .a = .b }", 3, "two fields"),
             ("{ 1 = 2 }", 3, "attribute or intrinsic"),
             ("{ } >! { }", 6, "expected a spanset filter"),
-            ("{ } !>> { }", 5, "negated"),
             ("{ } |", 6, "expected a pipeline stage"),
             ("{ } | avg(name) > 1", 11, "numeric field"),
             ("({ } | by(.a)) && { }", 16, "coalesce"),

@@ -135,6 +135,8 @@ pub enum FieldExpr {
     Const(bool),
     /// `field op value`.
     Cmp(Comparison),
+    /// Any other comparison: arithmetic or a field on both sides (`span.a + span.b > 3`).
+    Compare(Box<GeneralComparison>),
     /// `a && b`.
     And(Box<FieldExpr>, Box<FieldExpr>),
     /// `a || b`.
@@ -154,6 +156,50 @@ pub struct Comparison {
     pub value: Literal,
     /// The compiled, anchored regex for `=~` / `!~`.
     pub regex: Option<Regex>,
+}
+
+/// `lhs op rhs` where either side may be arithmetic over fields and literals.
+#[derive(Debug, Clone)]
+pub struct GeneralComparison {
+    /// Left side.
+    pub lhs: ValueExpr,
+    /// The operator.
+    pub op: CmpOp,
+    /// Right side.
+    pub rhs: ValueExpr,
+    /// The compiled, anchored regex for `=~` / `!~` (the right side is then a string literal).
+    pub regex: Option<Regex>,
+}
+
+/// A value computed per span: a field, a literal, or arithmetic over them.
+#[derive(Debug, Clone)]
+pub enum ValueExpr {
+    /// A span field.
+    Field(Field),
+    /// A literal.
+    Lit(Literal),
+    /// `a + b`, `a * b`, ...
+    Arith(ArithOp, Box<ValueExpr>, Box<ValueExpr>),
+    /// `-a`.
+    Neg(Box<ValueExpr>),
+}
+
+/// Arithmetic operators, with Tempo's precedence: `+ -` below `* / %` below `^`
+/// (right-associative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    /// `+`.
+    Add,
+    /// `-`.
+    Sub,
+    /// `*`.
+    Mul,
+    /// `/`.
+    Div,
+    /// `%`.
+    Mod,
+    /// `^`.
+    Pow,
 }
 
 /// Comparison operators.

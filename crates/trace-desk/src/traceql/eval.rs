@@ -452,6 +452,89 @@ fn compare(value: &Val, c: &Comparison) -> bool {
     }
 }
 
+/// A literal as a span value (status and kind as their keywords, as the intrinsics read).
+fn lit_val(l: &Literal) -> Option<Val> {
+    Some(match l {
+        Literal::Str(s) => Val::Str(s.clone()),
+        Literal::Int(n) => Val::Int(*n),
+        Literal::Float(f) => Val::Float(*f),
+        Literal::Duration(d) => match u64::try_from(*d) {
+            Ok(d) => Val::Duration(d),
+            Err(_) => Val::Float(*d as f64),
+        },
+        Literal::Bool(b) => Val::Bool(*b),
+        Literal::Nil => return None,
+        Literal::Status(code) => Val::Str(
+            match code {
+                1 => "ok",
+                2 => "error",
+                _ => "unset",
+            }
+            .to_string(),
+        ),
+        Literal::Kind(k) => Val::Str(kind_text(*k).to_string()),
+    })
+}
+
+/// Evaluates arithmetic the way Tempo's engine does: int op int stays an int, anything else
+/// numeric is a float (durations in nanoseconds); a missing operand, a non-number, a division
+/// by zero or an overflow yields nothing, so the comparison does not hold.
+fn value(view: &TraceView, idx: usize, v: &ValueExpr) -> Option<Val> {
+    match v {
+        ValueExpr::Field(f) => view.field(idx, f),
+        ValueExpr::Lit(l) => lit_val(l),
+        ValueExpr::Neg(a) => match value(view, idx, a)? {
+            Val::Int(n) => n.checked_neg().map(Val::Int),
+            other => num(&other).map(|f| Val::Float(-f)),
+        },
+        ValueExpr::Arith(op, a, b) => {
+            let (a, b) = (value(view, idx, a)?, value(view, idx, b)?);
+            if let (Val::Int(x), Val::Int(y)) = (&a, &b) {
+                return match op {
+                    ArithOp::Add => x.checked_add(*y),
+                    ArithOp::Sub => x.checked_sub(*y),
+                    ArithOp::Mul => x.checked_mul(*y),
+                    ArithOp::Div => x.checked_div(*y),
+                    ArithOp::Mod => x.checked_rem(*y),
+                    ArithOp::Pow => match u32::try_from(*y) {
+                        Ok(e) => x.checked_pow(e),
+                        Err(_) => return Some(Val::Float((*x as f64).powf(*y as f64))),
+                    },
+                }
+                .map(Val::Int);
+            }
+            Some(Val::Float(crate::traceql::parser::arith_f64(
+                *op,
+                num(&a)?,
+                num(&b)?,
+            )))
+        }
+    }
+}
+
+/// Compares two computed values; mismatched types never match.
+fn compare_vals(a: &Val, op: CmpOp, b: &Val, regex: Option<&regex::Regex>) -> bool {
+    if let Some(re) = regex {
+        return match a {
+            Val::Str(s) => re.is_match(s) == (op == CmpOp::Re),
+            _ => false,
+        };
+    }
+    match (a, b) {
+        (Val::Str(x), Val::Str(y)) => op.holds(x.as_str().cmp(y.as_str())),
+        (Val::Bool(x), Val::Bool(y)) => match op {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            _ => false,
+        },
+        (Val::Int(x), Val::Int(y)) => op.holds(x.cmp(y)),
+        (x, y) => match (num(x), num(y)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y).is_some_and(|o| op.holds(o)),
+            _ => false,
+        },
+    }
+}
+
 fn matches(view: &TraceView, idx: usize, e: &FieldExpr) -> bool {
     match e {
         FieldExpr::Const(b) => *b,
@@ -459,6 +542,10 @@ fn matches(view: &TraceView, idx: usize, e: &FieldExpr) -> bool {
             Some(v) => compare(&v, c),
             // Absent: only `= nil` holds.
             None => c.value == Literal::Nil && c.op == CmpOp::Eq,
+        },
+        FieldExpr::Compare(c) => match (value(view, idx, &c.lhs), value(view, idx, &c.rhs)) {
+            (Some(a), Some(b)) => compare_vals(&a, c.op, &b, c.regex.as_ref()),
+            _ => false,
         },
         FieldExpr::And(a, b) => matches(view, idx, a) && matches(view, idx, b),
         FieldExpr::Or(a, b) => matches(view, idx, a) || matches(view, idx, b),

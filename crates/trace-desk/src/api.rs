@@ -23,15 +23,34 @@ use crate::trace_view;
 pub const TEMPO_COMPAT_VERSION: &str = "2.10.0";
 
 /// Intrinsic tag names reported by the tag endpoints.
-pub const INTRINSIC_TAGS: [&str; 8] = [
+pub const INTRINSIC_TAGS: [&str; 25] = [
+    // Tempo's autocomplete list (pkg/search/util.go `GetVirtualIntrinsicValues`): the short
+    // and the scoped spellings, event, link and instrumentation intrinsics, and the ids.
     "duration",
     "kind",
     "name",
-    "rootName",
-    "rootServiceName",
     "status",
     "statusMessage",
     "traceDuration",
+    "rootServiceName",
+    "rootName",
+    "span:status",
+    "span:statusMessage",
+    "span:duration",
+    "span:name",
+    "span:kind",
+    "trace:rootName",
+    "trace:rootService",
+    "trace:duration",
+    "event:name",
+    "event:timeSinceStart",
+    "link:traceID",
+    "link:spanID",
+    "instrumentation:name",
+    "instrumentation:version",
+    "span:id",
+    "span:parentID",
+    "trace:id",
 ];
 
 /// `reason` labels of `trace_desk_queries_rejected_total`.
@@ -561,7 +580,15 @@ fn tags_v1_scan(store: &Store, params: &HashMap<String, String>) -> Response {
     let scope = params.get("scope").map(|s| s.trim()).unwrap_or_default();
     let t = collect_tags(store);
     let names: BTreeSet<String> = match scope {
-        "" | "all" | "none" => t.resource.union(&t.span).cloned().collect(),
+        // Every attribute scope, as Tempo lists them: event and link attribute names too.
+        "" | "all" | "none" => t
+            .resource
+            .into_iter()
+            .chain(t.span)
+            .chain(t.event)
+            .chain(t.link)
+            .chain(t.instrumentation)
+            .collect(),
         "resource" => t.resource,
         "span" => t.span,
         "intrinsic" => intrinsics(),

@@ -436,6 +436,52 @@ async fn conformance_table() {
             NONE.to_vec(),
         ),
         ("{ span:childCount * 10 > 60 }", PAID.to_vec()),
+        // event. scope and event: intrinsics: a comparison holds when it holds for any event
+        // of the span (the fixture's events: "email sent" on sendEmail, "charge failed" on the
+        // declined and faulty charges, a 503 error event on order-api's POST /orders).
+        (r#"{ event:name = "charge failed" }"#, vec![DECLINED, FAULT]),
+        (
+            r#"{ event:name = "email sent" && event:timeSinceStart > 100us }"#,
+            vec![PAID1],
+        ),
+        ("{ event:timeSinceStart > 40ms }", vec![FAULT]),
+        (r#"{ event.level = "ERROR" }"#, vec![FAULT]),
+        (
+            r#"{ event.level = "WARN" && event.error =~ "card declined.*" }"#,
+            vec![DECLINED],
+        ),
+        (
+            r#"{ event.dependency = "payment-api" && resource.service.name = "order-api" }"#,
+            vec![FAULT],
+        ),
+        ("{ event.level != nil && kind = server }", vec![FAULT]),
+        (r#"{ name = "charge" && event.level = nil }"#, PAID.to_vec()),
+        (r#"{ span.level = "WARN" }"#, NONE.to_vec()),
+        // link. scope and link: intrinsics (the fixture has no links).
+        (r#"{ link:traceID != "" }"#, NONE.to_vec()),
+        (r#"{ link:spanID =~ ".*" }"#, NONE.to_vec()),
+        ("{ link.kind = nil }", ALL.to_vec()),
+        // instrumentation. scope and intrinsics (every fleet span comes from scope "fleet").
+        (r#"{ instrumentation:name = "fleet" }"#, ALL.to_vec()),
+        (r#"{ instrumentation:name != "fleet" }"#, NONE.to_vec()),
+        (r#"{ instrumentation:version = "" }"#, ALL.to_vec()),
+        ("{ instrumentation.x != nil }", NONE.to_vec()),
+        // Nested sets (Tempo's numbering: roots have parent -1 and the first root left 1;
+        // (right - left - 1) / 2 is the number of descendants).
+        ("{ nestedSetParent = -1 && kind = server }", ALL.to_vec()),
+        ("{ nestedSetLeft = 1 }", ALL.to_vec()),
+        (
+            "{ (nestedSetRight - nestedSetLeft - 1) / 2 = 17 }",
+            PAID.to_vec(),
+        ),
+        (
+            "{ (nestedSetRight - nestedSetLeft - 1) / 2 = 4 && nestedSetParent = -1 }",
+            vec![BADSKU, GET_FOUND],
+        ),
+        (
+            r#"{ nestedSetRight - nestedSetLeft = 1 && resource.service.name = "notification" }"#,
+            PAID.to_vec(),
+        ),
         // Negated structural operators (Tempo's falseForAll): the right side's spans with no
         // such relation to a left-side span; the left side must still match something.
         (
@@ -505,6 +551,106 @@ async fn conformance_table() {
     desk.shutdown().await;
 }
 
+/// Tag names: event and link attribute names are listed (v1 without a scope, v1 and v2 with
+/// `scope=event`/`link`), and `intrinsic` lists every intrinsic Tempo lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn tags_list_event_link_and_intrinsic_names() {
+    let desk = fleet_desk().await;
+    // A span carrying the fleet's fault event and a link, on top of the fixture.
+    let mut req = request("faults", &[Sp::new(77, 1, "faulty")]);
+    let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+    span.events
+        .push(opentelemetry_proto::tonic::trace::v1::span::Event {
+            name: "fault injected".into(),
+            attributes: vec![
+                kv("fault.point", s("payment.charge")),
+                kv("fault.source", s("scenario")),
+                kv("fault.spec", s("error:0.5")),
+            ],
+            ..Default::default()
+        });
+    span.links
+        .push(opentelemetry_proto::tonic::trace::v1::span::Link {
+            trace_id: vec![9; 16],
+            span_id: vec![9; 8],
+            attributes: vec![kv("link.reason", s("retry"))],
+            ..Default::default()
+        });
+    post_protobuf(&desk, &req).await;
+
+    let all = get_json(&desk, "/api/search/tags").await;
+    for want in [
+        "fault.point",
+        "fault.source",
+        "fault.spec",
+        "level",
+        "dependency",
+        "link.reason",
+        "service.name",
+    ] {
+        assert!(
+            all["tagNames"].as_array().unwrap().contains(&json!(want)),
+            "{want}: {all}"
+        );
+    }
+    let event = get_json(&desk, "/api/search/tags?scope=event").await;
+    let names = event["tagNames"].as_array().unwrap();
+    assert!(
+        names.contains(&json!("fault.spec")) && names.contains(&json!("error")),
+        "{event}"
+    );
+    assert!(!names.contains(&json!("service.name")), "{event}");
+    let link = get_json(&desk, "/api/search/tags?scope=link").await;
+    assert_eq!(link, json!({"tagNames": ["link.reason"]}));
+    let v2 = get_json(&desk, "/api/v2/search/tags").await;
+    let scope = |name: &str| -> Vec<Value> {
+        v2["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["tags"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    };
+    assert!(scope("event").contains(&json!("fault.point")), "{v2}");
+    assert_eq!(scope("link"), vec![json!("link.reason")]);
+    let intrinsic = scope("intrinsic");
+    for want in [
+        "duration",
+        "name",
+        "status",
+        "kind",
+        "statusMessage",
+        "span:id",
+        "trace:id",
+        "span:parentID",
+        "event:name",
+        "event:timeSinceStart",
+        "link:traceID",
+        "link:spanID",
+        "instrumentation:name",
+        "instrumentation:version",
+        "trace:rootService",
+        "rootServiceName",
+    ] {
+        assert!(intrinsic.contains(&json!(want)), "{want}: {intrinsic:?}");
+    }
+    assert_eq!(intrinsic.len(), 25);
+    // Each listed intrinsic is one the desk's TraceQL accepts.
+    for name in &intrinsic {
+        let q = format!("{{ {0} = {0} }}", name.as_str().unwrap());
+        assert!(trace_desk::traceql::parse(&q).is_ok(), "{q}");
+    }
+    // And the fault event is searchable.
+    let v = search(
+        &desk,
+        r#"{ event.fault.point = "payment.charge" && event:name = "fault injected" }"#,
+    )
+    .await;
+    assert_eq!(v["traces"].as_array().unwrap().len(), 1, "{v}");
+    desk.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_queries_point_at_the_problem() {
     let desk = fleet_desk().await;
@@ -524,7 +670,8 @@ async fn rejected_queries_point_at_the_problem() {
         ("{ status = 200 }", 3, "`status` can only be compared"),
         (r#"{ name =~ "(" }"#, 3, "regular expression"),
         ("{ .cached }", 11, "comparison operator"),
-        ("{ event.name = \"x\" }", 3, "`event.` attribute scope"),
+        ("{ parent.name = \"x\" }", 3, "`parent.` attribute scope"),
+        ("{ event:bogus = \"x\" }", 3, "unknown intrinsic"),
         ("{ span.foo > nil }", 3, "nil"),
         ("{ name + 1 > 2 }", 8, "arithmetic"),
         (

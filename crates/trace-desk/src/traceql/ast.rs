@@ -281,6 +281,9 @@ impl Field {
                 match scope {
                     Scope::Span => format!("span.{quoted}"),
                     Scope::Resource => format!("resource.{quoted}"),
+                    Scope::Event => format!("event.{quoted}"),
+                    Scope::Link => format!("link.{quoted}"),
+                    Scope::Instrumentation => format!("instrumentation.{quoted}"),
                     Scope::Any => format!(".{quoted}"),
                 }
             }
@@ -297,6 +300,31 @@ pub enum Scope {
     Resource,
     /// `.`: the span's attribute, else the resource's.
     Any,
+    /// `event.`: an attribute of any of the span's events.
+    Event,
+    /// `link.`: an attribute of any of the span's links.
+    Link,
+    /// `instrumentation.`: an attribute of the span's instrumentation scope.
+    Instrumentation,
+}
+
+impl Field {
+    /// True when the field has one value per event or link of the span (a comparison holds
+    /// when it holds for any of them, as in Tempo).
+    pub fn is_multi(&self) -> bool {
+        matches!(
+            self,
+            Field::Attr {
+                scope: Scope::Event | Scope::Link,
+                ..
+            } | Field::Intrinsic(
+                Intrinsic::EventName
+                    | Intrinsic::EventTimeSinceStart
+                    | Intrinsic::LinkTraceId
+                    | Intrinsic::LinkSpanId
+            )
+        )
+    }
 }
 
 /// Supported intrinsics.
@@ -326,6 +354,24 @@ pub enum Intrinsic {
     RootService,
     /// `trace:id`, hex.
     TraceId,
+    /// `event:name`: the name of any of the span's events.
+    EventName,
+    /// `event:timeSinceStart`: an event's time minus the span's start.
+    EventTimeSinceStart,
+    /// `link:traceID`, hex.
+    LinkTraceId,
+    /// `link:spanID`, hex.
+    LinkSpanId,
+    /// `instrumentation:name`: the instrumentation scope's name.
+    InstrumentationName,
+    /// `instrumentation:version`.
+    InstrumentationVersion,
+    /// `nestedSetLeft`: the span's left bound in the trace's nested-set numbering.
+    NestedSetLeft,
+    /// `nestedSetRight`.
+    NestedSetRight,
+    /// `nestedSetParent`: the parent's left bound (-1 for a root).
+    NestedSetParent,
 }
 
 /// The value type an intrinsic compares with.
@@ -357,6 +403,15 @@ impl Intrinsic {
             "rootName" | "trace:rootName" => Intrinsic::RootName,
             "rootServiceName" | "trace:rootService" => Intrinsic::RootService,
             "trace:id" => Intrinsic::TraceId,
+            "event:name" => Intrinsic::EventName,
+            "event:timeSinceStart" => Intrinsic::EventTimeSinceStart,
+            "link:traceID" => Intrinsic::LinkTraceId,
+            "link:spanID" => Intrinsic::LinkSpanId,
+            "instrumentation:name" => Intrinsic::InstrumentationName,
+            "instrumentation:version" => Intrinsic::InstrumentationVersion,
+            "nestedSetLeft" => Intrinsic::NestedSetLeft,
+            "nestedSetRight" => Intrinsic::NestedSetRight,
+            "nestedSetParent" => Intrinsic::NestedSetParent,
             _ => return None,
         })
     }
@@ -376,6 +431,15 @@ impl Intrinsic {
             Intrinsic::RootName => "trace:rootName",
             Intrinsic::RootService => "trace:rootService",
             Intrinsic::TraceId => "trace:id",
+            Intrinsic::EventName => "event:name",
+            Intrinsic::EventTimeSinceStart => "event:timeSinceStart",
+            Intrinsic::LinkTraceId => "link:traceID",
+            Intrinsic::LinkSpanId => "link:spanID",
+            Intrinsic::InstrumentationName => "instrumentation:name",
+            Intrinsic::InstrumentationVersion => "instrumentation:version",
+            Intrinsic::NestedSetLeft => "nestedSetLeft",
+            Intrinsic::NestedSetRight => "nestedSetRight",
+            Intrinsic::NestedSetParent => "nestedSetParent",
         }
     }
 
@@ -388,10 +452,19 @@ impl Intrinsic {
             | Intrinsic::ParentId
             | Intrinsic::RootName
             | Intrinsic::RootService
-            | Intrinsic::TraceId => IntrinsicType::Str,
-            Intrinsic::Duration | Intrinsic::ChildCount | Intrinsic::TraceDuration => {
-                IntrinsicType::Number
-            }
+            | Intrinsic::TraceId
+            | Intrinsic::EventName
+            | Intrinsic::LinkTraceId
+            | Intrinsic::LinkSpanId
+            | Intrinsic::InstrumentationName
+            | Intrinsic::InstrumentationVersion => IntrinsicType::Str,
+            Intrinsic::Duration
+            | Intrinsic::ChildCount
+            | Intrinsic::TraceDuration
+            | Intrinsic::EventTimeSinceStart
+            | Intrinsic::NestedSetLeft
+            | Intrinsic::NestedSetRight
+            | Intrinsic::NestedSetParent => IntrinsicType::Number,
             Intrinsic::Status => IntrinsicType::Status,
             Intrinsic::Kind => IntrinsicType::Kind,
         }

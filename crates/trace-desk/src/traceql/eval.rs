@@ -55,6 +55,8 @@ pub struct TraceView<'a> {
     tree_parent: Vec<Option<usize>>,
     /// Every span once, each after its (tree) parent: a DFS pre-order of the tree.
     preorder: Vec<usize>,
+    /// `(nestedSetLeft, nestedSetRight, nestedSetParent)` per span, computed on first use.
+    nested: std::cell::OnceCell<Vec<[i64; 3]>>,
     /// Elementary steps taken by the structural operators (tree building included), so tests
     /// can assert the work is linear in the spans of the trace without timing it.
     work: Cell<u64>,
@@ -156,6 +158,7 @@ impl<'a> TraceView<'a> {
         let root = root_span(spans);
         let (tree_parent, preorder) = span_tree(&parent);
         Self {
+            nested: std::cell::OnceCell::new(),
             work: Cell::new(spans.len() as u64),
             tree_parent,
             preorder,
@@ -331,34 +334,85 @@ impl<'a> TraceView<'a> {
         out
     }
 
-    /// The value of a field on a span (`None` when absent).
+    /// Tempo's nested-set numbering (its vparquet `assignNestedSetModelBounds`): from each true
+    /// root (no parent id) in stored order, depth first with children in stored order, a
+    /// counter from 1 gives each span its left bound on the way down and its right bound on
+    /// the way up; `nestedSetParent` is the parent's left bound, -1 for a root. Spans no root
+    /// reaches (orphans, cycles) keep 0, 0, 0, as Tempo leaves them. O(spans), once per trace.
+    fn nested_set(&self) -> &[[i64; 3]] {
+        self.nested.get_or_init(|| {
+            let n = self.spans.len();
+            let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+            for (i, p) in self.tree_parent.iter().enumerate() {
+                if let Some(p) = p {
+                    children[*p].push(i);
+                }
+            }
+            let mut out = vec![[0i64; 3]; n];
+            let mut bound = 1i64;
+            // (span, next child to visit)
+            let mut stack: Vec<(usize, usize)> = Vec::new();
+            for root in (0..n).filter(|i| self.spans[*i].span.parent_span_id.is_empty()) {
+                out[root][0] = bound;
+                out[root][2] = -1;
+                bound += 1;
+                stack.push((root, 0));
+                while let Some((v, next)) = stack.last_mut() {
+                    let v = *v;
+                    if let Some(&c) = children[v].get(*next) {
+                        *next += 1;
+                        out[c][0] = bound;
+                        out[c][2] = out[v][0];
+                        bound += 1;
+                        stack.push((c, 0));
+                    } else {
+                        out[v][1] = bound;
+                        bound += 1;
+                        stack.pop();
+                    }
+                }
+            }
+            self.count(n);
+            out
+        })
+    }
+
+    /// The value of a field on a span (`None` when absent); for event and link fields, the
+    /// first event's or link's.
     pub fn field(&self, idx: usize, field: &Field) -> Option<Val> {
+        let mut first = None;
+        self.any_value(idx, field, &mut |v| {
+            first = Some(v);
+            true
+        });
+        first
+    }
+
+    /// Calls `f` with each value of the field on the span (one for most fields, one per event
+    /// or link for those scopes) until it returns true; true when it did.
+    pub fn any_value(&self, idx: usize, field: &Field, f: &mut dyn FnMut(Val) -> bool) -> bool {
         let s = &self.spans[idx];
+        let hex_val = |b: &[u8]| Val::Str(hex::encode(b));
+        let one = |v: Option<Val>, f: &mut dyn FnMut(Val) -> bool| v.is_some_and(f);
         match field {
-            Field::Intrinsic(intr) => Some(match intr {
-                Intrinsic::Name => Val::Str(s.span.name.clone()),
-                Intrinsic::Status => Val::Str(status_text(s).to_string()),
-                Intrinsic::StatusMessage => Val::Str(
-                    s.span
-                        .status
-                        .as_ref()
-                        .map(|st| st.message.clone())
-                        .unwrap_or_default(),
-                ),
-                Intrinsic::Kind => Val::Str(kind_text(s.span.kind).to_string()),
-                Intrinsic::Duration => Val::Duration(
-                    s.span
-                        .end_time_unix_nano
-                        .saturating_sub(s.span.start_time_unix_nano),
-                ),
-                Intrinsic::ChildCount => Val::Int(self.child_count[idx]),
-                Intrinsic::SpanId => Val::Str(hex::encode(&s.span.span_id)),
-                Intrinsic::ParentId => Val::Str(hex::encode(&s.span.parent_span_id)),
-                Intrinsic::TraceDuration => Val::Duration(self.trace_duration),
-                Intrinsic::RootName => Val::Str(self.root_name?.to_string()),
-                Intrinsic::RootService => Val::Str(self.root_service?.to_string()),
-                Intrinsic::TraceId => Val::Str(self.trace_id.clone()),
-            }),
+            Field::Intrinsic(intr) => match intr {
+                Intrinsic::EventName => s.span.events.iter().any(|e| f(Val::Str(e.name.clone()))),
+                Intrinsic::EventTimeSinceStart => s.span.events.iter().any(|e| {
+                    f(Val::Duration(
+                        e.time_unix_nano.saturating_sub(s.span.start_time_unix_nano),
+                    ))
+                }),
+                Intrinsic::LinkTraceId => s.span.links.iter().any(|l| f(hex_val(&l.trace_id))),
+                Intrinsic::LinkSpanId => s.span.links.iter().any(|l| f(hex_val(&l.span_id))),
+                Intrinsic::InstrumentationName => one(Some(Val::Str(s.scope.name.clone())), f),
+                Intrinsic::InstrumentationVersion => {
+                    one(Some(Val::Str(s.scope.version.clone())), f)
+                }
+                Intrinsic::NestedSetLeft => one(Some(Val::Int(self.nested_set()[idx][0])), f),
+                Intrinsic::NestedSetRight => one(Some(Val::Int(self.nested_set()[idx][1])), f),
+                Intrinsic::NestedSetParent => one(Some(Val::Int(self.nested_set()[idx][2])), f),
+                other => one(self.span_intrinsic(idx, *other), f),
+            },
             Field::Attr { scope, name } => {
                 let find = |attrs: &[KeyValue]| {
                     attrs
@@ -369,12 +423,49 @@ impl<'a> TraceView<'a> {
                         .and_then(any_to_val)
                 };
                 match scope {
-                    Scope::Span => find(&s.span.attributes),
-                    Scope::Resource => find(&s.resource.attributes),
-                    Scope::Any => find(&s.span.attributes).or_else(|| find(&s.resource.attributes)),
+                    Scope::Span => one(find(&s.span.attributes), f),
+                    Scope::Resource => one(find(&s.resource.attributes), f),
+                    Scope::Instrumentation => one(find(&s.scope.attributes), f),
+                    Scope::Any => one(
+                        find(&s.span.attributes).or_else(|| find(&s.resource.attributes)),
+                        f,
+                    ),
+                    Scope::Event => s.span.events.iter().any(|e| one(find(&e.attributes), f)),
+                    Scope::Link => s.span.links.iter().any(|l| one(find(&l.attributes), f)),
                 }
             }
         }
+    }
+
+    /// The single-valued intrinsics of the span and its trace.
+    fn span_intrinsic(&self, idx: usize, intr: Intrinsic) -> Option<Val> {
+        let s = &self.spans[idx];
+        Some(match intr {
+            Intrinsic::Name => Val::Str(s.span.name.clone()),
+            Intrinsic::Status => Val::Str(status_text(s).to_string()),
+            Intrinsic::StatusMessage => Val::Str(
+                s.span
+                    .status
+                    .as_ref()
+                    .map(|st| st.message.clone())
+                    .unwrap_or_default(),
+            ),
+            Intrinsic::Kind => Val::Str(kind_text(s.span.kind).to_string()),
+            Intrinsic::Duration => Val::Duration(
+                s.span
+                    .end_time_unix_nano
+                    .saturating_sub(s.span.start_time_unix_nano),
+            ),
+            Intrinsic::ChildCount => Val::Int(self.child_count[idx]),
+            Intrinsic::SpanId => Val::Str(hex::encode(&s.span.span_id)),
+            Intrinsic::ParentId => Val::Str(hex::encode(&s.span.parent_span_id)),
+            Intrinsic::TraceDuration => Val::Duration(self.trace_duration),
+            Intrinsic::RootName => Val::Str(self.root_name?.to_string()),
+            Intrinsic::RootService => Val::Str(self.root_service?.to_string()),
+            Intrinsic::TraceId => Val::Str(self.trace_id.clone()),
+            // Multi-valued and nested-set intrinsics are read by `any_value`.
+            _ => return None,
+        })
     }
 
     /// The attribute to show for `field` on a span in search results, if any.
@@ -538,11 +629,12 @@ fn compare_vals(a: &Val, op: CmpOp, b: &Val, regex: Option<&regex::Regex>) -> bo
 fn matches(view: &TraceView, idx: usize, e: &FieldExpr) -> bool {
     match e {
         FieldExpr::Const(b) => *b,
-        FieldExpr::Cmp(c) => match view.field(idx, &c.field) {
-            Some(v) => compare(&v, c),
-            // Absent: only `= nil` holds.
-            None => c.value == Literal::Nil && c.op == CmpOp::Eq,
-        },
+        // `= nil`: no value at all (no event or link has it, for those scopes).
+        FieldExpr::Cmp(c) if c.value == Literal::Nil => {
+            view.any_value(idx, &c.field, &mut |_| true) == (c.op == CmpOp::Ne)
+        }
+        // Any value (any event's, any link's) satisfying the comparison.
+        FieldExpr::Cmp(c) => view.any_value(idx, &c.field, &mut |v| compare(&v, c)),
         FieldExpr::Compare(c) => match (value(view, idx, &c.lhs), value(view, idx, &c.rhs)) {
             (Some(a), Some(b)) => compare_vals(&a, c.op, &b, c.regex.as_ref()),
             _ => false,
@@ -855,6 +947,70 @@ mod tests {
     }
 
     #[test]
+    fn links_events_and_instrumentation() {
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+        let kv = |k: &str, v: i64| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Av::IntValue(v)),
+            }),
+            ..Default::default()
+        };
+        let mut t = trace(3, |i| i - 1);
+        t[1].span.links = vec![
+            Link {
+                trace_id: vec![0xab; 16],
+                span_id: vec![0xcd; 8],
+                attributes: vec![kv("n", 1)],
+                ..Default::default()
+            },
+            Link {
+                trace_id: vec![0xef; 16],
+                span_id: vec![0x01; 8],
+                attributes: vec![kv("n", 2)],
+                ..Default::default()
+            },
+        ];
+        t[2].span.events = vec![Event {
+            name: "boom".into(),
+            time_unix_nano: t[2].span.start_time_unix_nano + 5_000,
+            attributes: vec![kv("fault.point", 7)],
+            ..Default::default()
+        }];
+        t[0].scope = Arc::new(InstrumentationScope {
+            name: "lib".into(),
+            version: "1.2".into(),
+            attributes: vec![kv("tier", 3)],
+            ..Default::default()
+        });
+        let names = |q: &str| -> Vec<String> {
+            let view = TraceView::new(&t);
+            run(&parse(q).unwrap(), &view)
+                .iter()
+                .flat_map(|s| s.spans.iter().map(|i| t[*i].span.name.clone()))
+                .collect()
+        };
+        let ef = "ef".repeat(16);
+        assert_eq!(names(&format!(r#"{{ link:traceID = "{ef}" }}"#)), ["s2"]);
+        assert_eq!(names(r#"{ link:spanID = "cdcdcdcdcdcdcdcd" }"#), ["s2"]);
+        // Any link may satisfy it: the second link has n = 2.
+        assert_eq!(names("{ link.n = 2 }"), ["s2"]);
+        assert_eq!(names("{ link.n = 3 }"), Vec::<String>::new());
+        assert_eq!(names("{ link.n = nil }"), ["s1", "s3"]);
+        assert_eq!(
+            names(r#"{ event:name = "boom" && event:timeSinceStart = 5us }"#),
+            ["s3"]
+        );
+        assert_eq!(names("{ event.fault.point >= 7 }"), ["s3"]);
+        assert_eq!(
+            names(r#"{ instrumentation:name = "lib" && instrumentation:version = "1.2" }"#),
+            ["s1"]
+        );
+        assert_eq!(names("{ instrumentation.tier = 3 }"), ["s1"]);
+    }
+
+    #[test]
     fn structural_results_on_chains_siblings_and_cycles() {
         // 1 ← 2 ← 3 (a chain) and 1 ← 4, 1 ← 5 (siblings of 2).
         let t = trace(5, |i| match i {
@@ -896,6 +1052,29 @@ mod tests {
         assert_eq!(names(r#"{ name = "s3" } !< { }"#), ["s1", "s3", "s4", "s5"]);
         assert_eq!(names(r#"{ name = "s3" } !<< { }"#), ["s3", "s4", "s5"]);
         assert_eq!(names(r#"{ name = "s2" } !~ { }"#), ["s1", "s2", "s3"]);
+        // Nested sets: 1 [2 [3] 4] [5] [6] in stored order, as Tempo numbers them.
+        let view = TraceView::new(&t);
+        let ns = |i: usize, f: Intrinsic| view.field(i, &Field::Intrinsic(f));
+        let got: Vec<_> = (0..5)
+            .map(|i| {
+                (
+                    ns(i, Intrinsic::NestedSetLeft),
+                    ns(i, Intrinsic::NestedSetRight),
+                    ns(i, Intrinsic::NestedSetParent),
+                )
+            })
+            .collect();
+        let int = |n| Some(Val::Int(n));
+        assert_eq!(
+            got,
+            [
+                (int(1), int(10), int(-1)),
+                (int(2), int(5), int(1)),
+                (int(3), int(4), int(2)),
+                (int(6), int(7), int(1)),
+                (int(8), int(9), int(1)),
+            ]
+        );
         // An empty left side yields nothing, as in Tempo.
         assert_eq!(names(r#"{ name = "nope" } !>> { }"#), Vec::<String>::new());
         // A parent cycle (6 ← 7 ← 6) below nothing: evaluated without looping.

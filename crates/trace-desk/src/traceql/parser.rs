@@ -1020,7 +1020,7 @@ fn is_attr_char(c: char) -> bool {
     !c.is_whitespace() && !"{}()=~!<>&|^,\"`'+*%".contains(c)
 }
 
-const INTRINSICS: &str = "name, status, statusMessage, kind, duration (also span:name, span:status, span:statusMessage, span:kind, span:duration), span:childCount, span:id, span:parentID, trace:duration, trace:rootName, trace:rootService, trace:id";
+const INTRINSICS: &str = "name, status, statusMessage, kind, duration (also span:name, span:status, span:statusMessage, span:kind, span:duration), span:childCount, span:id, span:parentID, trace:duration, trace:rootName, trace:rootService, trace:id, event:name, event:timeSinceStart, link:traceID, link:spanID, instrumentation:name, instrumentation:version, nestedSetLeft, nestedSetRight, nestedSetParent";
 
 fn operand(i: &mut &str) -> PResult<Operand> {
     ws(i)?;
@@ -1045,26 +1045,24 @@ fn operand(i: &mut &str) -> PResult<Operand> {
     if c.is_ascii_alphabetic() || c == '_' {
         let word: &str = take_while(1.., is_word_char).parse_next(i)?;
         if i.starts_with('.') {
-            match word {
-                "span" | "resource" => {
-                    *i = &i[1..];
-                    let scope = if word == "span" {
-                        Scope::Span
-                    } else {
-                        Scope::Resource
-                    };
-                    return attribute(i, scope, at).map(Operand::Field);
-                }
-                "parent" | "event" | "link" | "instrumentation" => {
-                    return fail(
-                        i,
-                        at,
-                        format!(
-                            "the `{word}.` attribute scope is not supported by the desk; use `span.`, `resource.` or `.`"
-                        ),
-                    );
-                }
-                _ => {}
+            let scope = match word {
+                "span" => Some(Scope::Span),
+                "resource" => Some(Scope::Resource),
+                "event" => Some(Scope::Event),
+                "link" => Some(Scope::Link),
+                "instrumentation" => Some(Scope::Instrumentation),
+                _ => None,
+            };
+            if let Some(scope) = scope {
+                *i = &i[1..];
+                return attribute(i, scope, at).map(Operand::Field);
+            }
+            if word == "parent" {
+                return fail(
+                    i,
+                    at,
+                    "the `parent.` attribute scope is not supported by the desk; use `span.`, `resource.`, `event.`, `link.`, `instrumentation.` or `.`",
+                );
             }
         }
         let lit = match word {
@@ -1088,10 +1086,7 @@ fn operand(i: &mut &str) -> PResult<Operand> {
         if let Some(intr) = Intrinsic::from_word(word) {
             return Ok(Operand::Field(Field::Intrinsic(intr)));
         }
-        let prefix = word.split(':').next().unwrap_or("");
-        if word == "parent"
-            || (word.contains(':') && matches!(prefix, "event" | "link" | "instrumentation"))
-        {
+        if word == "parent" {
             return fail(
                 i,
                 at,
@@ -1681,7 +1676,8 @@ mod tests {
             ("{ name = \"x\" } | rate() by (x)", 18, "metrics"),
             ("{ bogus = 1 }", 3, "unknown intrinsic `bogus`"),
             ("{ trace:nope = 1 }", 3, "unknown intrinsic"),
-            ("{ event:name = \"x\" }", 3, "not supported"),
+            ("{ event:bogus = \"x\" }", 3, "unknown intrinsic"),
+            ("{ parent.x = \"x\" }", 3, "not supported"),
             ("{ kind = error }", 3, "`kind` can only be compared"),
             ("{ name = duration }", 3, "different types"),
             ("{ 1 = 2 }", 3, "attribute or intrinsic"),

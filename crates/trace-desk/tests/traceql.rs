@@ -436,6 +436,29 @@ async fn conformance_table() {
             NONE.to_vec(),
         ),
         ("{ span:childCount * 10 > 60 }", PAID.to_vec()),
+        // Literal-only comparisons are decided when parsing, as Tempo accepts them.
+        ("{ 1 < 2 }", ALL.to_vec()),
+        ("{ 1 + 1 = 3 }", NONE.to_vec()),
+        (
+            r#"{ "test" =~ "te.*" && kind = server && trace:duration > 50ms }"#,
+            PAID.to_vec(),
+        ),
+        (
+            "{ 2 ^ 10 = 1024 && nestedSetParent = -1 && duration > 60ms }",
+            vec![PAID1, PAID_C],
+        ),
+        // A pipeline may start with a stage (Tempo's grammar); it applies to all the spans.
+        ("count() > 17", PAID.to_vec()),
+        ("max(duration) < 3ms", vec![BADSKU, GET_404]),
+        (
+            "max(duration) > 60ms | { status = error || name = \"charge\" }",
+            vec![PAID1, PAID_C],
+        ),
+        ("by(resource.service.name) | count() > 8", PAID.to_vec()),
+        (
+            "select(span.http.route) | { status = error }",
+            vec![DECLINED, FAULT, BADSKU, GET_404],
+        ),
         // event. scope and event: intrinsics: a comparison holds when it holds for any event
         // of the span (the fixture's events: "email sent" on sendEmail, "charge failed" on the
         // declined and faulty charges, a 503 error event on order-api's POST /orders).
@@ -669,7 +692,7 @@ async fn rejected_queries_point_at_the_problem() {
         (r#"{ duration > "slow" }"#, 3, "duration"),
         ("{ status = 200 }", 3, "`status` can only be compared"),
         (r#"{ name =~ "(" }"#, 3, "regular expression"),
-        ("{ .cached }", 11, "comparison operator"),
+        ("{ status }", 10, "comparison operator"),
         ("{ parent.name = \"x\" }", 3, "`parent.` attribute scope"),
         ("{ event:bogus = \"x\" }", 3, "unknown intrinsic"),
         ("{ span.foo > nil }", 3, "nil"),
@@ -817,6 +840,9 @@ async fn typed_attribute_values() {
     let two = hex_trace(2);
     let rows: Vec<(&str, Vec<&str>)> = vec![
         ("{ span.cached = true }", vec![&one]),
+        // A bare attribute is a boolean test (Tempo's `{ .a }`).
+        ("{ .cached }", vec![&one]),
+        ("{ span.cached && span.cached }", vec![&one]),
         ("{ .cached != true }", vec![&two]),
         ("{ span.cached = false }", vec![&two]),
         ("{ span.ratio > 0.75 }", vec![&two]),

@@ -544,7 +544,7 @@ fn compare(value: &Val, c: &Comparison) -> bool {
 }
 
 /// A literal as a span value (status and kind as their keywords, as the intrinsics read).
-fn lit_val(l: &Literal) -> Option<Val> {
+pub(crate) fn lit_val(l: &Literal) -> Option<Val> {
     Some(match l {
         Literal::Str(s) => Val::Str(s.clone()),
         Literal::Int(n) => Val::Int(*n),
@@ -604,7 +604,7 @@ fn value(view: &TraceView, idx: usize, v: &ValueExpr) -> Option<Val> {
 }
 
 /// Compares two computed values; mismatched types never match.
-fn compare_vals(a: &Val, op: CmpOp, b: &Val, regex: Option<&regex::Regex>) -> bool {
+pub(crate) fn compare_vals(a: &Val, op: CmpOp, b: &Val, regex: Option<&regex::Regex>) -> bool {
     if let Some(re) = regex {
         return match a {
             Val::Str(s) => re.is_match(s) == (op == CmpOp::Re),

@@ -336,9 +336,27 @@ enum Kind {
     Pipelines,
 }
 
+/// True when `i` starts with a stage that Tempo's grammar also accepts first in a pipeline
+/// (a scalar filter, `by()` or `select()`); it then applies to all the trace's spans.
+fn starts_with_stage(i: &str) -> bool {
+    let word_len = i
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(i.len());
+    matches!(
+        &i[..word_len],
+        "count" | "avg" | "min" | "max" | "sum" | "by" | "select"
+    ) && i[word_len..].trim_start().starts_with('(')
+}
+
 fn pipeline(i: &mut &str) -> PResult<(Pipeline, Kind)> {
-    let (head, kind) = spanset_expr(i)?;
+    ws(i)?;
     let mut stages = Vec::new();
+    let (head, kind) = if starts_with_stage(i) {
+        stages.push(stage(i)?);
+        (SpansetExpr::Filter(FieldExpr::Const(true)), Kind::Filters)
+    } else {
+        spanset_expr(i)?
+    };
     loop {
         let save = *i;
         ws(i)?;
@@ -702,6 +720,13 @@ fn to_bool<'a>(i: &mut &'a str, n: Node<'a>) -> PResult<FieldExpr> {
         Node::Not(a) => FieldExpr::Not(Box::new(to_bool(i, *a)?)),
         Node::Cmp(op, a, b, at) => comparison(i, op, *a, *b, at)?,
         Node::Leaf(Operand::Lit(Literal::Bool(b)), ..) => FieldExpr::Const(b),
+        // A bare attribute is a boolean test, as in Tempo: `{ .cached }` is `{ .cached = true }`.
+        Node::Leaf(Operand::Field(field @ Field::Attr { .. }), ..) => FieldExpr::Cmp(Comparison {
+            field,
+            op: CmpOp::Eq,
+            value: Literal::Bool(true),
+            regex: None,
+        }),
         other => {
             let end = match &other {
                 Node::Leaf(_, _, end) => end.trim_start(),
@@ -837,11 +862,32 @@ fn comparison<'a>(
             }
             check_comparison(i, at, f, op.flipped(), l)
         }
-        (ValueExpr::Lit(_), ValueExpr::Lit(_)) => fail(
-            i,
-            at,
-            "a comparison needs an attribute or intrinsic on one side",
-        ),
+        // Literals only (`{ 1 = 2 }`, `{ "a" =~ "a.*" }`): decided once, here.
+        (ValueExpr::Lit(a), ValueExpr::Lit(b)) => {
+            let (ka, kb) = (
+                kind_of(&ValueExpr::Lit(a.clone())),
+                kind_of(&ValueExpr::Lit(b.clone())),
+            );
+            if ka != kb || a == Literal::Nil || b == Literal::Nil {
+                return fail(
+                    i,
+                    at,
+                    "the two sides of this comparison have different types (a number never equals a string)",
+                );
+            }
+            let regex = match (&op, &b) {
+                (CmpOp::Re | CmpOp::NotRe, Literal::Str(re)) => Some(compile_regex(i, at, re)?),
+                (CmpOp::Re | CmpOp::NotRe, _) => {
+                    return fail(i, at, "`=~` and `!~` compare strings, not numbers");
+                }
+                _ => None,
+            };
+            let holds = match (super::eval::lit_val(&a), super::eval::lit_val(&b)) {
+                (Some(x), Some(y)) => super::eval::compare_vals(&x, op, &y, regex.as_ref()),
+                _ => false,
+            };
+            Ok(FieldExpr::Const(holds))
+        }
         (lhs, rhs) => general_comparison(i, at, lhs, op, rhs),
     }
 }
@@ -1608,6 +1654,85 @@ mod tests {
         assert_eq!(parse(&deep).unwrap_err().kind, Rejection::TooDeep);
     }
 
+    /// Search queries of the kinds Tempo's parser tests accept (its `test_examples.yaml`,
+    /// `valid:`), and ones it rejects (`parse_fails:` / `validate_fails:`).
+    #[test]
+    fn tempo_examples() {
+        let valid = [
+            "{ true }",
+            "{ !true }",
+            "{ 1 = 2 }",
+            "{ -1 = 2 }",
+            r#"{ "test" =~ "test" }"#,
+            "{ .a }",
+            "{ !.a }",
+            "{ .a && false }",
+            "{ -.a = 2 }",
+            r#"{ !("test" != .c || ((true && .b) || 3 < .a)) }"#,
+            "{ 1 < 1h }",
+            r#"{ event.foo = "bar" }"#,
+            r#"{ link.foo = "bar" }"#,
+            r#"{ instrumentation.foo = "bar" }"#,
+            r#"{ trace:id = "aasdf4ergf" }"#,
+            "{ event:timeSinceStart > 1s }",
+            r#"{ link:spanID = "f1f1f1f1f1f1f1f1" }"#,
+            r#"{ instrumentation:version = "v3.34" }"#,
+            "{ 1 ^ 1 = 2 }",
+            "{ .a / 1 = 2 }",
+            "{ duration > 1s * 2s }",
+            "{ 1 * 1h = 1 }",
+            r#"{ .http.status >= "200" }"#,
+            "{ true } !> { true }",
+            "{ true } !<< { true }",
+            "({ true } | count() > 1 | { false }) >> ({ true } | count() > 1 | { false })",
+            "({ true } | count() > 1 | { false }) && ({ true } | count() > 1 | { false })",
+            "avg(.field) > 1",
+            "max(duration) > 3s | { status = error || .http.status = 500 }",
+            "select(.a)",
+            "count() = 1 | { true }",
+            "by(.a) | { true }",
+            "{ nestedSetLeft > 3 }",
+            "{ } >> { kind = server } | select(nestedSetLeft, nestedSetRight, nestedSetParent)",
+            "{ .foo = nil }",
+            "{ 1 = childCount }",
+        ];
+        for q in valid {
+            assert!(parse(q).is_ok(), "{q}: {}", parse(q).unwrap_err());
+        }
+        let invalid = [
+            "true",
+            "( true )",
+            "{ . }",
+            "{ .a < 3",
+            "{ attribute = 4 }",
+            "{ .attribute == 4 }",
+            "{ true } + { true }",
+            "{ true } <= { true }",
+            "coalesce() | { true }",
+            "count() > 3 && { true }",
+            "{ true } | count()",
+            "{ true } | by()",
+            "({ true }) && (count())",
+            "{ trace:status = error }",
+            "{ span:rootName = \"bar\" }",
+            "{ status }",
+            "{ 1 + 1 }",
+            r#"{ 1 + "foo" = 1 }"#,
+            r#"{ 1 = "foo" }"#,
+            "{ 1 = name }",
+            "{ 1 =~ 2 }",
+            "{ status > ok }",
+            "{ -true }",
+            r#"{ !name = "foo" }"#,
+            r#"{ span.foo =~ "[" }"#,
+            r#"{ nestedSetLeft = "foo" }"#,
+            "{ nestedSetRight = false }",
+        ];
+        for q in invalid {
+            assert!(parse(q).is_err(), "{q} should be rejected");
+        }
+    }
+
     #[test]
     fn operands_and_literals() {
         let q = parse(r#"{ 500ms < duration && span."a b" = `raw\d` && resource.x.y-z != nil }"#)
@@ -1680,7 +1805,7 @@ mod tests {
             ("{ parent.x = \"x\" }", 3, "not supported"),
             ("{ kind = error }", 3, "`kind` can only be compared"),
             ("{ name = duration }", 3, "different types"),
-            ("{ 1 = 2 }", 3, "attribute or intrinsic"),
+            ("{ 1 = \"x\" }", 3, "different types"),
             ("{ } >! { }", 6, "expected a spanset filter"),
             ("{ } |", 6, "expected a pipeline stage"),
             ("{ } | avg(name) > 1", 11, "numeric field"),

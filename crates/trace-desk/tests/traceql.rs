@@ -459,6 +459,16 @@ async fn conformance_table() {
             "select(span.http.route) | { status = error }",
             vec![DECLINED, FAULT, BADSKU, GET_404],
         ),
+        // Aggregates and by() over arithmetic.
+        ("{ } | max(duration * 2) > 120ms", vec![PAID1, PAID_C]),
+        (
+            "{ span.app.payment.amount_cents > 0 } | by(span.app.payment.amount_cents / 1000) | count() > 1",
+            CHARGED.to_vec(),
+        ),
+        (
+            "{ } | by(span.app.order.items * 10) | avg(span.app.order.items * 10) > 20",
+            vec![PAID3],
+        ),
         // event. scope and event: intrinsics: a comparison holds when it holds for any event
         // of the span (the fixture's events: "email sent" on sendEmail, "charge failed" on the
         // declined and faulty charges, a 503 error event on order-api's POST /orders).
@@ -724,6 +734,19 @@ async fn rejected_queries_point_at_the_problem() {
 #[tokio::test(flavor = "multi_thread")]
 async fn response_shape_like_tempo() {
     let desk = fleet_desk().await;
+    // by() over arithmetic: keyed by the expression as Tempo prints it.
+    let v = search(
+        &desk,
+        "{ span.app.payment.amount_cents > 0 } | by(span.app.payment.amount_cents / 1000)",
+    )
+    .await;
+    let keys: Vec<&str> = v["traces"][0]["spanSets"][0]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["by((span.app.payment.amount_cents / 1000))"], "{v}");
     // by(): one spanset per group that passes the count, with the group and the count.
     let v = search(&desk, "{ } | by(resource.service.name) | count() > 3").await;
     let t = v["traces"]

@@ -80,8 +80,8 @@ pub enum Stage {
         /// The number compared with (durations in nanoseconds).
         value: f64,
     },
-    /// `| by(field)`.
-    By(Field),
+    /// `| by(field)` (or any value expression: `by(3 * .x - 2)`).
+    By(Arg),
     /// `| select(field, ...)`.
     Select(Vec<Field>),
     /// `| coalesce()`.
@@ -93,8 +93,56 @@ pub enum Stage {
 pub enum Aggregate {
     /// `count()`.
     Count,
-    /// `avg(f)`, `min(f)`, `max(f)`, `sum(f)`.
-    Over(AggFn, Field),
+    /// `avg(f)`, `min(f)`, `max(f)`, `sum(f)` (f may be arithmetic: `max(1 + .a)`).
+    Over(AggFn, Arg),
+}
+
+/// The argument of `by()` and of an aggregate: a field, or arithmetic over fields.
+#[derive(Debug, Clone)]
+pub struct Arg {
+    /// What to compute per span.
+    pub expr: ValueExpr,
+    /// Its text as Tempo prints it (`duration`, `(1 + .a)`), used in result keys.
+    pub label: String,
+}
+
+impl From<Field> for Arg {
+    fn from(f: Field) -> Self {
+        Arg {
+            label: f.label(),
+            expr: ValueExpr::Field(f),
+        }
+    }
+}
+
+impl ValueExpr {
+    /// The expression as Tempo prints it: binary operations parenthesised.
+    pub fn label(&self) -> String {
+        match self {
+            ValueExpr::Field(f) => f.label(),
+            ValueExpr::Lit(l) => match l {
+                Literal::Str(s) => format!("{s:?}"),
+                Literal::Int(n) => n.to_string(),
+                Literal::Float(f) => f.to_string(),
+                Literal::Duration(d) => format!("{d}ns"),
+                Literal::Bool(b) => b.to_string(),
+                Literal::Nil => "nil".to_string(),
+                Literal::Status(_) | Literal::Kind(_) => format!("{l:?}"),
+            },
+            ValueExpr::Arith(op, a, b) => {
+                let o = match op {
+                    ArithOp::Add => "+",
+                    ArithOp::Sub => "-",
+                    ArithOp::Mul => "*",
+                    ArithOp::Div => "/",
+                    ArithOp::Mod => "%",
+                    ArithOp::Pow => "^",
+                };
+                format!("({} {o} {})", a.label(), b.label())
+            }
+            ValueExpr::Neg(a) => format!("-{}", a.label()),
+        }
+    }
 }
 
 /// The numeric aggregate functions.
@@ -122,7 +170,7 @@ impl Aggregate {
                     AggFn::Max => "max",
                     AggFn::Sum => "sum",
                 };
-                format!("{name}({})", field.label())
+                format!("{name}({})", field.label)
             }
         }
     }

@@ -722,7 +722,7 @@ fn aggregate(view: &TraceView, agg: &Aggregate, spans: &[usize]) -> Option<Val> 
         Aggregate::Over(func, field) => {
             let values: Vec<f64> = spans
                 .iter()
-                .filter_map(|i| view.field(*i, field))
+                .filter_map(|i| value(view, *i, &field.expr))
                 .filter_map(|v| num(&v))
                 .collect();
             if values.is_empty() {
@@ -776,14 +776,14 @@ fn eval_pipeline(view: &TraceView, p: &Pipeline, candidates: &[usize]) -> Vec<Sp
                 })
                 .collect(),
             Stage::By(field) => {
-                let key = format!("by({})", field.label());
+                let key = format!("by({})", field.label);
                 let mut out: Vec<(Val, Spanset)> = Vec::new();
                 for s in sets {
                     let mut groups: Vec<(Val, Spanset)> = Vec::new();
                     // Group index by value, so many distinct values stay linear.
                     let mut index: HashMap<GroupKey, usize> = HashMap::new();
                     for &i in &s.spans {
-                        let v = view.field(i, field).unwrap_or(Val::Nil);
+                        let v = value(view, i, &field.expr).unwrap_or(Val::Nil);
                         match index.get(&GroupKey::of(&v)).copied() {
                             Some(g) => groups[g].1.spans.push(i),
                             None => {

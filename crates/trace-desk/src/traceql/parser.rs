@@ -1258,6 +1258,28 @@ fn field_arg(i: &mut &str) -> PResult<Field> {
     }
 }
 
+/// The argument of `by()` or an aggregate: a field or arithmetic over fields (Tempo's
+/// `fieldExpression`); it must read the span (`by(1)` is rejected, as in Tempo).
+fn arg(i: &mut &str) -> PResult<Arg> {
+    ws(i)?;
+    let at = *i;
+    // Stop below the comparisons: only arithmetic belongs here.
+    let (n, _) = field_node(i, 5, 1)?;
+    let expr = to_value(i, n)?;
+    match expr {
+        ValueExpr::Field(f) => Ok(Arg::from(f)),
+        ValueExpr::Lit(_) => fail(
+            i,
+            at,
+            "expected an attribute, an intrinsic or arithmetic over them (the expression must read the span)",
+        ),
+        expr => Ok(Arg {
+            label: expr.label(),
+            expr,
+        }),
+    }
+}
+
 fn stage(i: &mut &str) -> PResult<Stage> {
     ws(i)?;
     let at = *i;
@@ -1277,7 +1299,7 @@ fn stage(i: &mut &str) -> PResult<Stage> {
     match word {
         "by" => {
             expect(i, "(", "`(` after `by`")?;
-            let f = field_arg(i)?;
+            let f = arg(i)?;
             expect(i, ")", "`)`")?;
             Ok(Stage::By(f))
         }
@@ -1308,8 +1330,8 @@ fn stage(i: &mut &str) -> PResult<Stage> {
             } else {
                 ws(i)?;
                 let arg_at = *i;
-                let f = field_arg(i)?;
-                if let Field::Intrinsic(intr) = &f
+                let f = arg(i)?;
+                if let ValueExpr::Field(Field::Intrinsic(intr)) = &f.expr
                     && intr.value_type() != IntrinsicType::Number
                 {
                     return fail(
@@ -1450,9 +1472,9 @@ fn collect_pipeline(p: &Pipeline, out: &mut Vec<Field>) {
             Stage::Scalar {
                 aggregate: Aggregate::Over(_, f),
                 ..
-            } => push_field(out, f),
+            } => collect_value(&f.expr, out),
             Stage::Scalar { .. } | Stage::Coalesce => {}
-            Stage::By(f) => push_field(out, f),
+            Stage::By(f) => collect_value(&f.expr, out),
             Stage::Select(fs) => fs.iter().for_each(|f| push_field(out, f)),
         }
     }
@@ -1521,7 +1543,7 @@ mod tests {
                         op,
                         value,
                     } => format!("{}{op:?}{value}", aggregate.label()),
-                    Stage::By(f) => format!("by({})", f.label()),
+                    Stage::By(f) => format!("by({})", f.label),
                     Stage::Select(fs) => format!("select({})", fs.len()),
                     Stage::Coalesce => "coalesce()".to_string(),
                 });
@@ -1695,6 +1717,10 @@ mod tests {
             "{ } >> { kind = server } | select(nestedSetLeft, nestedSetRight, nestedSetParent)",
             "{ .foo = nil }",
             "{ 1 = childCount }",
+            "{ true } | max(1 + .a) = 1",
+            "{ true } | max((1 + .a) * 2) = 1",
+            "{ true } | by(1 + .a) | coalesce()",
+            "{ true } | by(3 * .field - 2) | max(duration) < 1s",
         ];
         for q in valid {
             assert!(parse(q).is_ok(), "{q}: {}", parse(q).unwrap_err());
@@ -1727,6 +1753,9 @@ mod tests {
             r#"{ span.foo =~ "[" }"#,
             r#"{ nestedSetLeft = "foo" }"#,
             "{ nestedSetRight = false }",
+            "{ true } | by(1)",
+            "{ true } | by(\"foo\")",
+            "{ true } | max(name + 1) = 1",
         ];
         for q in invalid {
             assert!(parse(q).is_err(), "{q} should be rejected");

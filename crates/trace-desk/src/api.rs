@@ -711,6 +711,9 @@ fn parse_scoped_tag(tag: &str) -> Result<TagRef, String> {
         "rootServiceName" | "trace:rootService" => "rootServiceName",
         "duration" | "span:duration" => "duration",
         "traceDuration" | "trace:duration" => "traceDuration",
+        "event:name" => "event:name",
+        "instrumentation:name" => "instrumentation:name",
+        "instrumentation:version" => "instrumentation:version",
         _ => {
             return Err(format!(
                 "invalid tag {tag:?}: use a scoped attribute (resource.x, span.x, .x) or an intrinsic (name, status, kind, ...)"
@@ -799,6 +802,23 @@ fn tag_values_v2_scan(store: &Store, tag: &str) -> Response {
                     {
                         intrinsic_values.insert((st.message.clone(), "string"));
                     }
+                }
+            }
+            "event:name" => {
+                for s in spans {
+                    for e in &s.span.events {
+                        intrinsic_values.insert((e.name.clone(), "string"));
+                    }
+                }
+            }
+            "instrumentation:name" | "instrumentation:version" => {
+                for s in spans {
+                    let v = if *which == "instrumentation:name" {
+                        &s.scope.name
+                    } else {
+                        &s.scope.version
+                    };
+                    intrinsic_values.insert((v.clone(), "string"));
                 }
             }
             "rootName" | "rootServiceName" => {

@@ -674,6 +674,26 @@ async fn tags_list_event_link_and_intrinsic_names() {
         let q = format!("{{ {0} = {0} }}", name.as_str().unwrap());
         assert!(trace_desk::traceql::parse(&q).is_ok(), "{q}");
     }
+    // Values of the event and instrumentation intrinsics.
+    let v = get_json(&desk, "/api/v2/search/tag/event:name/values").await;
+    let names: Vec<&str> = v["tagValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"fault injected") && names.contains(&"charge failed"),
+        "{v}"
+    );
+    let v = get_json(&desk, "/api/v2/search/tag/instrumentation:name/values").await;
+    assert!(
+        v["tagValues"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "string", "value": "fleet"})),
+        "{v}"
+    );
     // And the fault event is searchable.
     let v = search(
         &desk,

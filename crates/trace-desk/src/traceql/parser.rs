@@ -21,7 +21,7 @@ use super::duration::parse_go_duration;
 type PResult<T> = ModalResult<T>;
 
 /// What the desk supports, appended to every error.
-pub const SUPPORTED: &str = "The desk supports spanset filters `{ ... }` with `&&`, `||`, `!`, `= != > >= < <= =~ !~` and arithmetic `+ - * / % ^` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`, `!>`, `!>>`, `!<`, `!<<`, `!~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
+pub const SUPPORTED: &str = "The desk supports spanset filters `{ ... }` with `&&`, `||`, `!`, `= != > >= < <= =~ !~` and arithmetic `+ - * / % ^` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`event.`/`link.`/`instrumentation.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`, `!>`, `!>>`, `!<`, `!<<`, `!~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
 
 /// Longest accepted query, in bytes (16 KiB); longer ones are refused before parsing.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;

@@ -694,6 +694,15 @@ async fn tags_list_event_link_and_intrinsic_names() {
             .contains(&json!({"type": "string", "value": "fleet"})),
         "{v}"
     );
+    // The link is searchable by its ids and attributes.
+    for q in [
+        r#"{ link:traceID = "09090909090909090909090909090909" }"#,
+        r#"{ link:spanID = "0909090909090909" && link.link.reason = "retry" }"#,
+        r#"{ link.link.reason =~ "re.*" } !> { }"#,
+    ] {
+        let v = search(&desk, q).await;
+        assert_eq!(v["traces"].as_array().unwrap().len(), 1, "{q}: {v}");
+    }
     // And the fault event is searchable.
     let v = search(
         &desk,

@@ -250,6 +250,20 @@ pub enum ArithOp {
     Pow,
 }
 
+impl ArithOp {
+    /// Float arithmetic as Tempo does it (`%` is Go's math.Mod, which Rust's `%` matches).
+    pub fn apply_f64(self, x: f64, y: f64) -> f64 {
+        match self {
+            ArithOp::Add => x + y,
+            ArithOp::Sub => x - y,
+            ArithOp::Mul => x * y,
+            ArithOp::Div => x / y,
+            ArithOp::Mod => x % y,
+            ArithOp::Pow => x.powf(y),
+        }
+    }
+}
+
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {

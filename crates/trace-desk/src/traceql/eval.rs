@@ -594,11 +594,7 @@ fn value(view: &TraceView, idx: usize, v: &ValueExpr) -> Option<Val> {
                 }
                 .map(Val::Int);
             }
-            Some(Val::Float(crate::traceql::parser::arith_f64(
-                *op,
-                num(&a)?,
-                num(&b)?,
-            )))
+            Some(Val::Float(op.apply_f64(num(&a)?, num(&b)?)))
         }
     }
 }

@@ -770,20 +770,8 @@ fn fold(op: ArithOp, a: &Literal, b: &Literal) -> Result<Literal, &'static str> 
         return r.map(Literal::Int).ok_or("integer overflow");
     }
     match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => Ok(Literal::Float(arith_f64(op, x, y))),
+        (Some(x), Some(y)) => Ok(Literal::Float(op.apply_f64(x, y))),
         _ => Err("arithmetic needs numbers or durations"),
-    }
-}
-
-/// Float arithmetic as Tempo does it (`%` is Go's math.Mod, which Rust's `%` matches).
-pub fn arith_f64(op: ArithOp, x: f64, y: f64) -> f64 {
-    match op {
-        ArithOp::Add => x + y,
-        ArithOp::Sub => x - y,
-        ArithOp::Mul => x * y,
-        ArithOp::Div => x / y,
-        ArithOp::Mod => x % y,
-        ArithOp::Pow => x.powf(y),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The TraceQL parser: recursive descent built from `winnow` combinators over
 //! the query text. Precedence follows Tempo's grammar (`pkg/traceql/expr.y`):
 //! `|` binds loosest, then `&&` and `||` (equal precedence, left-associative),
-//! then the structural operators (`>`, `>>`, `<`, `<<`, `~`, left-associative).
+//! then the structural operators (`>`, `>>`, `<`, `<<`, `~` and their `&`/`!` forms,
+//! left-associative). Inside a filter, field expressions are parsed by precedence climbing:
+//! `&& ||`, comparisons, `+ -`, unary `!`, `* / %`, `^` (right-associative).
 //! Errors carry the byte offset and the 1-based column of the problem.
 
 use std::fmt;

@@ -23,15 +23,34 @@ use crate::trace_view;
 pub const TEMPO_COMPAT_VERSION: &str = "2.10.0";
 
 /// Intrinsic tag names reported by the tag endpoints.
-pub const INTRINSIC_TAGS: [&str; 8] = [
+pub const INTRINSIC_TAGS: [&str; 25] = [
+    // Tempo's autocomplete list (pkg/search/util.go `GetVirtualIntrinsicValues`): the short
+    // and the scoped spellings, event, link and instrumentation intrinsics, and the ids.
     "duration",
     "kind",
     "name",
-    "rootName",
-    "rootServiceName",
     "status",
     "statusMessage",
     "traceDuration",
+    "rootServiceName",
+    "rootName",
+    "span:status",
+    "span:statusMessage",
+    "span:duration",
+    "span:name",
+    "span:kind",
+    "trace:rootName",
+    "trace:rootService",
+    "trace:duration",
+    "event:name",
+    "event:timeSinceStart",
+    "link:traceID",
+    "link:spanID",
+    "instrumentation:name",
+    "instrumentation:version",
+    "span:id",
+    "span:parentID",
+    "trace:id",
 ];
 
 /// `reason` labels of `trace_desk_queries_rejected_total`.
@@ -561,7 +580,15 @@ fn tags_v1_scan(store: &Store, params: &HashMap<String, String>) -> Response {
     let scope = params.get("scope").map(|s| s.trim()).unwrap_or_default();
     let t = collect_tags(store);
     let names: BTreeSet<String> = match scope {
-        "" | "all" | "none" => t.resource.union(&t.span).cloned().collect(),
+        // Every attribute scope, as Tempo lists them: event and link attribute names too.
+        "" | "all" | "none" => t
+            .resource
+            .into_iter()
+            .chain(t.span)
+            .chain(t.event)
+            .chain(t.link)
+            .chain(t.instrumentation)
+            .collect(),
         "resource" => t.resource,
         "span" => t.span,
         "intrinsic" => intrinsics(),
@@ -684,6 +711,9 @@ fn parse_scoped_tag(tag: &str) -> Result<TagRef, String> {
         "rootServiceName" | "trace:rootService" => "rootServiceName",
         "duration" | "span:duration" => "duration",
         "traceDuration" | "trace:duration" => "traceDuration",
+        "event:name" => "event:name",
+        "instrumentation:name" => "instrumentation:name",
+        "instrumentation:version" => "instrumentation:version",
         _ => {
             return Err(format!(
                 "invalid tag {tag:?}: use a scoped attribute (resource.x, span.x, .x) or an intrinsic (name, status, kind, ...)"
@@ -772,6 +802,23 @@ fn tag_values_v2_scan(store: &Store, tag: &str) -> Response {
                     {
                         intrinsic_values.insert((st.message.clone(), "string"));
                     }
+                }
+            }
+            "event:name" => {
+                for s in spans {
+                    for e in &s.span.events {
+                        intrinsic_values.insert((e.name.clone(), "string"));
+                    }
+                }
+            }
+            "instrumentation:name" | "instrumentation:version" => {
+                for s in spans {
+                    let v = if *which == "instrumentation:name" {
+                        &s.scope.name
+                    } else {
+                        &s.scope.version
+                    };
+                    intrinsic_values.insert((v.clone(), "string"));
                 }
             }
             "rootName" | "rootServiceName" => {

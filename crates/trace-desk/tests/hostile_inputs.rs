@@ -161,12 +161,37 @@ fn query() -> impl Strategy<Value = String> {
         "\u{0}",
         "trace:rootName",
         "span:childCount",
+        // Arithmetic, negated structural operators and the newer scopes and intrinsics.
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "^",
+        "0",
+        "9223372036854775807",
+        "!>>",
+        "!<<",
+        "!~",
+        "event.a",
+        "link.a",
+        "instrumentation.a",
+        "event:name",
+        "event:timeSinceStart",
+        "link:traceID",
+        "instrumentation:version",
+        "nestedSetLeft",
+        "nestedSetParent",
+        "max(duration * 2)",
+        "by(.a / 0)",
     ]);
     prop_oneof![
         prop::collection::vec(token, 0..120).prop_map(|t| t.concat()),
         (
             0usize..400,
-            prop::sample::select(vec!["(", "{ (", "!(", "{ !(", "{}&&"])
+            prop::sample::select(vec![
+                "(", "{ (", "!(", "{ !(", "{}&&", "{ .a ^", "{ -", "{ !"
+            ])
         )
             .prop_map(|(n, t)| format!("{}{}", t.repeat(n), "{ }")),
         (16_300usize..16_500).prop_map(|n| format!("{{ name = \"{}\" }}", "x".repeat(n - 13))),

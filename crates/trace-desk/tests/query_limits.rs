@@ -157,10 +157,17 @@ fn deepest_accepted_queries_fit_a_default_stack() {
             )
             .resource_spans,
         );
+        // Right-associative `^` and prefix `-`/`!` recurse once per operator in the parser.
+        let pow_chain = |n: usize| format!("{{ span.a{} < 1 || true }}", " ^ 1".repeat(n));
+        let neg_chain = |n: usize| format!("{{ {}span.a < 1 || true }}", "-".repeat(n));
+        let not_chain = |n: usize| format!("{{ {}true }}", "!".repeat(n));
         for q in [
             nested_spansets(128),
             nested_fields(128),
             chain(MAX_EXPR_DEPTH - 2),
+            pow_chain(MAX_EXPR_DEPTH - 8),
+            neg_chain(MAX_EXPR_DEPTH - 8),
+            not_chain(MAX_EXPR_DEPTH - 8),
         ] {
             let mut params = std::collections::HashMap::new();
             params.insert("q".to_string(), q);
@@ -168,7 +175,13 @@ fn deepest_accepted_queries_fit_a_default_stack() {
             let v = trace_desk::search::search(&store, &p);
             assert_eq!(v["traces"].as_array().map(Vec::len), Some(1));
         }
-        for q in [nested_spansets(3_000), chain(4_000)] {
+        for q in [
+            nested_spansets(3_000),
+            chain(4_000),
+            pow_chain(4_000),
+            neg_chain(4_000),
+            not_chain(4_000),
+        ] {
             assert!(trace_desk::traceql::parse(&q).is_err());
         }
     };

@@ -397,9 +397,176 @@ async fn conformance_table() {
             PAID.to_vec(),
         ),
         (
-            "({ status = error } | count() > 5) && { kind = server }",
+            "({ status = error } | count() > 5) && ({ kind = server })",
             vec![FAULT],
         ),
+        // Arithmetic in field expressions (Tempo: int op int stays int, else float; durations
+        // in nanoseconds). The paid checkouts take 52-61 ms, the rest under 50 ms.
+        ("{ duration > 25ms * 2 }", PAID.to_vec()),
+        ("{ duration > 100ms / 2 }", PAID.to_vec()),
+        ("{ trace:duration < 5ms - 1ms * 2 }", vec![BADSKU, GET_404]),
+        ("{ span.app.order.items ^ 2 = 9 }", vec![PAID3]),
+        ("{ span.app.order.items * 2 > 4 }", vec![PAID3]),
+        (
+            "{ span.app.order.items - 1 = 0 && name = \"createOrder\" }",
+            vec![PAID1, DECLINED, FAULT, BADSKU, PAID_B, PAID_C],
+        ),
+        (
+            "{ span.app.payment.amount_cents % 1000 = 900 }",
+            vec![PAID1, DECLINED, FAULT],
+        ),
+        // Integer division truncates (3960 / 100 = 39); a float operand makes it a float.
+        ("{ span.app.payment.amount_cents / 100 > 39 }", vec![PAID3]),
+        (
+            "{ span.app.payment.amount_cents / 100.0 > 39.5 }",
+            vec![PAID3, PAID_B],
+        ),
+        ("{ -span.app.payment.amount_cents < -9000 }", vec![PAID3]),
+        (
+            "{ span.http.response.status_code - 400 >= 0 && span.http.response.status_code < 100 * 5 }",
+            vec![DECLINED, BADSKU, GET_404],
+        ),
+        // A field on both sides.
+        (
+            "{ span.app.payment.amount_cents = span.app.payment.amount_cents }",
+            CHARGED.to_vec(),
+        ),
+        (
+            "{ span.app.order.items > span.app.payment.amount_cents }",
+            NONE.to_vec(),
+        ),
+        ("{ span:childCount * 10 > 60 }", PAID.to_vec()),
+        // Literal-only comparisons are decided when parsing, as Tempo accepts them.
+        ("{ 1 < 2 }", ALL.to_vec()),
+        ("{ 1 + 1 = 3 }", NONE.to_vec()),
+        (
+            r#"{ "test" =~ "te.*" && kind = server && trace:duration > 50ms }"#,
+            PAID.to_vec(),
+        ),
+        (
+            "{ 2 ^ 10 = 1024 && nestedSetParent = -1 && duration > 60ms }",
+            vec![PAID1, PAID_C],
+        ),
+        // A pipeline may start with a stage (Tempo's grammar); it applies to all the spans.
+        ("count() > 17", PAID.to_vec()),
+        ("max(duration) < 3ms", vec![BADSKU, GET_404]),
+        (
+            "max(duration) > 60ms | { status = error || name = \"charge\" }",
+            vec![PAID1, PAID_C],
+        ),
+        ("by(resource.service.name) | count() > 8", PAID.to_vec()),
+        (
+            "select(span.http.route) | { status = error }",
+            vec![DECLINED, FAULT, BADSKU, GET_404],
+        ),
+        // Aggregates and by() over arithmetic.
+        ("{ } | max(duration * 2) > 120ms", vec![PAID1, PAID_C]),
+        (
+            "{ span.app.payment.amount_cents > 0 } | by(span.app.payment.amount_cents / 1000) | count() > 1",
+            CHARGED.to_vec(),
+        ),
+        (
+            "{ } | by(span.app.order.items * 10) | avg(span.app.order.items * 10) > 20",
+            vec![PAID3],
+        ),
+        // event. scope and event: intrinsics: a comparison holds when it holds for any event
+        // of the span (the fixture's events: "email sent" on sendEmail, "charge failed" on the
+        // declined and faulty charges, a 503 error event on order-api's POST /orders).
+        (r#"{ event:name = "charge failed" }"#, vec![DECLINED, FAULT]),
+        (
+            r#"{ event:name = "email sent" && event:timeSinceStart > 100us }"#,
+            vec![PAID1],
+        ),
+        ("{ event:timeSinceStart > 40ms }", vec![FAULT]),
+        (r#"{ event.level = "ERROR" }"#, vec![FAULT]),
+        (
+            r#"{ event.level = "WARN" && event.error =~ "card declined.*" }"#,
+            vec![DECLINED],
+        ),
+        (
+            r#"{ event.dependency = "payment-api" && resource.service.name = "order-api" }"#,
+            vec![FAULT],
+        ),
+        ("{ event.level != nil && kind = server }", vec![FAULT]),
+        (r#"{ name = "charge" && event.level = nil }"#, PAID.to_vec()),
+        (r#"{ span.level = "WARN" }"#, NONE.to_vec()),
+        // link. scope and link: intrinsics (the fixture has no links).
+        (r#"{ link:traceID != "" }"#, NONE.to_vec()),
+        (r#"{ link:spanID =~ ".*" }"#, NONE.to_vec()),
+        ("{ link.kind = nil }", ALL.to_vec()),
+        // instrumentation. scope and intrinsics (every fleet span comes from scope "fleet").
+        (r#"{ instrumentation:name = "fleet" }"#, ALL.to_vec()),
+        (r#"{ instrumentation:name != "fleet" }"#, NONE.to_vec()),
+        (r#"{ instrumentation:version = "" }"#, ALL.to_vec()),
+        ("{ instrumentation.x != nil }", NONE.to_vec()),
+        // Nested sets (Tempo's numbering: roots have parent -1 and the first root left 1;
+        // (right - left - 1) / 2 is the number of descendants).
+        ("{ nestedSetParent = -1 && kind = server }", ALL.to_vec()),
+        ("{ nestedSetLeft = 1 }", ALL.to_vec()),
+        (
+            "{ (nestedSetRight - nestedSetLeft - 1) / 2 = 17 }",
+            PAID.to_vec(),
+        ),
+        (
+            "{ (nestedSetRight - nestedSetLeft - 1) / 2 = 4 && nestedSetParent = -1 }",
+            vec![BADSKU, GET_FOUND],
+        ),
+        (
+            r#"{ nestedSetRight - nestedSetLeft = 1 && resource.service.name = "notification" }"#,
+            PAID.to_vec(),
+        ),
+        // Negated structural operators (Tempo's falseForAll): the right side's spans with no
+        // such relation to a left-side span; the left side must still match something.
+        (
+            r#"{ name = "createOrder" } !> { name = "stripe-sdk.request" }"#,
+            CHARGED.to_vec(),
+        ),
+        (
+            r#"{ name = "charge" } !> { name = "stripe-sdk.request" }"#,
+            NONE.to_vec(),
+        ),
+        // Roots have no ancestor at all, so every error trace keeps its root server span.
+        (
+            "{ status = error } !>> { kind = server }",
+            vec![DECLINED, FAULT, BADSKU, GET_404],
+        ),
+        (
+            r#"{ status = error } >> { kind = server && resource.service.name = "payment-api" }"#,
+            vec![DECLINED, FAULT],
+        ),
+        (
+            r#"{ status = error } !>> { kind = server && resource.service.name = "payment-api" }"#,
+            NONE.to_vec(),
+        ),
+        // createOrder (internal) is no stripe parent; only traces with a stripe call qualify.
+        (
+            r#"{ name = "stripe-sdk.request" } !< { kind = internal }"#,
+            CHARGED.to_vec(),
+        ),
+        (
+            r#"{ kind = server } !< { kind = client && resource.service.name = "api-gateway" }"#,
+            NONE.to_vec(),
+        ),
+        // Only the paid checkouts have a server (the notification's) off the payment path.
+        (
+            r#"{ name = "POST /v1/charges" } !<< { kind = server }"#,
+            PAID.to_vec(),
+        ),
+        (
+            r#"{ name = "createOrder" } !~ { name = "notification.v1.NotificationService/SendEmail" && kind = client }"#,
+            PAID.to_vec(),
+        ),
+        (
+            r#"{ name = "POST /orders" && kind = client } !~ { name = "notification.v1.NotificationService/SendEmail" && kind = client }"#,
+            NONE.to_vec(),
+        ),
+        // `= nil`: the attribute is not set on the span.
+        (
+            r#"{ name = "POST /checkout" && span.session.id = nil }"#,
+            vec![PAID1, DECLINED, FAULT, BADSKU, PAID_B, PAID_C],
+        ),
+        ("{ span.session.id = nil }", ALL.to_vec()),
+        ("{ resource.service.name = nil }", NONE.to_vec()),
     ];
     let mut failures = Vec::new();
     for (q, want) in &rows {
@@ -414,6 +581,135 @@ async fn conformance_table() {
         failures.len(),
         failures.join("\n")
     );
+    desk.shutdown().await;
+}
+
+/// Tag names: event and link attribute names are listed (v1 without a scope, v1 and v2 with
+/// `scope=event`/`link`), and `intrinsic` lists every intrinsic Tempo lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn tags_list_event_link_and_intrinsic_names() {
+    let desk = fleet_desk().await;
+    // A span carrying the fleet's fault event and a link, on top of the fixture.
+    let mut req = request("faults", &[Sp::new(77, 1, "faulty")]);
+    let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+    span.events
+        .push(opentelemetry_proto::tonic::trace::v1::span::Event {
+            name: "fault injected".into(),
+            attributes: vec![
+                kv("fault.point", s("payment.charge")),
+                kv("fault.source", s("scenario")),
+                kv("fault.spec", s("error:0.5")),
+            ],
+            ..Default::default()
+        });
+    span.links
+        .push(opentelemetry_proto::tonic::trace::v1::span::Link {
+            trace_id: vec![9; 16],
+            span_id: vec![9; 8],
+            attributes: vec![kv("link.reason", s("retry"))],
+            ..Default::default()
+        });
+    post_protobuf(&desk, &req).await;
+
+    let all = get_json(&desk, "/api/search/tags").await;
+    for want in [
+        "fault.point",
+        "fault.source",
+        "fault.spec",
+        "level",
+        "dependency",
+        "link.reason",
+        "service.name",
+    ] {
+        assert!(
+            all["tagNames"].as_array().unwrap().contains(&json!(want)),
+            "{want}: {all}"
+        );
+    }
+    let event = get_json(&desk, "/api/search/tags?scope=event").await;
+    let names = event["tagNames"].as_array().unwrap();
+    assert!(
+        names.contains(&json!("fault.spec")) && names.contains(&json!("error")),
+        "{event}"
+    );
+    assert!(!names.contains(&json!("service.name")), "{event}");
+    let link = get_json(&desk, "/api/search/tags?scope=link").await;
+    assert_eq!(link, json!({"tagNames": ["link.reason"]}));
+    let v2 = get_json(&desk, "/api/v2/search/tags").await;
+    let scope = |name: &str| -> Vec<Value> {
+        v2["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["tags"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    };
+    assert!(scope("event").contains(&json!("fault.point")), "{v2}");
+    assert_eq!(scope("link"), vec![json!("link.reason")]);
+    let intrinsic = scope("intrinsic");
+    for want in [
+        "duration",
+        "name",
+        "status",
+        "kind",
+        "statusMessage",
+        "span:id",
+        "trace:id",
+        "span:parentID",
+        "event:name",
+        "event:timeSinceStart",
+        "link:traceID",
+        "link:spanID",
+        "instrumentation:name",
+        "instrumentation:version",
+        "trace:rootService",
+        "rootServiceName",
+    ] {
+        assert!(intrinsic.contains(&json!(want)), "{want}: {intrinsic:?}");
+    }
+    assert_eq!(intrinsic.len(), 25);
+    // Each listed intrinsic is one the desk's TraceQL accepts.
+    for name in &intrinsic {
+        let q = format!("{{ {0} = {0} }}", name.as_str().unwrap());
+        assert!(trace_desk::traceql::parse(&q).is_ok(), "{q}");
+    }
+    // Values of the event and instrumentation intrinsics.
+    let v = get_json(&desk, "/api/v2/search/tag/event:name/values").await;
+    let names: Vec<&str> = v["tagValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"fault injected") && names.contains(&"charge failed"),
+        "{v}"
+    );
+    let v = get_json(&desk, "/api/v2/search/tag/instrumentation:name/values").await;
+    assert!(
+        v["tagValues"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "string", "value": "fleet"})),
+        "{v}"
+    );
+    // The link is searchable by its ids and attributes.
+    for q in [
+        r#"{ link:traceID = "09090909090909090909090909090909" }"#,
+        r#"{ link:spanID = "0909090909090909" && link.link.reason = "retry" }"#,
+        r#"{ link.link.reason =~ "re.*" } !> { }"#,
+    ] {
+        let v = search(&desk, q).await;
+        assert_eq!(v["traces"].as_array().unwrap().len(), 1, "{q}: {v}");
+    }
+    // And the fault event is searchable.
+    let v = search(
+        &desk,
+        r#"{ event.fault.point = "payment.charge" && event:name = "fault injected" }"#,
+    )
+    .await;
+    assert_eq!(v["traces"].as_array().unwrap().len(), 1, "{v}");
     desk.shutdown().await;
 }
 
@@ -435,11 +731,17 @@ async fn rejected_queries_point_at_the_problem() {
         (r#"{ duration > "slow" }"#, 3, "duration"),
         ("{ status = 200 }", 3, "`status` can only be compared"),
         (r#"{ name =~ "(" }"#, 3, "regular expression"),
-        ("{ .cached }", 11, "comparison operator"),
-        ("{ } !> { }", 5, "negated structural"),
-        ("{ event.name = \"x\" }", 3, "`event.` attribute scope"),
-        ("{ span.foo = nil }", 3, "nil"),
-        ("{ duration + 1ms > 2ms }", 12, "arithmetic"),
+        ("{ status }", 10, "comparison operator"),
+        ("{ parent.name = \"x\" }", 3, "`parent.` attribute scope"),
+        ("{ event:bogus = \"x\" }", 3, "unknown intrinsic"),
+        ("{ span.foo > nil }", 3, "nil"),
+        ("{ name + 1 > 2 }", 8, "arithmetic"),
+        (
+            "({ kind = server } | count() > 2) && { name = \"x\" }",
+            35,
+            "parenthesised pipeline",
+        ),
+        ("{ duration > 1 / 0 }", 16, "division by zero"),
         ("{ } | frobnicate()", 7, "unknown pipeline stage"),
         ("{ } | count() > name", 17, "number or a duration"),
         ("{ } extra", 5, "unexpected"),
@@ -461,6 +763,19 @@ async fn rejected_queries_point_at_the_problem() {
 #[tokio::test(flavor = "multi_thread")]
 async fn response_shape_like_tempo() {
     let desk = fleet_desk().await;
+    // by() over arithmetic: keyed by the expression as Tempo prints it.
+    let v = search(
+        &desk,
+        "{ span.app.payment.amount_cents > 0 } | by(span.app.payment.amount_cents / 1000)",
+    )
+    .await;
+    let keys: Vec<&str> = v["traces"][0]["spanSets"][0]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["by((span.app.payment.amount_cents / 1000))"], "{v}");
     // by(): one spanset per group that passes the count, with the group and the count.
     let v = search(&desk, "{ } | by(resource.service.name) | count() > 3").await;
     let t = v["traces"]
@@ -577,6 +892,9 @@ async fn typed_attribute_values() {
     let two = hex_trace(2);
     let rows: Vec<(&str, Vec<&str>)> = vec![
         ("{ span.cached = true }", vec![&one]),
+        // A bare attribute is a boolean test (Tempo's `{ .a }`).
+        ("{ .cached }", vec![&one]),
+        ("{ span.cached && span.cached }", vec![&one]),
         ("{ .cached != true }", vec![&two]),
         ("{ span.cached = false }", vec![&two]),
         ("{ span.ratio > 0.75 }", vec![&two]),

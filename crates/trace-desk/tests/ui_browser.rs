@@ -676,6 +676,62 @@ async fn search_page_lists_filters_and_reports_errors() {
     desk.shutdown().await;
 }
 
+/// A search that ran out of its time budget answers partial results; the page says so, and a
+/// complete answer shows no notice.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_page_shows_partial_results() {
+    let config =
+        DeskConfig::ephemeral(100_000).with_query_timeout(std::time::Duration::from_nanos(1));
+    let desk = trace_desk::start(config).await.expect("desk starts");
+    post_otlp(&desk, FIXTURE).await;
+    let b = Browser::start("partial").await;
+    b.client
+        .goto(&format!(
+            "{}/?q={}",
+            base(&desk),
+            "%7B%20%7D%20%3E%3E%20%7B%20%7D"
+        ))
+        .await
+        .unwrap();
+    let shown = b
+        .wait_js(
+            "document.getElementById('app').dataset.state === 'done' && !document.getElementById('partial-notice').hidden && document.getElementById('partial-notice').textContent",
+            "the partial-results notice",
+        )
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(shown.contains("Partial results"), "{shown}");
+    assert!(shown.contains("of 10 jobs done"), "{shown}");
+    assert!(shown.contains("DESK_QUERY_TIMEOUT"), "{shown}");
+    b.screenshot("search-partial.png").await;
+    b.close().await;
+    desk.shutdown().await;
+
+    // The same search with the default budget: complete, no notice.
+    let desk = desk_with(FIXTURE).await;
+    let b = Browser::start("complete").await;
+    b.client
+        .goto(&format!(
+            "{}/?q={}",
+            base(&desk),
+            "%7B%20%7D%20%3E%3E%20%7B%20%7D"
+        ))
+        .await
+        .unwrap();
+    b.wait_js(
+        "document.getElementById('app').dataset.state === 'done' && document.querySelectorAll('#results tbody tr[data-trace-id]').length === 10",
+        "ten traces",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.getElementById('partial-notice').hidden;")
+            .await,
+        json!(true)
+    );
+    b.close().await;
+    desk.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_page_waterfall_matches_the_fixture() {
     let expected = fixture();

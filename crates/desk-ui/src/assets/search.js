@@ -64,6 +64,7 @@ export function renderSearch(root) {
     note);
 
   const errorBox = h("div", { id: "search-error", class: "error-box", role: "alert", hidden: true });
+  const partialBox = h("div", { id: "partial-notice", class: "partial-box", role: "status", hidden: true });
   const heading = h("h2", { id: "results-heading" }, "Recent traces");
   const count = h("span", { id: "result-count", class: "muted", "aria-live": "polite" });
   const tbody = h("tbody");
@@ -81,7 +82,7 @@ export function renderSearch(root) {
   mount(root,
     h("section", { class: "panel" }, h("h1", null, "Find traces"), form),
     errorBox,
-    h("section", { class: "panel results-panel" }, h("div", { class: "results-head" }, heading, count), table));
+    h("section", { class: "panel results-panel" }, h("div", { class: "results-head" }, heading, count), partialBox, table));
 
   let controller = null;
   let colors = new Map();
@@ -105,11 +106,13 @@ export function renderSearch(root) {
     history.replaceState(null, "", shown.toString() ? `/?${shown}` : "/");
     updateNote();
     errorBox.hidden = true;
+    partialBox.hidden = true;
     root.dataset.state = "loading";
     count.textContent = "searching…";
     try {
       const res = await api.search(params, controller.signal);
       showResults(res.traces || []);
+      showPartial(res);
       root.dataset.state = "done";
     } catch (e) {
       if (e.name === "AbortError") return;
@@ -125,6 +128,23 @@ export function renderSearch(root) {
       errorBox.hidden = false;
       root.dataset.state = "error";
     }
+  }
+
+  // Tempo (and the desk, past its time budget) may answer before inspecting everything:
+  // `partial: true` with a `partialReason`, or fewer `completedJobs` than `totalJobs`.
+  function showPartial(res) {
+    const m = res.metrics || {};
+    const done = Number(m.completedJobs), total = Number(m.totalJobs);
+    const jobsShort = Number.isFinite(done) && Number.isFinite(total) && total > 0 && done < total;
+    if (res.partial !== true && !jobsShort) return;
+    mount(partialBox,
+      h("strong", null, "Partial results: "),
+      "the search stopped before inspecting everything",
+      jobsShort ? ` (${done} of ${total} jobs done)` : "",
+      ", so more traces may match.",
+      res.partialReason ? h("span", { class: "partial-reason" }, " ", String(res.partialReason)) : null,
+      h("p", { class: "hint" }, "Narrow the time range, the limit or the query for a complete answer."));
+    partialBox.hidden = false;
   }
 
   function showResults(traces) {

@@ -39,12 +39,15 @@ pub enum SpansetOp {
     And,
     /// `||`: either side non-empty; the union of their spans.
     Or,
-    /// A structural relation; `union` (`&>` etc.) also returns the left side's matches.
+    /// A structural relation; `union` (`&>` etc.) also returns the left side's matches;
+    /// `negated` (`!>` etc.) returns the right side's spans *without* the relation.
     Structural {
         /// Which relation.
         rel: Relation,
         /// `&`-prefixed form.
         union: bool,
+        /// `!`-prefixed form.
+        negated: bool,
     },
 }
 
@@ -77,8 +80,8 @@ pub enum Stage {
         /// The number compared with (durations in nanoseconds).
         value: f64,
     },
-    /// `| by(field)`.
-    By(Field),
+    /// `| by(field)` (or any value expression: `by(3 * .x - 2)`).
+    By(Arg),
     /// `| select(field, ...)`.
     Select(Vec<Field>),
     /// `| coalesce()`.
@@ -90,8 +93,56 @@ pub enum Stage {
 pub enum Aggregate {
     /// `count()`.
     Count,
-    /// `avg(f)`, `min(f)`, `max(f)`, `sum(f)`.
-    Over(AggFn, Field),
+    /// `avg(f)`, `min(f)`, `max(f)`, `sum(f)` (f may be arithmetic: `max(1 + .a)`).
+    Over(AggFn, Arg),
+}
+
+/// The argument of `by()` and of an aggregate: a field, or arithmetic over fields.
+#[derive(Debug, Clone)]
+pub struct Arg {
+    /// What to compute per span.
+    pub expr: ValueExpr,
+    /// Its text as Tempo prints it (`duration`, `(1 + .a)`), used in result keys.
+    pub label: String,
+}
+
+impl From<Field> for Arg {
+    fn from(f: Field) -> Self {
+        Arg {
+            label: f.label(),
+            expr: ValueExpr::Field(f),
+        }
+    }
+}
+
+impl ValueExpr {
+    /// The expression as Tempo prints it: binary operations parenthesised.
+    pub fn label(&self) -> String {
+        match self {
+            ValueExpr::Field(f) => f.label(),
+            ValueExpr::Lit(l) => match l {
+                Literal::Str(s) => format!("{s:?}"),
+                Literal::Int(n) => n.to_string(),
+                Literal::Float(f) => f.to_string(),
+                Literal::Duration(d) => format!("{d}ns"),
+                Literal::Bool(b) => b.to_string(),
+                Literal::Nil => "nil".to_string(),
+                Literal::Status(_) | Literal::Kind(_) => format!("{l:?}"),
+            },
+            ValueExpr::Arith(op, a, b) => {
+                let o = match op {
+                    ArithOp::Add => "+",
+                    ArithOp::Sub => "-",
+                    ArithOp::Mul => "*",
+                    ArithOp::Div => "/",
+                    ArithOp::Mod => "%",
+                    ArithOp::Pow => "^",
+                };
+                format!("({} {o} {})", a.label(), b.label())
+            }
+            ValueExpr::Neg(a) => format!("-{}", a.label()),
+        }
+    }
 }
 
 /// The numeric aggregate functions.
@@ -119,7 +170,7 @@ impl Aggregate {
                     AggFn::Max => "max",
                     AggFn::Sum => "sum",
                 };
-                format!("{name}({})", field.label())
+                format!("{name}({})", field.label)
             }
         }
     }
@@ -132,6 +183,8 @@ pub enum FieldExpr {
     Const(bool),
     /// `field op value`.
     Cmp(Comparison),
+    /// Any other comparison: arithmetic or a field on both sides (`span.a + span.b > 3`).
+    Compare(Box<GeneralComparison>),
     /// `a && b`.
     And(Box<FieldExpr>, Box<FieldExpr>),
     /// `a || b`.
@@ -151,6 +204,64 @@ pub struct Comparison {
     pub value: Literal,
     /// The compiled, anchored regex for `=~` / `!~`.
     pub regex: Option<Regex>,
+}
+
+/// `lhs op rhs` where either side may be arithmetic over fields and literals.
+#[derive(Debug, Clone)]
+pub struct GeneralComparison {
+    /// Left side.
+    pub lhs: ValueExpr,
+    /// The operator.
+    pub op: CmpOp,
+    /// Right side.
+    pub rhs: ValueExpr,
+    /// The compiled, anchored regex for `=~` / `!~` (the right side is then a string literal).
+    pub regex: Option<Regex>,
+}
+
+/// A value computed per span: a field, a literal, or arithmetic over them.
+#[derive(Debug, Clone)]
+pub enum ValueExpr {
+    /// A span field.
+    Field(Field),
+    /// A literal.
+    Lit(Literal),
+    /// `a + b`, `a * b`, ...
+    Arith(ArithOp, Box<ValueExpr>, Box<ValueExpr>),
+    /// `-a`.
+    Neg(Box<ValueExpr>),
+}
+
+/// Arithmetic operators, with Tempo's precedence: `+ -` below `* / %` below `^`
+/// (right-associative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    /// `+`.
+    Add,
+    /// `-`.
+    Sub,
+    /// `*`.
+    Mul,
+    /// `/`.
+    Div,
+    /// `%`.
+    Mod,
+    /// `^`.
+    Pow,
+}
+
+impl ArithOp {
+    /// Float arithmetic as Tempo does it (`%` is Go's math.Mod, which Rust's `%` matches).
+    pub fn apply_f64(self, x: f64, y: f64) -> f64 {
+        match self {
+            ArithOp::Add => x + y,
+            ArithOp::Sub => x - y,
+            ArithOp::Mul => x * y,
+            ArithOp::Div => x / y,
+            ArithOp::Mod => x % y,
+            ArithOp::Pow => x.powf(y),
+        }
+    }
 }
 
 /// Comparison operators.
@@ -232,6 +343,9 @@ impl Field {
                 match scope {
                     Scope::Span => format!("span.{quoted}"),
                     Scope::Resource => format!("resource.{quoted}"),
+                    Scope::Event => format!("event.{quoted}"),
+                    Scope::Link => format!("link.{quoted}"),
+                    Scope::Instrumentation => format!("instrumentation.{quoted}"),
                     Scope::Any => format!(".{quoted}"),
                 }
             }
@@ -248,6 +362,31 @@ pub enum Scope {
     Resource,
     /// `.`: the span's attribute, else the resource's.
     Any,
+    /// `event.`: an attribute of any of the span's events.
+    Event,
+    /// `link.`: an attribute of any of the span's links.
+    Link,
+    /// `instrumentation.`: an attribute of the span's instrumentation scope.
+    Instrumentation,
+}
+
+impl Field {
+    /// True when the field has one value per event or link of the span (a comparison holds
+    /// when it holds for any of them, as in Tempo).
+    pub fn is_multi(&self) -> bool {
+        matches!(
+            self,
+            Field::Attr {
+                scope: Scope::Event | Scope::Link,
+                ..
+            } | Field::Intrinsic(
+                Intrinsic::EventName
+                    | Intrinsic::EventTimeSinceStart
+                    | Intrinsic::LinkTraceId
+                    | Intrinsic::LinkSpanId
+            )
+        )
+    }
 }
 
 /// Supported intrinsics.
@@ -277,6 +416,24 @@ pub enum Intrinsic {
     RootService,
     /// `trace:id`, hex.
     TraceId,
+    /// `event:name`: the name of any of the span's events.
+    EventName,
+    /// `event:timeSinceStart`: an event's time minus the span's start.
+    EventTimeSinceStart,
+    /// `link:traceID`, hex.
+    LinkTraceId,
+    /// `link:spanID`, hex.
+    LinkSpanId,
+    /// `instrumentation:name`: the instrumentation scope's name.
+    InstrumentationName,
+    /// `instrumentation:version`.
+    InstrumentationVersion,
+    /// `nestedSetLeft`: the span's left bound in the trace's nested-set numbering.
+    NestedSetLeft,
+    /// `nestedSetRight`.
+    NestedSetRight,
+    /// `nestedSetParent`: the parent's left bound (-1 for a root).
+    NestedSetParent,
 }
 
 /// The value type an intrinsic compares with.
@@ -308,6 +465,15 @@ impl Intrinsic {
             "rootName" | "trace:rootName" => Intrinsic::RootName,
             "rootServiceName" | "trace:rootService" => Intrinsic::RootService,
             "trace:id" => Intrinsic::TraceId,
+            "event:name" => Intrinsic::EventName,
+            "event:timeSinceStart" => Intrinsic::EventTimeSinceStart,
+            "link:traceID" => Intrinsic::LinkTraceId,
+            "link:spanID" => Intrinsic::LinkSpanId,
+            "instrumentation:name" => Intrinsic::InstrumentationName,
+            "instrumentation:version" => Intrinsic::InstrumentationVersion,
+            "nestedSetLeft" => Intrinsic::NestedSetLeft,
+            "nestedSetRight" => Intrinsic::NestedSetRight,
+            "nestedSetParent" => Intrinsic::NestedSetParent,
             _ => return None,
         })
     }
@@ -327,6 +493,15 @@ impl Intrinsic {
             Intrinsic::RootName => "trace:rootName",
             Intrinsic::RootService => "trace:rootService",
             Intrinsic::TraceId => "trace:id",
+            Intrinsic::EventName => "event:name",
+            Intrinsic::EventTimeSinceStart => "event:timeSinceStart",
+            Intrinsic::LinkTraceId => "link:traceID",
+            Intrinsic::LinkSpanId => "link:spanID",
+            Intrinsic::InstrumentationName => "instrumentation:name",
+            Intrinsic::InstrumentationVersion => "instrumentation:version",
+            Intrinsic::NestedSetLeft => "nestedSetLeft",
+            Intrinsic::NestedSetRight => "nestedSetRight",
+            Intrinsic::NestedSetParent => "nestedSetParent",
         }
     }
 
@@ -339,10 +514,19 @@ impl Intrinsic {
             | Intrinsic::ParentId
             | Intrinsic::RootName
             | Intrinsic::RootService
-            | Intrinsic::TraceId => IntrinsicType::Str,
-            Intrinsic::Duration | Intrinsic::ChildCount | Intrinsic::TraceDuration => {
-                IntrinsicType::Number
-            }
+            | Intrinsic::TraceId
+            | Intrinsic::EventName
+            | Intrinsic::LinkTraceId
+            | Intrinsic::LinkSpanId
+            | Intrinsic::InstrumentationName
+            | Intrinsic::InstrumentationVersion => IntrinsicType::Str,
+            Intrinsic::Duration
+            | Intrinsic::ChildCount
+            | Intrinsic::TraceDuration
+            | Intrinsic::EventTimeSinceStart
+            | Intrinsic::NestedSetLeft
+            | Intrinsic::NestedSetRight
+            | Intrinsic::NestedSetParent => IntrinsicType::Number,
             Intrinsic::Status => IntrinsicType::Status,
             Intrinsic::Kind => IntrinsicType::Kind,
         }

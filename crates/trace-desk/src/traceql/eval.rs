@@ -55,6 +55,8 @@ pub struct TraceView<'a> {
     tree_parent: Vec<Option<usize>>,
     /// Every span once, each after its (tree) parent: a DFS pre-order of the tree.
     preorder: Vec<usize>,
+    /// `(nestedSetLeft, nestedSetRight, nestedSetParent)` per span, computed on first use.
+    nested: std::cell::OnceCell<Vec<[i64; 3]>>,
     /// Elementary steps taken by the structural operators (tree building included), so tests
     /// can assert the work is linear in the spans of the trace without timing it.
     work: Cell<u64>,
@@ -156,6 +158,7 @@ impl<'a> TraceView<'a> {
         let root = root_span(spans);
         let (tree_parent, preorder) = span_tree(&parent);
         Self {
+            nested: std::cell::OnceCell::new(),
             work: Cell::new(spans.len() as u64),
             tree_parent,
             preorder,
@@ -249,7 +252,16 @@ impl<'a> TraceView<'a> {
     /// The spans of `r` related to some span of `l` by `rel` and, for the `&` forms, the spans
     /// of `l` related to some span of `r`: each side a few linear sweeps over the trace
     /// instead of comparing every pair.
-    fn structural(&self, rel: Relation, both: bool, l: &[usize], r: &[usize]) -> Vec<usize> {
+    /// `negated` (`!>` etc., never with `both`) keeps the spans of `r` *not* so related, as
+    /// Tempo's `falseForAll` does.
+    fn structural(
+        &self,
+        rel: Relation,
+        both: bool,
+        negated: bool,
+        l: &[usize],
+        r: &[usize],
+    ) -> Vec<usize> {
         let parent = &self.parent;
         // (does r match, does l match) as per-span predicates.
         let (r_hit, l_hit): (Vec<bool>, Vec<bool>) = match rel {
@@ -314,7 +326,7 @@ impl<'a> TraceView<'a> {
                 (r_hit, l_hit)
             }
         };
-        let mut out: Vec<usize> = r.iter().copied().filter(|i| r_hit[*i]).collect();
+        let mut out: Vec<usize> = r.iter().copied().filter(|i| r_hit[*i] != negated).collect();
         if both {
             out.extend(l.iter().copied().filter(|i| l_hit[*i]));
         }
@@ -322,34 +334,85 @@ impl<'a> TraceView<'a> {
         out
     }
 
-    /// The value of a field on a span (`None` when absent).
+    /// Tempo's nested-set numbering (its vparquet `assignNestedSetModelBounds`): from each true
+    /// root (no parent id) in stored order, depth first with children in stored order, a
+    /// counter from 1 gives each span its left bound on the way down and its right bound on
+    /// the way up; `nestedSetParent` is the parent's left bound, -1 for a root. Spans no root
+    /// reaches (orphans, cycles) keep 0, 0, 0, as Tempo leaves them. O(spans), once per trace.
+    fn nested_set(&self) -> &[[i64; 3]] {
+        self.nested.get_or_init(|| {
+            let n = self.spans.len();
+            let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+            for (i, p) in self.tree_parent.iter().enumerate() {
+                if let Some(p) = p {
+                    children[*p].push(i);
+                }
+            }
+            let mut out = vec![[0i64; 3]; n];
+            let mut bound = 1i64;
+            // (span, next child to visit)
+            let mut stack: Vec<(usize, usize)> = Vec::new();
+            for root in (0..n).filter(|i| self.spans[*i].span.parent_span_id.is_empty()) {
+                out[root][0] = bound;
+                out[root][2] = -1;
+                bound += 1;
+                stack.push((root, 0));
+                while let Some((v, next)) = stack.last_mut() {
+                    let v = *v;
+                    if let Some(&c) = children[v].get(*next) {
+                        *next += 1;
+                        out[c][0] = bound;
+                        out[c][2] = out[v][0];
+                        bound += 1;
+                        stack.push((c, 0));
+                    } else {
+                        out[v][1] = bound;
+                        bound += 1;
+                        stack.pop();
+                    }
+                }
+            }
+            self.count(n);
+            out
+        })
+    }
+
+    /// The value of a field on a span (`None` when absent); for event and link fields, the
+    /// first event's or link's.
     pub fn field(&self, idx: usize, field: &Field) -> Option<Val> {
+        let mut first = None;
+        self.any_value(idx, field, &mut |v| {
+            first = Some(v);
+            true
+        });
+        first
+    }
+
+    /// Calls `f` with each value of the field on the span (one for most fields, one per event
+    /// or link for those scopes) until it returns true; true when it did.
+    pub fn any_value(&self, idx: usize, field: &Field, f: &mut dyn FnMut(Val) -> bool) -> bool {
         let s = &self.spans[idx];
+        let hex_val = |b: &[u8]| Val::Str(hex::encode(b));
+        let one = |v: Option<Val>, f: &mut dyn FnMut(Val) -> bool| v.is_some_and(f);
         match field {
-            Field::Intrinsic(intr) => Some(match intr {
-                Intrinsic::Name => Val::Str(s.span.name.clone()),
-                Intrinsic::Status => Val::Str(status_text(s).to_string()),
-                Intrinsic::StatusMessage => Val::Str(
-                    s.span
-                        .status
-                        .as_ref()
-                        .map(|st| st.message.clone())
-                        .unwrap_or_default(),
-                ),
-                Intrinsic::Kind => Val::Str(kind_text(s.span.kind).to_string()),
-                Intrinsic::Duration => Val::Duration(
-                    s.span
-                        .end_time_unix_nano
-                        .saturating_sub(s.span.start_time_unix_nano),
-                ),
-                Intrinsic::ChildCount => Val::Int(self.child_count[idx]),
-                Intrinsic::SpanId => Val::Str(hex::encode(&s.span.span_id)),
-                Intrinsic::ParentId => Val::Str(hex::encode(&s.span.parent_span_id)),
-                Intrinsic::TraceDuration => Val::Duration(self.trace_duration),
-                Intrinsic::RootName => Val::Str(self.root_name?.to_string()),
-                Intrinsic::RootService => Val::Str(self.root_service?.to_string()),
-                Intrinsic::TraceId => Val::Str(self.trace_id.clone()),
-            }),
+            Field::Intrinsic(intr) => match intr {
+                Intrinsic::EventName => s.span.events.iter().any(|e| f(Val::Str(e.name.clone()))),
+                Intrinsic::EventTimeSinceStart => s.span.events.iter().any(|e| {
+                    f(Val::Duration(
+                        e.time_unix_nano.saturating_sub(s.span.start_time_unix_nano),
+                    ))
+                }),
+                Intrinsic::LinkTraceId => s.span.links.iter().any(|l| f(hex_val(&l.trace_id))),
+                Intrinsic::LinkSpanId => s.span.links.iter().any(|l| f(hex_val(&l.span_id))),
+                Intrinsic::InstrumentationName => one(Some(Val::Str(s.scope.name.clone())), f),
+                Intrinsic::InstrumentationVersion => {
+                    one(Some(Val::Str(s.scope.version.clone())), f)
+                }
+                Intrinsic::NestedSetLeft => one(Some(Val::Int(self.nested_set()[idx][0])), f),
+                Intrinsic::NestedSetRight => one(Some(Val::Int(self.nested_set()[idx][1])), f),
+                Intrinsic::NestedSetParent => one(Some(Val::Int(self.nested_set()[idx][2])), f),
+                other => one(self.span_intrinsic(idx, *other), f),
+            },
             Field::Attr { scope, name } => {
                 let find = |attrs: &[KeyValue]| {
                     attrs
@@ -360,12 +423,49 @@ impl<'a> TraceView<'a> {
                         .and_then(any_to_val)
                 };
                 match scope {
-                    Scope::Span => find(&s.span.attributes),
-                    Scope::Resource => find(&s.resource.attributes),
-                    Scope::Any => find(&s.span.attributes).or_else(|| find(&s.resource.attributes)),
+                    Scope::Span => one(find(&s.span.attributes), f),
+                    Scope::Resource => one(find(&s.resource.attributes), f),
+                    Scope::Instrumentation => one(find(&s.scope.attributes), f),
+                    Scope::Any => one(
+                        find(&s.span.attributes).or_else(|| find(&s.resource.attributes)),
+                        f,
+                    ),
+                    Scope::Event => s.span.events.iter().any(|e| one(find(&e.attributes), f)),
+                    Scope::Link => s.span.links.iter().any(|l| one(find(&l.attributes), f)),
                 }
             }
         }
+    }
+
+    /// The single-valued intrinsics of the span and its trace.
+    fn span_intrinsic(&self, idx: usize, intr: Intrinsic) -> Option<Val> {
+        let s = &self.spans[idx];
+        Some(match intr {
+            Intrinsic::Name => Val::Str(s.span.name.clone()),
+            Intrinsic::Status => Val::Str(status_text(s).to_string()),
+            Intrinsic::StatusMessage => Val::Str(
+                s.span
+                    .status
+                    .as_ref()
+                    .map(|st| st.message.clone())
+                    .unwrap_or_default(),
+            ),
+            Intrinsic::Kind => Val::Str(kind_text(s.span.kind).to_string()),
+            Intrinsic::Duration => Val::Duration(
+                s.span
+                    .end_time_unix_nano
+                    .saturating_sub(s.span.start_time_unix_nano),
+            ),
+            Intrinsic::ChildCount => Val::Int(self.child_count[idx]),
+            Intrinsic::SpanId => Val::Str(hex::encode(&s.span.span_id)),
+            Intrinsic::ParentId => Val::Str(hex::encode(&s.span.parent_span_id)),
+            Intrinsic::TraceDuration => Val::Duration(self.trace_duration),
+            Intrinsic::RootName => Val::Str(self.root_name?.to_string()),
+            Intrinsic::RootService => Val::Str(self.root_service?.to_string()),
+            Intrinsic::TraceId => Val::Str(self.trace_id.clone()),
+            // Multi-valued and nested-set intrinsics are read by `any_value`.
+            _ => return None,
+        })
     }
 
     /// The attribute to show for `field` on a span in search results, if any.
@@ -417,6 +517,7 @@ fn compare(value: &Val, c: &Comparison) -> bool {
         };
     }
     match (value, &c.value) {
+        // Present: `!= nil` holds, `= nil` does not.
         (_, Literal::Nil) => c.op == CmpOp::Ne,
         (Val::Str(s), Literal::Str(l)) => c.op.holds(s.as_str().cmp(l.as_str())),
         // Status and kind intrinsics are read as their keyword text.
@@ -442,12 +543,97 @@ fn compare(value: &Val, c: &Comparison) -> bool {
     }
 }
 
+/// A literal as a span value (status and kind as their keywords, as the intrinsics read).
+pub(crate) fn lit_val(l: &Literal) -> Option<Val> {
+    Some(match l {
+        Literal::Str(s) => Val::Str(s.clone()),
+        Literal::Int(n) => Val::Int(*n),
+        Literal::Float(f) => Val::Float(*f),
+        Literal::Duration(d) => match u64::try_from(*d) {
+            Ok(d) => Val::Duration(d),
+            Err(_) => Val::Float(*d as f64),
+        },
+        Literal::Bool(b) => Val::Bool(*b),
+        Literal::Nil => return None,
+        Literal::Status(code) => Val::Str(
+            match code {
+                1 => "ok",
+                2 => "error",
+                _ => "unset",
+            }
+            .to_string(),
+        ),
+        Literal::Kind(k) => Val::Str(kind_text(*k).to_string()),
+    })
+}
+
+/// Evaluates arithmetic the way Tempo's engine does: int op int stays an int, anything else
+/// numeric is a float (durations in nanoseconds); a missing operand, a non-number, a division
+/// by zero or an overflow yields nothing, so the comparison does not hold.
+fn value(view: &TraceView, idx: usize, v: &ValueExpr) -> Option<Val> {
+    match v {
+        ValueExpr::Field(f) => view.field(idx, f),
+        ValueExpr::Lit(l) => lit_val(l),
+        ValueExpr::Neg(a) => match value(view, idx, a)? {
+            Val::Int(n) => n.checked_neg().map(Val::Int),
+            other => num(&other).map(|f| Val::Float(-f)),
+        },
+        ValueExpr::Arith(op, a, b) => {
+            let (a, b) = (value(view, idx, a)?, value(view, idx, b)?);
+            if let (Val::Int(x), Val::Int(y)) = (&a, &b) {
+                return match op {
+                    ArithOp::Add => x.checked_add(*y),
+                    ArithOp::Sub => x.checked_sub(*y),
+                    ArithOp::Mul => x.checked_mul(*y),
+                    ArithOp::Div => x.checked_div(*y),
+                    ArithOp::Mod => x.checked_rem(*y),
+                    ArithOp::Pow => match u32::try_from(*y) {
+                        Ok(e) => x.checked_pow(e),
+                        Err(_) => return Some(Val::Float((*x as f64).powf(*y as f64))),
+                    },
+                }
+                .map(Val::Int);
+            }
+            Some(Val::Float(op.apply_f64(num(&a)?, num(&b)?)))
+        }
+    }
+}
+
+/// Compares two computed values; mismatched types never match.
+pub(crate) fn compare_vals(a: &Val, op: CmpOp, b: &Val, regex: Option<&regex::Regex>) -> bool {
+    if let Some(re) = regex {
+        return match a {
+            Val::Str(s) => re.is_match(s) == (op == CmpOp::Re),
+            _ => false,
+        };
+    }
+    match (a, b) {
+        (Val::Str(x), Val::Str(y)) => op.holds(x.as_str().cmp(y.as_str())),
+        (Val::Bool(x), Val::Bool(y)) => match op {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            _ => false,
+        },
+        (Val::Int(x), Val::Int(y)) => op.holds(x.cmp(y)),
+        (x, y) => match (num(x), num(y)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y).is_some_and(|o| op.holds(o)),
+            _ => false,
+        },
+    }
+}
+
 fn matches(view: &TraceView, idx: usize, e: &FieldExpr) -> bool {
     match e {
         FieldExpr::Const(b) => *b,
-        FieldExpr::Cmp(c) => match view.field(idx, &c.field) {
-            Some(v) => compare(&v, c),
-            None => false,
+        // `= nil`: no value at all (no event or link has it, for those scopes).
+        FieldExpr::Cmp(c) if c.value == Literal::Nil => {
+            view.any_value(idx, &c.field, &mut |_| true) == (c.op == CmpOp::Ne)
+        }
+        // Any value (any event's, any link's) satisfying the comparison.
+        FieldExpr::Cmp(c) => view.any_value(idx, &c.field, &mut |v| compare(&v, c)),
+        FieldExpr::Compare(c) => match (value(view, idx, &c.lhs), value(view, idx, &c.rhs)) {
+            (Some(a), Some(b)) => compare_vals(&a, c.op, &b, c.regex.as_ref()),
+            _ => false,
         },
         FieldExpr::And(a, b) => matches(view, idx, a) && matches(view, idx, b),
         FieldExpr::Or(a, b) => matches(view, idx, a) || matches(view, idx, b),
@@ -506,9 +692,15 @@ fn eval_spanset(view: &TraceView, e: &SpansetExpr, candidates: &[usize]) -> Opti
                     (Some(s), None) | (None, Some(s)) => Some(s),
                     (None, None) => None,
                 },
-                SpansetOp::Structural { rel, union: both } => {
+                SpansetOp::Structural {
+                    rel,
+                    union: both,
+                    negated,
+                } => {
+                    // Both sides must yield a spanset, the negated forms too (Tempo's
+                    // joinSpansets returns nothing when either side is empty).
                     let (l, r) = (lhs?, rhs?);
-                    let mut spans = view.structural(*rel, *both, &l.spans, &r.spans);
+                    let mut spans = view.structural(*rel, *both, *negated, &l.spans, &r.spans);
                     view.sort(&mut spans);
                     (!spans.is_empty()).then(|| Spanset {
                         spans,
@@ -526,7 +718,7 @@ fn aggregate(view: &TraceView, agg: &Aggregate, spans: &[usize]) -> Option<Val> 
         Aggregate::Over(func, field) => {
             let values: Vec<f64> = spans
                 .iter()
-                .filter_map(|i| view.field(*i, field))
+                .filter_map(|i| value(view, *i, &field.expr))
                 .filter_map(|v| num(&v))
                 .collect();
             if values.is_empty() {
@@ -580,14 +772,14 @@ fn eval_pipeline(view: &TraceView, p: &Pipeline, candidates: &[usize]) -> Vec<Sp
                 })
                 .collect(),
             Stage::By(field) => {
-                let key = format!("by({})", field.label());
+                let key = format!("by({})", field.label);
                 let mut out: Vec<(Val, Spanset)> = Vec::new();
                 for s in sets {
                     let mut groups: Vec<(Val, Spanset)> = Vec::new();
                     // Group index by value, so many distinct values stay linear.
                     let mut index: HashMap<GroupKey, usize> = HashMap::new();
                     for &i in &s.spans {
-                        let v = view.field(i, field).unwrap_or(Val::Nil);
+                        let v = value(view, i, &field.expr).unwrap_or(Val::Nil);
                         match index.get(&GroupKey::of(&v)).copied() {
                             Some(g) => groups[g].1.spans.push(i),
                             None => {
@@ -739,10 +931,79 @@ mod tests {
             "{ } &> { }",
             "{ } &< { }",
             "{ } &~ { }",
+            "{ } !> { }",
+            "{ } !>> { }",
+            "{ } !< { }",
+            "{ } !<< { }",
+            "{ } !~ { }",
         ] {
             let (_, work) = run_counted(q, &chain);
             assert!(work < 20 * n, "{q}: work {work} for {n} spans");
         }
+    }
+
+    #[test]
+    fn links_events_and_instrumentation() {
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+        let kv = |k: &str, v: i64| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Av::IntValue(v)),
+            }),
+            ..Default::default()
+        };
+        let mut t = trace(3, |i| i - 1);
+        t[1].span.links = vec![
+            Link {
+                trace_id: vec![0xab; 16],
+                span_id: vec![0xcd; 8],
+                attributes: vec![kv("n", 1)],
+                ..Default::default()
+            },
+            Link {
+                trace_id: vec![0xef; 16],
+                span_id: vec![0x01; 8],
+                attributes: vec![kv("n", 2)],
+                ..Default::default()
+            },
+        ];
+        t[2].span.events = vec![Event {
+            name: "boom".into(),
+            time_unix_nano: t[2].span.start_time_unix_nano + 5_000,
+            attributes: vec![kv("fault.point", 7)],
+            ..Default::default()
+        }];
+        t[0].scope = Arc::new(InstrumentationScope {
+            name: "lib".into(),
+            version: "1.2".into(),
+            attributes: vec![kv("tier", 3)],
+            ..Default::default()
+        });
+        let names = |q: &str| -> Vec<String> {
+            let view = TraceView::new(&t);
+            run(&parse(q).unwrap(), &view)
+                .iter()
+                .flat_map(|s| s.spans.iter().map(|i| t[*i].span.name.clone()))
+                .collect()
+        };
+        let ef = "ef".repeat(16);
+        assert_eq!(names(&format!(r#"{{ link:traceID = "{ef}" }}"#)), ["s2"]);
+        assert_eq!(names(r#"{ link:spanID = "cdcdcdcdcdcdcdcd" }"#), ["s2"]);
+        // Any link may satisfy it: the second link has n = 2.
+        assert_eq!(names("{ link.n = 2 }"), ["s2"]);
+        assert_eq!(names("{ link.n = 3 }"), Vec::<String>::new());
+        assert_eq!(names("{ link.n = nil }"), ["s1", "s3"]);
+        assert_eq!(
+            names(r#"{ event:name = "boom" && event:timeSinceStart = 5us }"#),
+            ["s3"]
+        );
+        assert_eq!(names("{ event.fault.point >= 7 }"), ["s3"]);
+        assert_eq!(
+            names(r#"{ instrumentation:name = "lib" && instrumentation:version = "1.2" }"#),
+            ["s1"]
+        );
+        assert_eq!(names("{ instrumentation.tier = 3 }"), ["s1"]);
     }
 
     #[test]
@@ -781,6 +1042,37 @@ mod tests {
         assert_eq!(names(r#"{ name = "s2" } &> { }"#), ["s2", "s3"]);
         assert_eq!(names(r#"{ name = "s3" } &< { }"#), ["s2", "s3"]);
         assert_eq!(names(r#"{ } ~ { }"#), ["s2", "s4", "s5"]);
+        // Negated: the right side's spans without the relation to any left-side span.
+        assert_eq!(names(r#"{ name = "s2" } !> { }"#), ["s1", "s2", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s1" } !>> { }"#), ["s1"]);
+        assert_eq!(names(r#"{ name = "s3" } !< { }"#), ["s1", "s3", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s3" } !<< { }"#), ["s3", "s4", "s5"]);
+        assert_eq!(names(r#"{ name = "s2" } !~ { }"#), ["s1", "s2", "s3"]);
+        // Nested sets: 1 [2 [3] 4] [5] [6] in stored order, as Tempo numbers them.
+        let view = TraceView::new(&t);
+        let ns = |i: usize, f: Intrinsic| view.field(i, &Field::Intrinsic(f));
+        let got: Vec<_> = (0..5)
+            .map(|i| {
+                (
+                    ns(i, Intrinsic::NestedSetLeft),
+                    ns(i, Intrinsic::NestedSetRight),
+                    ns(i, Intrinsic::NestedSetParent),
+                )
+            })
+            .collect();
+        let int = |n| Some(Val::Int(n));
+        assert_eq!(
+            got,
+            [
+                (int(1), int(10), int(-1)),
+                (int(2), int(5), int(1)),
+                (int(3), int(4), int(2)),
+                (int(6), int(7), int(1)),
+                (int(8), int(9), int(1)),
+            ]
+        );
+        // An empty left side yields nothing, as in Tempo.
+        assert_eq!(names(r#"{ name = "nope" } !>> { }"#), Vec::<String>::new());
         // A parent cycle (6 ← 7 ← 6) below nothing: evaluated without looping.
         let cyc = trace(7, |i| match i {
             6 => 7,

@@ -1,7 +1,9 @@
 //! The TraceQL parser: recursive descent built from `winnow` combinators over
 //! the query text. Precedence follows Tempo's grammar (`pkg/traceql/expr.y`):
 //! `|` binds loosest, then `&&` and `||` (equal precedence, left-associative),
-//! then the structural operators (`>`, `>>`, `<`, `<<`, `~`, left-associative).
+//! then the structural operators (`>`, `>>`, `<`, `<<`, `~` and their `&`/`!` forms,
+//! left-associative). Inside a filter, field expressions are parsed by precedence climbing:
+//! `&& ||`, comparisons, `+ -`, unary `!`, `* / %`, `^` (right-associative).
 //! Errors carry the byte offset and the 1-based column of the problem.
 
 use std::fmt;
@@ -21,7 +23,7 @@ use super::duration::parse_go_duration;
 type PResult<T> = ModalResult<T>;
 
 /// What the desk supports, appended to every error.
-pub const SUPPORTED: &str = "The desk supports spanset filters `{ ... }` with `&&`, `||`, `!( )` and `= != > >= < <= =~ !~` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
+pub const SUPPORTED: &str = "The desk supports spanset filters `{ ... }` with `&&`, `||`, `!`, `= != > >= < <= =~ !~` and arithmetic `+ - * / % ^` over intrinsics (name, status, statusMessage, kind, duration, span:childCount, trace:duration, trace:rootName, trace:rootService, ...) and `span.`/`resource.`/`event.`/`link.`/`instrumentation.`/`.` attributes; `&&`, `||`, `>`, `>>`, `<`, `<<`, `~` (and `&>`, `&>>`, `&<`, `&<<`, `&~`, `!>`, `!>>`, `!<`, `!<<`, `!~`) between spansets; pipeline stages `count()`/`avg()`/`min()`/`max()`/`sum()` comparisons, `by()`, `select()`, `coalesce()` and `{ ... }`; see docs/traceql.md";
 
 /// Longest accepted query, in bytes (16 KiB); longer ones are refused before parsing.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
@@ -134,6 +136,7 @@ fn expr_depth_exceeds(p: &Pipeline, max: usize) -> bool {
     enum Node<'a> {
         S(&'a SpansetExpr),
         F(&'a FieldExpr),
+        V(&'a ValueExpr),
     }
     let mut stack: Vec<(Node<'_>, usize)> = Vec::new();
     fn pipeline_nodes<'a>(p: &'a Pipeline, d: usize, stack: &mut Vec<(Node<'a>, usize)>) {
@@ -161,6 +164,16 @@ fn expr_depth_exceeds(p: &Pipeline, max: usize) -> bool {
                 stack.push((Node::F(b), d + 1));
             }
             Node::F(FieldExpr::Not(a)) => stack.push((Node::F(a), d + 1)),
+            Node::F(FieldExpr::Compare(c)) => {
+                stack.push((Node::V(&c.lhs), d + 1));
+                stack.push((Node::V(&c.rhs), d + 1));
+            }
+            Node::V(ValueExpr::Arith(_, a, b)) => {
+                stack.push((Node::V(a), d + 1));
+                stack.push((Node::V(b), d + 1));
+            }
+            Node::V(ValueExpr::Neg(a)) => stack.push((Node::V(a), d + 1)),
+            Node::V(ValueExpr::Field(_) | ValueExpr::Lit(_)) => {}
             Node::F(FieldExpr::Const(_) | FieldExpr::Cmp(_)) => {}
         }
     }
@@ -296,7 +309,7 @@ fn eat(i: &mut &str, tok: &str) -> bool {
 }
 
 fn query(i: &mut &str) -> PResult<Pipeline> {
-    let p = pipeline(i)?;
+    let (p, _) = pipeline(i)?;
     ws(i)?;
     if !i.is_empty() {
         let at = *i;
@@ -312,13 +325,52 @@ fn query(i: &mut &str) -> PResult<Pipeline> {
     Ok(p)
 }
 
-fn pipeline(i: &mut &str) -> PResult<Pipeline> {
-    let head = spanset_expr(i)?;
+/// What Tempo's grammar (expr.y) makes of a spanset expression: its `spansetExpression`
+/// (filters and operators between them), its `spansetPipelineExpression` (operators between
+/// parenthesised pipelines), or a parenthesised expression that is both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `{ ... }` and operators over them.
+    Filters,
+    /// `( ... )` around filters: a wrapped pipeline as well.
+    Wrapped,
+    /// A parenthesised pipeline with stages, or operators over such.
+    Pipelines,
+}
+
+/// True when `i` starts with a stage that Tempo's grammar also accepts first in a pipeline
+/// (a scalar filter, `by()` or `select()`); it then applies to all the trace's spans.
+fn starts_with_stage(i: &str) -> bool {
+    let word_len = i
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(i.len());
+    matches!(
+        &i[..word_len],
+        "count" | "avg" | "min" | "max" | "sum" | "by" | "select"
+    ) && i[word_len..].trim_start().starts_with('(')
+}
+
+fn pipeline(i: &mut &str) -> PResult<(Pipeline, Kind)> {
+    ws(i)?;
     let mut stages = Vec::new();
+    let (head, kind) = if starts_with_stage(i) {
+        stages.push(stage(i)?);
+        (SpansetExpr::Filter(FieldExpr::Const(true)), Kind::Filters)
+    } else {
+        spanset_expr(i)?
+    };
     loop {
         let save = *i;
         ws(i)?;
         if i.starts_with('|') && !i.starts_with("||") {
+            if kind == Kind::Pipelines {
+                let at = *i;
+                return fail(
+                    i,
+                    at,
+                    "a parenthesised pipeline, or operators over such, cannot be followed by `|` (as in Tempo's grammar); move the stage inside the parentheses",
+                );
+            }
             *i = &i[1..];
             stages.push(stage(i)?);
         } else {
@@ -326,7 +378,7 @@ fn pipeline(i: &mut &str) -> PResult<Pipeline> {
             break;
         }
     }
-    Ok(Pipeline { head, stages })
+    Ok((Pipeline { head, stages }, kind))
 }
 
 /// True when `e` may produce several spansets per trace (a `by()` not merged by `coalesce()`).
@@ -351,9 +403,21 @@ fn combine<'a>(
     i: &mut &'a str,
     at: &'a str,
     op: SpansetOp,
-    lhs: SpansetExpr,
-    rhs: SpansetExpr,
-) -> PResult<SpansetExpr> {
+    (lhs, kl): (SpansetExpr, Kind),
+    (rhs, kr): (SpansetExpr, Kind),
+) -> PResult<(SpansetExpr, Kind)> {
+    let kind = match (kl, kr) {
+        (Kind::Pipelines, Kind::Filters) | (Kind::Filters, Kind::Pipelines) => {
+            return fail(
+                i,
+                at,
+                "Tempo's grammar combines a parenthesised pipeline only with another parenthesised expression; write the filter side as `({ ... })`",
+            );
+        }
+        (Kind::Pipelines, _) | (_, Kind::Pipelines) => Kind::Pipelines,
+        (Kind::Wrapped, Kind::Wrapped) => Kind::Wrapped,
+        _ => Kind::Filters,
+    };
     if several_spansets(&lhs) || several_spansets(&rhs) {
         return fail(
             i,
@@ -361,10 +425,10 @@ fn combine<'a>(
             "spanset operators need one spanset per side, but a `by()` inside parentheses makes several; add `| coalesce()` after it",
         );
     }
-    Ok(SpansetExpr::Op(op, Box::new(lhs), Box::new(rhs)))
+    Ok((SpansetExpr::Op(op, Box::new(lhs), Box::new(rhs)), kind))
 }
 
-fn spanset_expr(i: &mut &str) -> PResult<SpansetExpr> {
+fn spanset_expr(i: &mut &str) -> PResult<(SpansetExpr, Kind)> {
     let mut lhs = spanset_term(i)?;
     loop {
         let save = *i;
@@ -384,58 +448,49 @@ fn spanset_expr(i: &mut &str) -> PResult<SpansetExpr> {
     Ok(lhs)
 }
 
-enum StructTok {
-    Op(SpansetOp),
-    Negated,
-}
-
-fn structural_op(i: &mut &str) -> PResult<StructTok> {
+fn structural_op(i: &mut &str) -> PResult<SpansetOp> {
     use Relation::*;
-    let s = |rel, union| StructTok::Op(SpansetOp::Structural { rel, union });
+    let s = |rel, union, negated| SpansetOp::Structural {
+        rel,
+        union,
+        negated,
+    };
     alt((
         alt((
-            literal("&>>").map(move |_| s(Descendant, true)),
-            literal("&<<").map(move |_| s(Ancestor, true)),
-            literal("&>").map(move |_| s(Child, true)),
-            literal("&<").map(move |_| s(Parent, true)),
-            literal("&~").map(move |_| s(Sibling, true)),
+            literal("&>>").map(move |_| s(Descendant, true, false)),
+            literal("&<<").map(move |_| s(Ancestor, true, false)),
+            literal("&>").map(move |_| s(Child, true, false)),
+            literal("&<").map(move |_| s(Parent, true, false)),
+            literal("&~").map(move |_| s(Sibling, true, false)),
         )),
         alt((
-            literal("!>>"),
-            literal("!<<"),
-            literal("!>"),
-            literal("!<"),
-            literal("!~"),
-        ))
-        .map(|_| StructTok::Negated),
+            literal("!>>").map(move |_| s(Descendant, false, true)),
+            literal("!<<").map(move |_| s(Ancestor, false, true)),
+            literal("!>").map(move |_| s(Child, false, true)),
+            literal("!<").map(move |_| s(Parent, false, true)),
+            literal("!~").map(move |_| s(Sibling, false, true)),
+        )),
         alt((
-            literal(">>").map(move |_| s(Descendant, false)),
-            literal("<<").map(move |_| s(Ancestor, false)),
-            literal(">").map(move |_| s(Child, false)),
-            literal("<").map(move |_| s(Parent, false)),
-            literal("~").map(move |_| s(Sibling, false)),
+            literal(">>").map(move |_| s(Descendant, false, false)),
+            literal("<<").map(move |_| s(Ancestor, false, false)),
+            literal(">").map(move |_| s(Child, false, false)),
+            literal("<").map(move |_| s(Parent, false, false)),
+            literal("~").map(move |_| s(Sibling, false, false)),
         )),
     ))
     .parse_next(i)
 }
 
-fn spanset_term(i: &mut &str) -> PResult<SpansetExpr> {
+fn spanset_term(i: &mut &str) -> PResult<(SpansetExpr, Kind)> {
     let mut lhs = spanset_primary(i)?;
     loop {
         let save = *i;
         ws(i)?;
         let at = *i;
         match structural_op(i) {
-            Ok(StructTok::Op(op)) => {
+            Ok(op) => {
                 let rhs = spanset_primary(i)?;
                 lhs = combine(i, at, op, lhs, rhs)?;
-            }
-            Ok(StructTok::Negated) => {
-                return fail(
-                    i,
-                    at,
-                    "the negated structural operators (`!>`, `!>>`, `!<`, `!<<`, `!~`) are not supported by the desk",
-                );
             }
             Err(ErrMode::Backtrack(_)) => {
                 *i = save;
@@ -447,23 +502,20 @@ fn spanset_term(i: &mut &str) -> PResult<SpansetExpr> {
     Ok(lhs)
 }
 
-fn spanset_primary(i: &mut &str) -> PResult<SpansetExpr> {
+fn spanset_primary(i: &mut &str) -> PResult<(SpansetExpr, Kind)> {
     ws(i)?;
     let at = *i;
     if eat(i, "{") {
         let _level = enter(i, at)?;
         ws(i)?;
         if eat(i, "}") {
-            return Ok(SpansetExpr::Filter(FieldExpr::Const(true)));
+            return Ok((SpansetExpr::Filter(FieldExpr::Const(true)), Kind::Filters));
         }
         let e = field_expr(i)?;
         ws(i)?;
         let end = *i;
         if eat(i, "}") {
-            return Ok(SpansetExpr::Filter(e));
-        }
-        if end.starts_with(['+', '-', '*', '/', '%', '^']) {
-            return fail(i, end, "arithmetic in filters is not supported by the desk");
+            return Ok((SpansetExpr::Filter(e), Kind::Filters));
         }
         return fail(
             i,
@@ -473,12 +525,17 @@ fn spanset_primary(i: &mut &str) -> PResult<SpansetExpr> {
     }
     if eat(i, "(") {
         let _level = enter(i, at)?;
-        let p = pipeline(i)?;
+        let (p, kind) = pipeline(i)?;
         expect(i, ")", "`)`")?;
         if p.stages.is_empty() {
-            return Ok(p.head);
+            let kind = if kind == Kind::Pipelines {
+                Kind::Pipelines
+            } else {
+                Kind::Wrapped
+            };
+            return Ok((p.head, kind));
         }
-        return Ok(SpansetExpr::Pipeline(Box::new(p)));
+        return Ok((SpansetExpr::Pipeline(Box::new(p)), Kind::Pipelines));
     }
     fail(
         i,
@@ -488,45 +545,6 @@ fn spanset_primary(i: &mut &str) -> PResult<SpansetExpr> {
             found(at)
         ),
     )
-}
-
-fn field_expr(i: &mut &str) -> PResult<FieldExpr> {
-    let mut lhs = field_term(i)?;
-    loop {
-        let save = *i;
-        ws(i)?;
-        if eat(i, "&&") {
-            let rhs = field_term(i)?;
-            lhs = FieldExpr::And(Box::new(lhs), Box::new(rhs));
-        } else if eat(i, "||") {
-            let rhs = field_term(i)?;
-            lhs = FieldExpr::Or(Box::new(lhs), Box::new(rhs));
-        } else {
-            *i = save;
-            break;
-        }
-    }
-    Ok(lhs)
-}
-
-fn field_term(i: &mut &str) -> PResult<FieldExpr> {
-    ws(i)?;
-    let at = *i;
-    if eat(i, "(") {
-        let _level = enter(i, at)?;
-        let e = field_expr(i)?;
-        expect(i, ")", "`)`, `&&` or `||`")?;
-        return Ok(e);
-    }
-    if i.starts_with('!') && !i.starts_with("!=") && !i.starts_with("!~") {
-        *i = &i[1..];
-        expect(i, "(", "`(` after `!`")?;
-        let _level = enter(i, at)?;
-        let e = field_expr(i)?;
-        expect(i, ")", "`)`, `&&` or `||`")?;
-        return Ok(FieldExpr::Not(Box::new(e)));
-    }
-    comparison(i)
 }
 
 #[derive(Debug)]
@@ -549,43 +567,282 @@ fn cmp_op(i: &mut &str) -> PResult<CmpOp> {
     .parse_next(i)
 }
 
-fn comparison(i: &mut &str) -> PResult<FieldExpr> {
+/// A field expression as parsed, before it is checked and typed: Tempo's `fieldExpression`,
+/// one grammar for booleans, comparisons and arithmetic.
+enum Node<'a> {
+    /// `&&` / `||`.
+    Bool(bool, Box<Node<'a>>, Box<Node<'a>>),
+    /// `!x`.
+    Not(Box<Node<'a>>),
+    /// `a op b`; `at` is where `a` starts.
+    Cmp(CmpOp, Box<Node<'a>>, Box<Node<'a>>, &'a str),
+    /// `a op b`; `at` is the operator.
+    Arith(ArithOp, Box<Node<'a>>, Box<Node<'a>>, &'a str),
+    /// `-x`; `at` is the `-`.
+    Neg(Box<Node<'a>>, &'a str),
+    /// A field or literal, from `at` to `end`.
+    Leaf(Operand, &'a str, &'a str),
+}
+
+#[derive(Clone, Copy)]
+enum BinTok {
+    And,
+    Or,
+    Cmp(CmpOp),
+    Arith(ArithOp),
+}
+
+/// The binary operator at the start of `i`, with its length and binding powers
+/// (left, right). Loosest first, as in Tempo's expr.y: `&& ||`, comparisons, `+ -`, (unary `!`),
+/// `* / %`, then `^` (right-associative).
+fn bin_tok(i: &str) -> Option<(BinTok, usize, u8, u8)> {
+    let table: &[(&str, BinTok, u8, u8)] = &[
+        ("&&", BinTok::And, 1, 2),
+        ("||", BinTok::Or, 1, 2),
+        ("!=", BinTok::Cmp(CmpOp::Ne), 3, 4),
+        ("!~", BinTok::Cmp(CmpOp::NotRe), 3, 4),
+        ("=~", BinTok::Cmp(CmpOp::Re), 3, 4),
+        (">=", BinTok::Cmp(CmpOp::Ge), 3, 4),
+        ("<=", BinTok::Cmp(CmpOp::Le), 3, 4),
+        ("=", BinTok::Cmp(CmpOp::Eq), 3, 4),
+        (">", BinTok::Cmp(CmpOp::Gt), 3, 4),
+        ("<", BinTok::Cmp(CmpOp::Lt), 3, 4),
+        ("+", BinTok::Arith(ArithOp::Add), 5, 6),
+        ("-", BinTok::Arith(ArithOp::Sub), 5, 6),
+        ("*", BinTok::Arith(ArithOp::Mul), 9, 10),
+        ("/", BinTok::Arith(ArithOp::Div), 9, 10),
+        ("%", BinTok::Arith(ArithOp::Mod), 9, 10),
+        ("^", BinTok::Arith(ArithOp::Pow), 12, 11),
+    ];
+    table
+        .iter()
+        .find(|(t, ..)| i.starts_with(t))
+        .map(|(t, tok, l, r)| (*tok, t.len(), *l, *r))
+}
+
+/// Binding power of unary `!` (between `+ -` and `* / %`) and unary `-` (that of `-`).
+const NOT_BP: u8 = 7;
+const NEG_BP: u8 = 6;
+
+fn too_deep<'a, T>(i: &mut &'a str, at: &'a str) -> PResult<T> {
+    fail_as(
+        i,
+        at,
+        Rejection::TooDeep,
+        format!(
+            "the query's expression tree is deeper than {MAX_EXPR_DEPTH} levels (each chained operator adds one); split it into several queries"
+        ),
+    )
+}
+
+/// Precedence climbing over a field expression. `depth` counts the recursion (prefix operators,
+/// right-associative `^`, parentheses), `height` of the returned tree is checked too, so both
+/// stay within [`MAX_EXPR_DEPTH`].
+fn field_node<'a>(i: &mut &'a str, min_bp: u8, depth: usize) -> PResult<(Node<'a>, usize)> {
     ws(i)?;
     let at = *i;
-    let lhs = operand(i)?;
-    let save = *i;
-    ws(i)?;
-    let op_at = *i;
-    let op = match cmp_op(i) {
-        Ok(op) => op,
-        Err(ErrMode::Backtrack(_)) => {
-            *i = save;
-            if op_at.starts_with(['+', '-', '*', '/', '%', '^']) {
-                return fail(
-                    i,
-                    op_at,
-                    "arithmetic in filters is not supported by the desk",
-                );
-            }
-            return match lhs {
-                Operand::Lit(Literal::Bool(b)) => Ok(FieldExpr::Const(b)),
-                _ => fail(
-                    i,
-                    op_at,
-                    format!(
-                        "expected a comparison operator (`=`, `!=`, `>`, `>=`, `<`, `<=`, `=~`, `!~`), found {}",
-                        found(op_at)
-                    ),
-                ),
-            };
-        }
-        Err(e) => return Err(e),
+    if depth > MAX_EXPR_DEPTH {
+        return too_deep(i, at);
+    }
+    let (mut lhs, mut height) = if eat(i, "(") {
+        let _level = enter(i, at)?;
+        let (e, h) = field_node(i, 0, depth + 1)?;
+        expect(i, ")", "`)`, an operator")?;
+        (e, h)
+    } else if i.starts_with('!') && !i.starts_with("!=") && !i.starts_with("!~") {
+        *i = &i[1..];
+        let (e, h) = field_node(i, NOT_BP, depth + 1)?;
+        (Node::Not(Box::new(e)), h + 1)
+    } else if i.starts_with('-') && !i[1..].starts_with(|c: char| c.is_ascii_digit()) {
+        *i = &i[1..];
+        let (e, h) = field_node(i, NEG_BP, depth + 1)?;
+        (Node::Neg(Box::new(e), at), h + 1)
+    } else {
+        let o = operand(i)?;
+        let end: &'a str = i;
+        (Node::Leaf(o, at, end), 1)
     };
-    ws(i)?;
-    let rhs = operand(i)?;
-    let (field, op, value) = match (lhs, rhs) {
-        (Operand::Field(f), Operand::Lit(l)) => (f, op, l),
-        (Operand::Lit(l), Operand::Field(f)) => {
+    loop {
+        let save = *i;
+        ws(i)?;
+        let op_at = *i;
+        let Some((tok, len, l_bp, r_bp)) = bin_tok(op_at) else {
+            *i = save;
+            break;
+        };
+        if l_bp < min_bp {
+            *i = save;
+            break;
+        }
+        *i = &op_at[len..];
+        let (rhs, h) = field_node(i, r_bp, depth + 1)?;
+        height = height.max(h) + 1;
+        if height > MAX_EXPR_DEPTH {
+            return too_deep(i, op_at);
+        }
+        let (a, b) = (Box::new(lhs), Box::new(rhs));
+        lhs = match tok {
+            BinTok::And => Node::Bool(true, a, b),
+            BinTok::Or => Node::Bool(false, a, b),
+            BinTok::Cmp(op) => {
+                let start = node_start(&a).unwrap_or(at);
+                Node::Cmp(op, a, b, start)
+            }
+            BinTok::Arith(op) => Node::Arith(op, a, b, op_at),
+        };
+    }
+    Ok((lhs, height))
+}
+
+/// Where a node's text starts, if known.
+fn node_start<'a>(n: &Node<'a>) -> Option<&'a str> {
+    match n {
+        Node::Leaf(_, at, _) | Node::Neg(_, at) | Node::Cmp(.., at) => Some(at),
+        Node::Arith(_, a, ..) => node_start(a),
+        Node::Bool(..) | Node::Not(_) => None,
+    }
+}
+
+fn field_expr(i: &mut &str) -> PResult<FieldExpr> {
+    let (n, _) = field_node(i, 0, 1)?;
+    to_bool(i, n)
+}
+
+/// A node in boolean position: `&&`, `||`, `!`, a comparison or `true`/`false`.
+fn to_bool<'a>(i: &mut &'a str, n: Node<'a>) -> PResult<FieldExpr> {
+    Ok(match n {
+        Node::Bool(and, a, b) => {
+            let (a, b) = (Box::new(to_bool(i, *a)?), Box::new(to_bool(i, *b)?));
+            if and {
+                FieldExpr::And(a, b)
+            } else {
+                FieldExpr::Or(a, b)
+            }
+        }
+        Node::Not(a) => FieldExpr::Not(Box::new(to_bool(i, *a)?)),
+        Node::Cmp(op, a, b, at) => comparison(i, op, *a, *b, at)?,
+        Node::Leaf(Operand::Lit(Literal::Bool(b)), ..) => FieldExpr::Const(b),
+        // A bare attribute is a boolean test, as in Tempo: `{ .cached }` is `{ .cached = true }`.
+        Node::Leaf(Operand::Field(field @ Field::Attr { .. }), ..) => FieldExpr::Cmp(Comparison {
+            field,
+            op: CmpOp::Eq,
+            value: Literal::Bool(true),
+            regex: None,
+        }),
+        other => {
+            let end = match &other {
+                Node::Leaf(_, _, end) => end.trim_start(),
+                _ => node_start(&other).unwrap_or(*i),
+            };
+            return fail(
+                i,
+                end,
+                format!(
+                    "expected a comparison operator (`=`, `!=`, `>`, `>=`, `<`, `<=`, `=~`, `!~`), found {}",
+                    found(end)
+                ),
+            );
+        }
+    })
+}
+
+fn is_numeric_lit(l: &Literal) -> bool {
+    matches!(
+        l,
+        Literal::Int(_) | Literal::Float(_) | Literal::Duration(_)
+    )
+}
+
+/// Folds arithmetic over two literals at parse time (`10ms * 2`), with Tempo's typing:
+/// int op int stays an int, anything else numeric becomes a float (durations in nanoseconds).
+fn fold(op: ArithOp, a: &Literal, b: &Literal) -> Result<Literal, &'static str> {
+    if let (Literal::Int(x), Literal::Int(y)) = (a, b) {
+        let r = match op {
+            ArithOp::Add => x.checked_add(*y),
+            ArithOp::Sub => x.checked_sub(*y),
+            ArithOp::Mul => x.checked_mul(*y),
+            ArithOp::Div | ArithOp::Mod if *y == 0 => return Err("division by zero"),
+            ArithOp::Div => x.checked_div(*y),
+            ArithOp::Mod => x.checked_rem(*y),
+            ArithOp::Pow => match u32::try_from(*y) {
+                Ok(e) => x.checked_pow(e),
+                Err(_) => return Ok(Literal::Float((*x as f64).powf(*y as f64))),
+            },
+        };
+        return r.map(Literal::Int).ok_or("integer overflow");
+    }
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => Ok(Literal::Float(op.apply_f64(x, y))),
+        _ => Err("arithmetic needs numbers or durations"),
+    }
+}
+
+/// A node in value position, literal subtrees folded.
+fn to_value<'a>(i: &mut &'a str, n: Node<'a>) -> PResult<ValueExpr> {
+    Ok(match n {
+        Node::Leaf(Operand::Field(f), ..) => ValueExpr::Field(f),
+        Node::Leaf(Operand::Lit(l), ..) => ValueExpr::Lit(l),
+        Node::Neg(a, at) => match to_value(i, *a)? {
+            ValueExpr::Lit(Literal::Int(n)) => ValueExpr::Lit(Literal::Int(n.wrapping_neg())),
+            ValueExpr::Lit(Literal::Float(f)) => ValueExpr::Lit(Literal::Float(-f)),
+            ValueExpr::Lit(Literal::Duration(d)) => ValueExpr::Lit(Literal::Duration(-d)),
+            v => {
+                check_numeric(i, at, &v)?;
+                ValueExpr::Neg(Box::new(v))
+            }
+        },
+        Node::Arith(op, a, b, at) => {
+            let (a, b) = (to_value(i, *a)?, to_value(i, *b)?);
+            check_numeric(i, at, &a)?;
+            check_numeric(i, at, &b)?;
+            match (&a, &b) {
+                (ValueExpr::Lit(x), ValueExpr::Lit(y)) => match fold(op, x, y) {
+                    Ok(l) => ValueExpr::Lit(l),
+                    Err(why) => return fail(i, at, why),
+                },
+                _ => ValueExpr::Arith(op, Box::new(a), Box::new(b)),
+            }
+        }
+        Node::Bool(..) | Node::Not(_) | Node::Cmp(..) => {
+            let at = node_start(&n).unwrap_or(*i);
+            return fail(
+                i,
+                at,
+                "a boolean expression cannot be compared or used in arithmetic; compare fields with values",
+            );
+        }
+    })
+}
+
+/// Arithmetic operands must be numeric: numbers, durations, numeric intrinsics or attributes.
+fn check_numeric<'a>(i: &mut &'a str, at: &'a str, v: &ValueExpr) -> PResult<()> {
+    let ok = match v {
+        ValueExpr::Lit(l) => is_numeric_lit(l),
+        ValueExpr::Field(Field::Intrinsic(intr)) => intr.value_type() == IntrinsicType::Number,
+        ValueExpr::Field(Field::Attr { .. }) | ValueExpr::Arith(..) | ValueExpr::Neg(_) => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        fail(
+            i,
+            at,
+            "arithmetic (`+ - * / % ^`) needs numbers, durations or numeric fields",
+        )
+    }
+}
+
+fn comparison<'a>(
+    i: &mut &'a str,
+    op: CmpOp,
+    a: Node<'a>,
+    b: Node<'a>,
+    at: &'a str,
+) -> PResult<FieldExpr> {
+    let (lhs, rhs) = (to_value(i, a)?, to_value(i, b)?);
+    match (lhs, rhs) {
+        (ValueExpr::Field(f), ValueExpr::Lit(l)) => check_comparison(i, at, f, op, l),
+        (ValueExpr::Lit(l), ValueExpr::Field(f)) => {
             if matches!(op, CmpOp::Re | CmpOp::NotRe) {
                 return fail(
                     i,
@@ -593,24 +850,106 @@ fn comparison(i: &mut &str) -> PResult<FieldExpr> {
                     "put the field left of `=~` / `!~` and the regex right",
                 );
             }
-            (f, op.flipped(), l)
+            check_comparison(i, at, f, op.flipped(), l)
         }
-        (Operand::Field(_), Operand::Field(_)) => {
+        // Literals only (`{ 1 = 2 }`, `{ "a" =~ "a.*" }`): decided once, here.
+        (ValueExpr::Lit(a), ValueExpr::Lit(b)) => {
+            let (ka, kb) = (
+                kind_of(&ValueExpr::Lit(a.clone())),
+                kind_of(&ValueExpr::Lit(b.clone())),
+            );
+            if ka != kb || a == Literal::Nil || b == Literal::Nil {
+                return fail(
+                    i,
+                    at,
+                    "the two sides of this comparison have different types (a number never equals a string)",
+                );
+            }
+            let regex = match (&op, &b) {
+                (CmpOp::Re | CmpOp::NotRe, Literal::Str(re)) => Some(compile_regex(i, at, re)?),
+                (CmpOp::Re | CmpOp::NotRe, _) => {
+                    return fail(i, at, "`=~` and `!~` compare strings, not numbers");
+                }
+                _ => None,
+            };
+            let holds = match (super::eval::lit_val(&a), super::eval::lit_val(&b)) {
+                (Some(x), Some(y)) => super::eval::compare_vals(&x, op, &y, regex.as_ref()),
+                _ => false,
+            };
+            Ok(FieldExpr::Const(holds))
+        }
+        (lhs, rhs) => general_comparison(i, at, lhs, op, rhs),
+    }
+}
+
+/// The kind of value a side yields, where the parser can tell.
+#[derive(PartialEq, Clone, Copy)]
+enum Kindof {
+    Number,
+    Str,
+    Other,
+    Unknown,
+}
+
+fn kind_of(v: &ValueExpr) -> Kindof {
+    match v {
+        ValueExpr::Arith(..) | ValueExpr::Neg(_) => Kindof::Number,
+        ValueExpr::Lit(l) if is_numeric_lit(l) => Kindof::Number,
+        ValueExpr::Lit(Literal::Str(_)) => Kindof::Str,
+        ValueExpr::Lit(_) => Kindof::Other,
+        ValueExpr::Field(Field::Attr { .. }) => Kindof::Unknown,
+        ValueExpr::Field(Field::Intrinsic(intr)) => match intr.value_type() {
+            IntrinsicType::Number => Kindof::Number,
+            IntrinsicType::Str => Kindof::Str,
+            IntrinsicType::Status | IntrinsicType::Kind => Kindof::Other,
+        },
+    }
+}
+
+fn general_comparison<'a>(
+    i: &mut &'a str,
+    at: &'a str,
+    lhs: ValueExpr,
+    op: CmpOp,
+    rhs: ValueExpr,
+) -> PResult<FieldExpr> {
+    let (kl, kr) = (kind_of(&lhs), kind_of(&rhs));
+    if matches!(lhs, ValueExpr::Lit(Literal::Nil)) || matches!(rhs, ValueExpr::Lit(Literal::Nil)) {
+        return fail(
+            i,
+            at,
+            "`nil` is supported only as `attribute = nil` (not set) and `attribute != nil` (set)",
+        );
+    }
+    if kl != kr && kl != Kindof::Unknown && kr != Kindof::Unknown {
+        return fail(
+            i,
+            at,
+            "the two sides of this comparison have different types (a number never equals a string)",
+        );
+    }
+    let is_regex = matches!(op, CmpOp::Re | CmpOp::NotRe);
+    if (kl == Kindof::Number || kr == Kindof::Number) && is_regex {
+        return fail(i, at, "`=~` and `!~` compare strings, not numbers");
+    }
+    let regex = if is_regex {
+        let ValueExpr::Lit(Literal::Str(re)) = &rhs else {
             return fail(
                 i,
                 at,
-                "comparing two fields is not supported by the desk; compare a field with a value",
+                "`=~` and `!~` need a quoted regular expression on the right",
             );
-        }
-        (Operand::Lit(_), Operand::Lit(_)) => {
-            return fail(
-                i,
-                at,
-                "a comparison needs an attribute or intrinsic on one side",
-            );
-        }
+        };
+        Some(compile_regex(i, at, re)?)
+    } else {
+        None
     };
-    check_comparison(i, at, field, op, value)
+    Ok(FieldExpr::Compare(Box::new(GeneralComparison {
+        lhs,
+        op,
+        rhs,
+        regex,
+    })))
 }
 
 fn check_comparison<'a>(
@@ -622,11 +961,11 @@ fn check_comparison<'a>(
 ) -> PResult<FieldExpr> {
     let label = field.label();
     if value == Literal::Nil {
-        if op != CmpOp::Ne || matches!(field, Field::Intrinsic(_)) {
+        if !matches!(op, CmpOp::Eq | CmpOp::Ne) || matches!(field, Field::Intrinsic(_)) {
             return fail(
                 i,
                 at,
-                "`nil` is supported only as `attribute != nil` (the attribute is set)",
+                "`nil` is supported only as `attribute = nil` (not set) and `attribute != nil` (set)",
             );
         }
         return Ok(FieldExpr::Cmp(Comparison {
@@ -672,29 +1011,7 @@ fn check_comparison<'a>(
         let Literal::Str(re) = &value else {
             return fail(i, at, "`=~` and `!~` need a quoted regular expression");
         };
-        match RegexBuilder::new(&format!("^(?:{re})$"))
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
-            .build()
-        {
-            Ok(r) => Some(r),
-            Err(regex::Error::CompiledTooBig(limit)) => {
-                return fail_as(
-                    i,
-                    at,
-                    Rejection::RegexTooBig,
-                    format!(
-                        "the regular expression {} compiles to more than {limit} bytes; simplify it (fewer or smaller repetitions)",
-                        snippet(re)
-                    ),
-                );
-            }
-            Err(e) => {
-                let first = e.to_string();
-                let first = first.lines().last().unwrap_or("").trim().to_string();
-                return fail(i, at, format!("invalid regular expression {re:?}: {first}"));
-            }
-        }
+        Some(compile_regex(i, at, re)?)
     } else {
         None
     };
@@ -706,6 +1023,31 @@ fn check_comparison<'a>(
     }))
 }
 
+/// Compiles an anchored regex within the size bounds.
+fn compile_regex<'a>(i: &mut &'a str, at: &'a str, re: &str) -> PResult<regex::Regex> {
+    match RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+        .build()
+    {
+        Ok(r) => Ok(r),
+        Err(regex::Error::CompiledTooBig(limit)) => fail_as(
+            i,
+            at,
+            Rejection::RegexTooBig,
+            format!(
+                "the regular expression {} compiles to more than {limit} bytes; simplify it (fewer or smaller repetitions)",
+                snippet(re)
+            ),
+        ),
+        Err(e) => {
+            let first = e.to_string();
+            let first = first.lines().last().unwrap_or("").trim().to_string();
+            fail(i, at, format!("invalid regular expression {re:?}: {first}"))
+        }
+    }
+}
+
 fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
@@ -714,7 +1056,7 @@ fn is_attr_char(c: char) -> bool {
     !c.is_whitespace() && !"{}()=~!<>&|^,\"`'+*%".contains(c)
 }
 
-const INTRINSICS: &str = "name, status, statusMessage, kind, duration (also span:name, span:status, span:statusMessage, span:kind, span:duration), span:childCount, span:id, span:parentID, trace:duration, trace:rootName, trace:rootService, trace:id";
+const INTRINSICS: &str = "name, status, statusMessage, kind, duration (also span:name, span:status, span:statusMessage, span:kind, span:duration), span:childCount, span:id, span:parentID, trace:duration, trace:rootName, trace:rootService, trace:id, event:name, event:timeSinceStart, link:traceID, link:spanID, instrumentation:name, instrumentation:version, nestedSetLeft, nestedSetRight, nestedSetParent";
 
 fn operand(i: &mut &str) -> PResult<Operand> {
     ws(i)?;
@@ -739,26 +1081,24 @@ fn operand(i: &mut &str) -> PResult<Operand> {
     if c.is_ascii_alphabetic() || c == '_' {
         let word: &str = take_while(1.., is_word_char).parse_next(i)?;
         if i.starts_with('.') {
-            match word {
-                "span" | "resource" => {
-                    *i = &i[1..];
-                    let scope = if word == "span" {
-                        Scope::Span
-                    } else {
-                        Scope::Resource
-                    };
-                    return attribute(i, scope, at).map(Operand::Field);
-                }
-                "parent" | "event" | "link" | "instrumentation" => {
-                    return fail(
-                        i,
-                        at,
-                        format!(
-                            "the `{word}.` attribute scope is not supported by the desk; use `span.`, `resource.` or `.`"
-                        ),
-                    );
-                }
-                _ => {}
+            let scope = match word {
+                "span" => Some(Scope::Span),
+                "resource" => Some(Scope::Resource),
+                "event" => Some(Scope::Event),
+                "link" => Some(Scope::Link),
+                "instrumentation" => Some(Scope::Instrumentation),
+                _ => None,
+            };
+            if let Some(scope) = scope {
+                *i = &i[1..];
+                return attribute(i, scope, at).map(Operand::Field);
+            }
+            if word == "parent" {
+                return fail(
+                    i,
+                    at,
+                    "the `parent.` attribute scope is not supported by the desk; use `span.`, `resource.`, `event.`, `link.`, `instrumentation.` or `.`",
+                );
             }
         }
         let lit = match word {
@@ -782,10 +1122,7 @@ fn operand(i: &mut &str) -> PResult<Operand> {
         if let Some(intr) = Intrinsic::from_word(word) {
             return Ok(Operand::Field(Field::Intrinsic(intr)));
         }
-        let prefix = word.split(':').next().unwrap_or("");
-        if word == "parent"
-            || (word.contains(':') && matches!(prefix, "event" | "link" | "instrumentation"))
-        {
+        if word == "parent" {
             return fail(
                 i,
                 at,
@@ -911,18 +1248,48 @@ fn field_arg(i: &mut &str) -> PResult<Field> {
     }
 }
 
+/// The argument of `by()` or an aggregate: a field or arithmetic over fields (Tempo's
+/// `fieldExpression`); it must read the span (`by(1)` is rejected, as in Tempo).
+fn arg(i: &mut &str) -> PResult<Arg> {
+    ws(i)?;
+    let at = *i;
+    // Stop below the comparisons: only arithmetic belongs here.
+    let (n, _) = field_node(i, 5, 1)?;
+    let expr = to_value(i, n)?;
+    match expr {
+        ValueExpr::Field(f) => Ok(Arg::from(f)),
+        ValueExpr::Lit(_) => fail(
+            i,
+            at,
+            "expected an attribute, an intrinsic or arithmetic over them (the expression must read the span)",
+        ),
+        expr => Ok(Arg {
+            label: expr.label(),
+            expr,
+        }),
+    }
+}
+
 fn stage(i: &mut &str) -> PResult<Stage> {
     ws(i)?;
     let at = *i;
     if i.starts_with('{') || i.starts_with('(') {
-        return spanset_expr(i).map(Stage::Filter);
+        let (e, kind) = spanset_expr(i)?;
+        if kind == Kind::Pipelines {
+            return fail(
+                i,
+                at,
+                "a pipeline stage cannot be a parenthesised pipeline (as in Tempo's grammar); continue the pipeline with `|` instead",
+            );
+        }
+        return Ok(Stage::Filter(e));
     }
     let word: &str =
         take_while(0.., |c: char| c.is_ascii_alphanumeric() || c == '_').parse_next(i)?;
     match word {
         "by" => {
             expect(i, "(", "`(` after `by`")?;
-            let f = field_arg(i)?;
+            let f = arg(i)?;
             expect(i, ")", "`)`")?;
             Ok(Stage::By(f))
         }
@@ -953,8 +1320,8 @@ fn stage(i: &mut &str) -> PResult<Stage> {
             } else {
                 ws(i)?;
                 let arg_at = *i;
-                let f = field_arg(i)?;
-                if let Field::Intrinsic(intr) = &f
+                let f = arg(i)?;
+                if let ValueExpr::Field(Field::Intrinsic(intr)) = &f.expr
                     && intr.value_type() != IntrinsicType::Number
                 {
                     return fail(
@@ -1052,11 +1419,27 @@ fn collect_field_expr(e: &FieldExpr, out: &mut Vec<Field>) {
     match e {
         FieldExpr::Const(_) => {}
         FieldExpr::Cmp(c) => push_field(out, &c.field),
+        FieldExpr::Compare(c) => {
+            collect_value(&c.lhs, out);
+            collect_value(&c.rhs, out);
+        }
         FieldExpr::And(a, b) | FieldExpr::Or(a, b) => {
             collect_field_expr(a, out);
             collect_field_expr(b, out);
         }
         FieldExpr::Not(a) => collect_field_expr(a, out),
+    }
+}
+
+fn collect_value(v: &ValueExpr, out: &mut Vec<Field>) {
+    match v {
+        ValueExpr::Field(f) => push_field(out, f),
+        ValueExpr::Lit(_) => {}
+        ValueExpr::Arith(_, a, b) => {
+            collect_value(a, out);
+            collect_value(b, out);
+        }
+        ValueExpr::Neg(a) => collect_value(a, out),
     }
 }
 
@@ -1079,9 +1462,9 @@ fn collect_pipeline(p: &Pipeline, out: &mut Vec<Field>) {
             Stage::Scalar {
                 aggregate: Aggregate::Over(_, f),
                 ..
-            } => push_field(out, f),
+            } => collect_value(&f.expr, out),
             Stage::Scalar { .. } | Stage::Coalesce => {}
-            Stage::By(f) => push_field(out, f),
+            Stage::By(f) => collect_value(&f.expr, out),
             Stage::Select(fs) => fs.iter().for_each(|f| push_field(out, f)),
         }
     }
@@ -1101,6 +1484,15 @@ mod tests {
                 FieldExpr::And(a, b) => format!("({} && {})", fe(a), fe(b)),
                 FieldExpr::Or(a, b) => format!("({} || {})", fe(a), fe(b)),
                 FieldExpr::Not(a) => format!("!{}", fe(a)),
+                FieldExpr::Compare(c) => format!("[{} {:?} {}]", ve(&c.lhs), c.op, ve(&c.rhs)),
+            }
+        }
+        fn ve(v: &ValueExpr) -> String {
+            match v {
+                ValueExpr::Field(f) => f.label(),
+                ValueExpr::Lit(l) => format!("{l:?}"),
+                ValueExpr::Arith(op, a, b) => format!("({} {op:?} {})", ve(a), ve(b)),
+                ValueExpr::Neg(a) => format!("-{}", ve(a)),
             }
         }
         fn se(e: &SpansetExpr) -> String {
@@ -1110,8 +1502,19 @@ mod tests {
                     let o = match op {
                         SpansetOp::And => "&&".to_string(),
                         SpansetOp::Or => "||".to_string(),
-                        SpansetOp::Structural { rel, union } => {
-                            format!("{}{rel:?}", if *union { "&" } else { "" })
+                        SpansetOp::Structural {
+                            rel,
+                            union,
+                            negated,
+                        } => {
+                            let pre = if *union {
+                                "&"
+                            } else if *negated {
+                                "!"
+                            } else {
+                                ""
+                            };
+                            format!("{pre}{rel:?}")
                         }
                     };
                     format!("({} {o} {})", se(a), se(b))
@@ -1130,7 +1533,7 @@ mod tests {
                         op,
                         value,
                     } => format!("{}{op:?}{value}", aggregate.label()),
-                    Stage::By(f) => format!("by({})", f.label()),
+                    Stage::By(f) => format!("by({})", f.label),
                     Stage::Select(fs) => format!("select({})", fs.len()),
                     Stage::Coalesce => "coalesce()".to_string(),
                 });
@@ -1186,9 +1589,167 @@ mod tests {
             "({true} Child {true}) | count()Gt2 | by(span.x)"
         );
         assert_eq!(
-            show("({ } | count() > 1) && { }"),
+            show("({ } | count() > 1) && ({ })"),
             "([{true} | count()Gt1] && {true})"
         );
+        // Tempo's grammar: a parenthesised pipeline combines only with parenthesised operands,
+        // and cannot be followed by `|`.
+        assert!(parse("({ } | count() > 1) && { }").is_err());
+        assert!(parse("{ } > ({ } | count() > 1)").is_err());
+        assert!(parse("({ } | count() > 1) | by(.a)").is_err());
+        assert!(parse("{ } | ({ } | count() > 1)").is_err());
+        assert!(parse("({ } | count() > 1) && ({ } && { }) > ({ } | count() > 2)").is_ok());
+        assert!(parse("({ } && { }) | count() > 1").is_ok());
+    }
+
+    #[test]
+    fn arithmetic_precedence_and_folding() {
+        // + - below * / % below ^ (right-associative); literal subtrees fold at parse time.
+        assert_eq!(
+            show("{ .a + .b * .c > 1 }"),
+            "{[(.a Add (.b Mul .c)) Gt Int(1)]}"
+        );
+        assert_eq!(
+            show("{ .a - .b - .c > 1 }"),
+            "{[((.a Sub .b) Sub .c) Gt Int(1)]}"
+        );
+        assert_eq!(
+            show("{ .a ^ .b ^ .c > 1 }"),
+            "{[(.a Pow (.b Pow .c)) Gt Int(1)]}"
+        );
+        assert_eq!(
+            show("{ (.a + .b) * 2 = .c }"),
+            "{[((.a Add .b) Mul Int(2)) Eq .c]}"
+        );
+        assert_eq!(show("{ -.a < 0 }"), "{[-.a Lt Int(0)]}");
+        assert_eq!(show("{ .a = .b }"), "{[.a Eq .b]}");
+        // Folded: a plain field-vs-literal comparison again.
+        assert_eq!(show("{ duration > 10ms * 2 }"), "{durationGt}");
+        let q = parse("{ duration > 10ms * 2 && .x = 2 ^ 3 ^ 2 && .y = 7 % 4 - 1 }").unwrap();
+        let SpansetExpr::Filter(FieldExpr::And(ab, c)) = &q.pipeline.head else {
+            panic!()
+        };
+        let FieldExpr::And(a, b) = &**ab else {
+            panic!()
+        };
+        let lit = |e: &FieldExpr| match e {
+            FieldExpr::Cmp(c) => c.value.clone(),
+            _ => panic!(),
+        };
+        assert_eq!(lit(a), Literal::Float(20_000_000.0));
+        assert_eq!(lit(b), Literal::Int(512));
+        assert_eq!(lit(c), Literal::Int(2));
+        // Comparisons bind looser than arithmetic, && and || looser still.
+        assert_eq!(
+            show("{ .a + 1 > 2 && .b = 1 || .c * 2 < 3 }"),
+            "{(([(.a Add Int(1)) Gt Int(2)] && .bEq) || [(.c Mul Int(2)) Lt Int(3)])}"
+        );
+        for bad in [
+            "{ name + 1 > 2 }",
+            r#"{ .a + "x" > 2 }"#,
+            "{ .a > 1 / 0 }",
+            "{ status + 1 = 2 }",
+            "{ duration * 2 = \"x\" }",
+            "{ .a + 1 =~ \"x\" }",
+            "{ .a + 1 }",
+            "{ .a + 1 = nil }",
+            "{ (.a = 1) + 1 > 0 }",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        // Chains count toward the expression depth bound.
+        let deep = format!("{{ .a{} > 1 }}", " + 1".repeat(MAX_EXPR_DEPTH));
+        assert_eq!(parse(&deep).unwrap_err().kind, Rejection::TooDeep);
+        let deep = format!("{{ .a{} > 1 }}", " ^ 1".repeat(4_000));
+        assert_eq!(parse(&deep).unwrap_err().kind, Rejection::TooDeep);
+        let deep = format!("{{ {}.a > 1 }}", "-".repeat(4_000));
+        assert_eq!(parse(&deep).unwrap_err().kind, Rejection::TooDeep);
+    }
+
+    /// Search queries of the kinds Tempo's parser tests accept (its `test_examples.yaml`,
+    /// `valid:`), and ones it rejects (`parse_fails:` / `validate_fails:`).
+    #[test]
+    fn tempo_examples() {
+        let valid = [
+            "{ true }",
+            "{ !true }",
+            "{ 1 = 2 }",
+            "{ -1 = 2 }",
+            r#"{ "test" =~ "test" }"#,
+            "{ .a }",
+            "{ !.a }",
+            "{ .a && false }",
+            "{ -.a = 2 }",
+            r#"{ !("test" != .c || ((true && .b) || 3 < .a)) }"#,
+            "{ 1 < 1h }",
+            r#"{ event.foo = "bar" }"#,
+            r#"{ link.foo = "bar" }"#,
+            r#"{ instrumentation.foo = "bar" }"#,
+            r#"{ trace:id = "aasdf4ergf" }"#,
+            "{ event:timeSinceStart > 1s }",
+            r#"{ link:spanID = "f1f1f1f1f1f1f1f1" }"#,
+            r#"{ instrumentation:version = "v3.34" }"#,
+            "{ 1 ^ 1 = 2 }",
+            "{ .a / 1 = 2 }",
+            "{ duration > 1s * 2s }",
+            "{ 1 * 1h = 1 }",
+            r#"{ .http.status >= "200" }"#,
+            "{ true } !> { true }",
+            "{ true } !<< { true }",
+            "({ true } | count() > 1 | { false }) >> ({ true } | count() > 1 | { false })",
+            "({ true } | count() > 1 | { false }) && ({ true } | count() > 1 | { false })",
+            "avg(.field) > 1",
+            "max(duration) > 3s | { status = error || .http.status = 500 }",
+            "select(.a)",
+            "count() = 1 | { true }",
+            "by(.a) | { true }",
+            "{ nestedSetLeft > 3 }",
+            "{ } >> { kind = server } | select(nestedSetLeft, nestedSetRight, nestedSetParent)",
+            "{ .foo = nil }",
+            "{ 1 = childCount }",
+            "{ true } | max(1 + .a) = 1",
+            "{ true } | max((1 + .a) * 2) = 1",
+            "{ true } | by(1 + .a) | coalesce()",
+            "{ true } | by(3 * .field - 2) | max(duration) < 1s",
+        ];
+        for q in valid {
+            assert!(parse(q).is_ok(), "{q}: {}", parse(q).unwrap_err());
+        }
+        let invalid = [
+            "true",
+            "( true )",
+            "{ . }",
+            "{ .a < 3",
+            "{ attribute = 4 }",
+            "{ .attribute == 4 }",
+            "{ true } + { true }",
+            "{ true } <= { true }",
+            "coalesce() | { true }",
+            "count() > 3 && { true }",
+            "{ true } | count()",
+            "{ true } | by()",
+            "({ true }) && (count())",
+            "{ trace:status = error }",
+            "{ span:rootName = \"bar\" }",
+            "{ status }",
+            "{ 1 + 1 }",
+            r#"{ 1 + "foo" = 1 }"#,
+            r#"{ 1 = "foo" }"#,
+            "{ 1 = name }",
+            "{ 1 =~ 2 }",
+            "{ status > ok }",
+            "{ -true }",
+            r#"{ !name = "foo" }"#,
+            r#"{ span.foo =~ "[" }"#,
+            r#"{ nestedSetLeft = "foo" }"#,
+            "{ nestedSetRight = false }",
+            "{ true } | by(1)",
+            "{ true } | by(\"foo\")",
+            "{ true } | max(name + 1) = 1",
+        ];
+        for q in invalid {
+            assert!(parse(q).is_err(), "{q} should be rejected");
+        }
     }
 
     #[test]
@@ -1259,15 +1820,16 @@ mod tests {
             ("{ name = \"x\" } | rate() by (x)", 18, "metrics"),
             ("{ bogus = 1 }", 3, "unknown intrinsic `bogus`"),
             ("{ trace:nope = 1 }", 3, "unknown intrinsic"),
-            ("{ event:name = \"x\" }", 3, "not supported"),
+            ("{ event:bogus = \"x\" }", 3, "unknown intrinsic"),
+            ("{ parent.x = \"x\" }", 3, "not supported"),
             ("{ kind = error }", 3, "`kind` can only be compared"),
-            ("{ .a = .b }", 3, "two fields"),
-            ("{ 1 = 2 }", 3, "attribute or intrinsic"),
+            ("{ name = duration }", 3, "different types"),
+            ("{ 1 = \"x\" }", 3, "different types"),
             ("{ } >! { }", 6, "expected a spanset filter"),
-            ("{ } !>> { }", 5, "negated"),
             ("{ } |", 6, "expected a pipeline stage"),
             ("{ } | avg(name) > 1", 11, "numeric field"),
-            ("({ } | by(.a)) && { }", 16, "coalesce"),
+            ("({ } | by(.a)) && ({ })", 16, "coalesce"),
+            ("({ } | count() > 1) && { }", 21, "parenthesised pipeline"),
             ("{ .a = 1 } | count() =~ 1", 22, "expected a comparison"),
             ("\n{ x = 1 }", 4, "unknown intrinsic"),
             ("{ name = \"é\" } | nope()", 18, "unknown pipeline stage"),

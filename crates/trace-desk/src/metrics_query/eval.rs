@@ -628,11 +628,14 @@ fn exemplars_json(req: &MetricsRequest, s: &Series) -> Vec<Value> {
                 .is_none_or(|i| s.values.get(i).is_some_and(|v| !v.is_nan()))
         })
         .map(|e| {
-            json!({
-                "labels": labels_json(&e.labels),
-                "value": jsonpb::double(e.value),
-                "timestampMs": e.ts_ms.to_string(),
-            })
+            let mut m = Map::new();
+            m.insert("labels".into(), labels_json(&e.labels));
+            // jsonpb omits a zero value; counts' exemplars carry NaN.
+            if e.value != 0.0 {
+                m.insert("value".into(), jsonpb::double(e.value));
+            }
+            m.insert("timestampMs".into(), json!(e.ts_ms.to_string()));
+            Value::Object(m)
         })
         .collect()
 }

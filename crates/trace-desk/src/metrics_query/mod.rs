@@ -34,6 +34,8 @@ pub const MAX_EXEMPLARS: usize = 100;
 pub const DEFAULT_SINCE: Duration = Duration::from_secs(3600);
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
+/// Latest timestamp and longest step accepted: Go's `time.Duration` range (int64 ns).
+const MAX_NANOS: u64 = i64::MAX as u64;
 
 /// What the desk accepts, appended to every query error.
 pub const SUPPORTED: &str = "Metrics queries are `<spanset filter or search pipeline> | <function>` with rate(), count_over_time(), min_over_time(attr), max_over_time(attr), avg_over_time(attr), sum_over_time(attr), quantile_over_time(attr, q, ...), histogram_over_time(attr) or compare({ selection }, topN, start, end), optionally `by (attr, ...)`, then `| topk(n)`, `| bottomk(n)` or comparisons such as `> 10`, and `with(...)` hints (accepted, ignored); see docs/trace-desk.md";
@@ -208,17 +210,22 @@ fn timestamp(name: &str, v: &str) -> Result<u64, MetricsError> {
         let ms = ((f - f.trunc()) * 1000.0).round() as u64;
         return Ok(secs * NANOS_PER_SEC + ms * 1_000_000);
     }
+    // Go's time stops at 2262 (int64 nanoseconds); so does the desk, which keeps the step
+    // arithmetic clear of overflow.
+    let in_range = |ns: u64| (ns <= MAX_NANOS).then_some(ns);
     if let Ok(n) = v.parse::<u64>() {
-        return Ok(if v.len() <= 10 {
+        return in_range(if v.len() <= 10 {
             n.saturating_mul(NANOS_PER_SEC)
         } else {
             n
-        });
+        })
+        .ok_or_else(bad);
     }
     humantime::parse_rfc3339_weak(v)
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .and_then(|d| u64::try_from(d.as_nanos()).ok())
+        .and_then(in_range)
         .ok_or_else(bad)
 }
 
@@ -242,18 +249,21 @@ fn since_duration(v: &str) -> Result<u64, MetricsError> {
 fn step_duration(v: &str) -> Result<u64, MetricsError> {
     if let Ok(f) = v.parse::<f64>() {
         let ns = f * 1e9;
-        if !ns.is_finite() || ns < 0.0 || ns > u64::MAX as f64 {
+        if !ns.is_finite() || ns < 0.0 || ns > MAX_NANOS as f64 {
             return Err(MetricsError::BadRequest(format!(
                 "invalid step: cannot parse {v:?} to a valid duration"
             )));
         }
         return Ok(ns as u64);
     }
-    parse_go_duration(v).map_err(|e| {
-        MetricsError::BadRequest(format!(
-            "invalid step: cannot parse {v:?} to a valid duration ({e})"
-        ))
-    })
+    parse_go_duration(v)
+        .ok()
+        .filter(|ns| *ns <= MAX_NANOS)
+        .ok_or_else(|| {
+            MetricsError::BadRequest(format!(
+                "invalid step: cannot parse {v:?} to a valid duration (a Go duration such as 15s or 1m, or seconds)"
+            ))
+        })
 }
 
 /// Tempo's `DefaultQueryRangeStep`: about 240 steps, rounded down to 5 s (or 1 s below 5 s),
@@ -517,6 +527,18 @@ mod tests {
             Err(MetricsError::Query(_))
         ));
         assert!(matches!(req(&[], false), Err(MetricsError::BadRequest(_))));
+        // Past Go's time range (2262), and steps longer than it.
+        assert!(matches!(
+            req(
+                &[("q", "{} | rate()"), ("end", "18446744073709551615")],
+                false
+            ),
+            Err(MetricsError::BadRequest(_))
+        ));
+        assert!(matches!(
+            req(&[("q", "{} | rate()"), ("step", "1e300")], false),
+            Err(MetricsError::BadRequest(_))
+        ));
     }
 
     #[test]

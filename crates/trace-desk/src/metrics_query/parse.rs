@@ -309,21 +309,21 @@ fn is_match_all(q: &str) -> bool {
     q == "{}" || q == "{true}"
 }
 
-/// A unix timestamp argument of `compare()`: seconds (≤ 10 digits) or nanoseconds, like
-/// Tempo's `start`/`end` parameters.
+/// A timestamp argument of `compare()`: unix nanoseconds, as Tempo reads it.
 fn compare_time(q: &str, at: usize, text: &str) -> Result<u64, ParseError> {
-    let n = text.parse::<u64>().map_err(|_| {
-        error_at(
-            q,
-            at,
-            format!("expected a unix timestamp, found {}", near(text)),
-        )
-    })?;
-    Ok(if text.len() <= 10 {
-        n.saturating_mul(1_000_000_000)
-    } else {
-        n
-    })
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && *n <= i64::MAX as u64)
+        .ok_or_else(|| {
+            error_at(
+                q,
+                at,
+                format!(
+                    "compare() timestamps must be positive integer unix nanoseconds, found {}",
+                    near(text)
+                ),
+            )
+        })
 }
 
 fn function(q: &str, name: &str, open: usize, close: usize) -> Result<Function, ParseError> {
@@ -443,6 +443,13 @@ fn function(q: &str, name: &str, open: usize, close: usize) -> Result<Function, 
                     q,
                     close,
                     "compare() takes both a start and an end, or neither",
+                ));
+            }
+            if args.len() == 4 && end_ns <= start_ns {
+                return Err(error_at(
+                    q,
+                    arg_at(3),
+                    "compare() end timestamp must be greater than start timestamp",
                 ));
             }
             Function::Compare {
@@ -734,6 +741,12 @@ mod tests {
         assert_eq!(e.column, 21, "{e}");
         let e = parse("{ } | rate() nonsense").unwrap_err();
         assert_eq!(e.column, 14, "{e}");
+        let e = parse("{ } | compare({ status = error }, 10, 2000, 1000)").unwrap_err();
+        assert!(e.message.contains("greater than start"), "{e}");
+        let e = parse("{ } | compare({ status = error }, 10, 2000)").unwrap_err();
+        assert!(e.message.contains("start and an end"), "{e}");
+        let e = parse("{ } | compare(status = error)").unwrap_err();
+        assert_eq!(e.column, 15, "{e}");
         let e = parse("{ } | rate() by (.a, .b, .c, .d, .e, .f)").unwrap_err();
         assert!(e.message.contains("at most 5"), "{e}");
     }

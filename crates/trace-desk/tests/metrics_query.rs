@@ -600,6 +600,30 @@ async fn compare_splits_selection_from_baseline() {
         &find("selection_total", "name", None),
         &[0., 1., 0., 1., 0., 0., 0.],
     );
+    // One exemplar per trace (its first counted span), on the totals of its side: trace 7
+    // starts with b's error span; traces 1, 2, 3, 4 and 6 with baseline spans.
+    let exemplars = |meta: &str| -> Vec<String> {
+        v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s["labels"][0]["value"]["stringValue"] == meta && s["labels"][1]["key"] == "name"
+            })
+            .unwrap()["exemplars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["labels"][0]["value"]["stringValue"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(exemplars("selection_total"), [hex_trace(7)]);
+    assert_eq!(exemplars("baseline_total").len(), 5);
 
     // topN keeps the most frequent values per attribute: the baseline's span names are
     // GET /a (4), GET /b (1), db (1) and cache (1).

@@ -15,10 +15,12 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
 
 use super::eval::{
-    Key, Outcome, Series, apply_second_stage, key, mark_partial, metrics_json, render, selected,
+    Exemplar, Key, Outcome, Series, exemplar_labels, key, mark_partial, metrics_json, render,
+    selected,
 };
 use super::parse::Function;
 use super::{MAX_CELLS, MetricsRequest};
+use crate::search::trace_id_hex;
 use crate::store::Store;
 use crate::trace_view::{kind_text, status_text};
 use crate::traceql::eval::{TraceView, Val};
@@ -30,6 +32,8 @@ struct Side {
     values: HashMap<String, HashMap<Key, (Val, Vec<f64>)>>,
     /// attribute → spans with it, per step.
     totals: HashMap<String, Vec<f64>>,
+    /// (attributes of the span, exemplar).
+    exemplars: Vec<(Vec<String>, Exemplar)>,
 }
 
 fn attr_val(kv: &KeyValue) -> Option<Val> {
@@ -88,7 +92,8 @@ pub fn evaluate(store: &Store, req: &MetricsRequest, deadline: Option<Instant>) 
     let mut inspected_traces = 0usize;
     let mut inspected_spans = 0u64;
     let mut out_of_time = false;
-    for (_, spans) in &snapshot {
+    let mut exemplar_traces = 0usize;
+    for (id, spans) in &snapshot {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             out_of_time = true;
             break;
@@ -102,6 +107,7 @@ pub fn evaluate(store: &Store, req: &MetricsRequest, deadline: Option<Instant>) 
         }
         let view = TraceView::new(spans);
         let in_selection: HashSet<usize> = selected(Some(selection), &view).into_iter().collect();
+        let mut exemplar_taken = exemplar_traces >= req.exemplars;
         for idx in selected(req.query.filter.as_ref(), &view) {
             let st = spans[idx].span.start_time_unix_nano;
             let Some(step) = req.interval_of(st) else {
@@ -114,7 +120,22 @@ pub fn evaluate(store: &Store, req: &MetricsRequest, deadline: Option<Instant>) 
             } else {
                 &mut baseline
             };
-            for (attr, v) in span_attributes(&view, idx) {
+            let attrs = span_attributes(&view, idx);
+            if !exemplar_taken {
+                // One exemplar per trace (its first counted span), as for the other functions;
+                // Tempo hangs it on the totals series of each attribute the span has.
+                exemplar_taken = true;
+                exemplar_traces += 1;
+                side.exemplars.push((
+                    attrs.iter().map(|(a, _)| a.clone()).collect(),
+                    Exemplar {
+                        labels: exemplar_labels(&trace_id_hex(id), &spans[idx]),
+                        value: f64::NAN,
+                        ts_ms: st / 1_000_000,
+                    },
+                ));
+            }
+            for (attr, v) in attrs {
                 let k = key(&v);
                 let values = side.values.entry(attr.clone()).or_default();
                 if !values.contains_key(&k) {
@@ -162,6 +183,12 @@ pub fn evaluate(store: &Store, req: &MetricsRequest, deadline: Option<Instant>) 
             }
         }
         for (attr, counts) in side.totals {
+            let exemplars = side
+                .exemplars
+                .iter()
+                .filter(|(attrs, _)| attrs.contains(&attr))
+                .map(|(_, e)| e.clone())
+                .collect();
             series.push(Series {
                 labels: vec![
                     ("__meta_type".to_string(), Val::Str(format!("{meta}_total"))),
@@ -169,11 +196,10 @@ pub fn evaluate(store: &Store, req: &MetricsRequest, deadline: Option<Instant>) 
                 ],
                 values: counts,
                 counts: Vec::new(),
-                exemplars: Vec::new(),
+                exemplars,
             });
         }
     }
-    apply_second_stage(&mut series, &req.query.second_stage);
     let mut value = render(req, &series);
     value["metrics"] = metrics_json(inspected_traces, inspected_spans, total, out_of_time);
     mark_partial(&mut value, out_of_time, capped, inspected_traces, total);

@@ -34,9 +34,9 @@ pub struct Outcome {
 /// One exemplar: a span standing for a sample.
 #[derive(Debug, Clone)]
 pub(super) struct Exemplar {
-    labels: Vec<(String, Val)>,
-    value: f64,
-    ts_ms: u64,
+    pub(super) labels: Vec<(String, Val)>,
+    pub(super) value: f64,
+    pub(super) ts_ms: u64,
 }
 
 /// One series: labels and a value per step.
@@ -298,7 +298,7 @@ pub(super) fn selected(filter: Option<&crate::traceql::Query>, view: &TraceView)
     }
 }
 
-fn exemplar_labels(trace: &str, span: &StoredSpan) -> Vec<(String, Val)> {
+pub(super) fn exemplar_labels(trace: &str, span: &StoredSpan) -> Vec<(String, Val)> {
     vec![
         ("trace:id".to_string(), Val::Str(trace.to_string())),
         (

@@ -561,6 +561,7 @@ pub fn parse(q: &str) -> Result<MetricsQuery, ParseError> {
     }
 
     // Second stage and hints.
+    let second_at = i;
     let mut second_stage = Vec::new();
     let mut hints = Vec::new();
     while i < q.len() {
@@ -655,6 +656,14 @@ pub fn parse(q: &str) -> Result<MetricsQuery, ParseError> {
             ));
         }
     }
+    if !second_stage.is_empty() && matches!(function, Function::Compare { .. }) {
+        // Tempo's grammar has no second stage after compare().
+        return Err(error_at(
+            q,
+            second_at,
+            "compare() cannot be followed by topk(), bottomk() or a comparison",
+        ));
+    }
     Ok(MetricsQuery {
         filter,
         function,
@@ -745,6 +754,8 @@ mod tests {
         assert!(e.message.contains("greater than start"), "{e}");
         let e = parse("{ } | compare({ status = error }, 10, 2000)").unwrap_err();
         assert!(e.message.contains("start and an end"), "{e}");
+        let e = parse("{ } | compare({ status = error }) | topk(3)").unwrap_err();
+        assert_eq!(e.column, 35, "{e}");
         let e = parse("{ } | compare(status = error)").unwrap_err();
         assert_eq!(e.column, 15, "{e}");
         let e = parse("{ } | rate() by (.a, .b, .c, .d, .e, .f)").unwrap_err();

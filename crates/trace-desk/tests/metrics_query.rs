@@ -826,6 +826,50 @@ async fn series_bound_edge() {
     desk.shutdown().await;
 }
 
+/// At most 500,000 step values per answer: at 10,001 steps that is 49 series (49 × 10,001 =
+/// 490,049; a 50th would make 500,050).
+#[tokio::test]
+async fn step_value_bound_edge() {
+    let desk = desk(10_000).await;
+    let store = desk.store();
+    let spans: Vec<Sp> = (0..50u64)
+        .map(|i| {
+            Sp::new(1, i + 1, "op").at(1_000, 5).attr(
+                "n",
+                opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i as i64),
+            )
+        })
+        .collect();
+    let q = format!(
+        "/api/metrics/query_range?q={}&start={T0S}&end={}&step=1s",
+        url_enc("{ } | count_over_time() by (span.n)"),
+        T0S + 10_000
+    );
+    store.ingest(request("many", &spans[..49]).resource_spans);
+    let v = get_json(&desk, &q).await;
+    assert_eq!(v["series"].as_array().unwrap().len(), 49);
+    assert_eq!(v["series"][0]["samples"].as_array().unwrap().len(), 10_001);
+    assert!(v.get("status").is_none(), "{}", v["message"]);
+    store.ingest(request("many", &spans[49..]).resource_spans);
+    let v = get_json(&desk, &q).await;
+    assert_eq!(v["series"].as_array().unwrap().len(), 49);
+    assert_eq!(v["status"], "PARTIAL");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("500000 step values"),
+        "{}",
+        v["message"]
+    );
+    let text = get(&desk, "/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric_value(&text, "trace_desk_metrics_series_capped_total"),
+        1
+    );
+    desk.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_budget_answers_partial_series() {
     let config = DeskConfig::ephemeral(100_000).with_query_timeout(Duration::from_nanos(1));

@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ApiState, json_response, text};
+use super::{ApiState, text};
 use crate::metrics_query::{self, MetricsRequest};
 
 /// `/api/metrics/query_range`.
@@ -76,5 +76,13 @@ async fn answer(state: ApiState, params: HashMap<String, String>, instant: bool)
         }
     };
     counters.answered(&outcome);
-    json_response(outcome.value)
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        outcome.body,
+    )
+        .into_response()
 }

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
 
 use super::eval::{
-    Exemplar, Key, Outcome, Series, exemplar_labels, key, mark_partial, metrics_json, render,
+    Exemplar, Key, Outcome, Series, exemplar_labels, key, metrics_json, partial_message, render,
     selected,
 };
 use super::parse::Function;
@@ -200,11 +200,14 @@ pub fn evaluate(store: &Store, req: &MetricsRequest, deadline: Option<Instant>) 
             });
         }
     }
-    let mut value = render(req, &series);
-    value["metrics"] = metrics_json(inspected_traces, inspected_spans, total, out_of_time);
-    mark_partial(&mut value, out_of_time, capped, inspected_traces, total);
+    let body = render(
+        req,
+        &series,
+        &metrics_json(inspected_traces, inspected_spans, total, out_of_time),
+        partial_message(out_of_time, capped, inspected_traces, total).as_deref(),
+    );
     Outcome {
-        value,
+        body,
         out_of_time,
         series_capped: capped,
     }

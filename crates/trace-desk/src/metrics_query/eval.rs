@@ -23,8 +23,9 @@ const NANOS_PER_SEC: f64 = 1e9;
 /// A rendered metrics answer.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// Tempo's `QueryRangeResponse` (or `QueryInstantResponse`) JSON.
-    pub value: Value,
+    /// Tempo's `QueryRangeResponse` (or `QueryInstantResponse`) as JSON text, written without
+    /// an intermediate JSON tree (an answer at the step-value bound holds 500,000 samples).
+    pub body: String,
     /// The time budget ran out before every trace was inspected.
     pub out_of_time: bool,
     /// Series past [`MAX_SERIES`] / [`MAX_CELLS`] were dropped.
@@ -364,11 +365,14 @@ pub fn evaluate(store: &Store, req: &MetricsRequest, deadline: Option<Instant>) 
     let capped = acc.capped;
     let mut series = finish(req, acc.series);
     apply_second_stage(&mut series, &req.query.second_stage);
-    let mut value = render(req, &series);
-    value["metrics"] = metrics_json(inspected_traces, inspected_spans, total, out_of_time);
-    mark_partial(&mut value, out_of_time, capped, inspected_traces, total);
+    let body = render(
+        req,
+        &series,
+        &metrics_json(inspected_traces, inspected_spans, total, out_of_time),
+        partial_message(out_of_time, capped, inspected_traces, total).as_deref(),
+    );
     Outcome {
-        value,
+        body,
         out_of_time,
         series_capped: capped,
     }
@@ -386,15 +390,14 @@ pub(super) fn metrics_json(traces: usize, spans: u64, total: usize, partial: boo
     })
 }
 
-/// Adds Tempo's partial `status` and a `message` when the budget or the series bound cut the
-/// answer short.
-pub(super) fn mark_partial(
-    value: &mut Value,
+/// The `message` of a partial answer (Tempo's `status: PARTIAL`) when the budget or the series
+/// bound cut it short.
+pub(super) fn partial_message(
     out_of_time: bool,
     capped: bool,
     inspected: usize,
     total: usize,
-) {
+) -> Option<String> {
     let mut why = Vec::new();
     if out_of_time {
         why.push(format!(
@@ -406,23 +409,22 @@ pub(super) fn mark_partial(
             "the answer reached the desk's bound of {MAX_SERIES} series ({MAX_CELLS} step values in all); spans of further series were left out"
         ));
     }
-    if !why.is_empty() {
-        value["status"] = json!("PARTIAL");
-        value["message"] = json!(why.join("; "));
-    }
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// The answer when the query never got a search slot within its budget.
 pub fn out_of_time(store: &Store, req: &MetricsRequest) -> Outcome {
     let total = store.stats().traces_held as usize;
-    let mut value = render(req, &[]);
-    value["metrics"] = metrics_json(0, 0, total, true);
-    value["status"] = json!("PARTIAL");
-    value["message"] = json!(
-        "the query time budget (DESK_QUERY_TIMEOUT) ran out while waiting for a free search slot; no trace was inspected"
+    let body = render(
+        req,
+        &[],
+        &metrics_json(0, 0, total, true),
+        Some(
+            "the query time budget (DESK_QUERY_TIMEOUT) ran out while waiting for a free search slot; no trace was inspected",
+        ),
     );
     Outcome {
-        value,
+        body,
         out_of_time: true,
         series_capped: false,
     }
@@ -640,53 +642,85 @@ fn exemplars_json(req: &MetricsRequest, s: &Series) -> Vec<Value> {
         .collect()
 }
 
-/// `{"series": [...]}` in Tempo's shape: series sorted by their label text, samples oldest
-/// first, NaN steps left out, a zero value omitted as jsonpb omits defaults.
-pub(super) fn render(req: &MetricsRequest, series: &[Series]) -> Value {
-    let mut out: Vec<(String, Value)> = Vec::new();
-    for s in series {
-        let prom = prom_labels(&s.labels);
-        let mut m = Map::new();
-        m.insert("labels".into(), labels_json(&s.labels));
-        m.insert("promLabels".into(), json!(prom));
+/// Tempo's answer as JSON text: `{"series":[…],"metrics":…}` plus `status`/`message` when
+/// partial. Series are sorted by their label text, samples oldest first, NaN steps left out,
+/// and a zero value omitted as jsonpb omits defaults. Samples are written straight into the
+/// text, so an answer costs its text and no JSON tree.
+pub(super) fn render(
+    req: &MetricsRequest,
+    series: &[Series],
+    metrics: &Value,
+    partial: Option<&str>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut sorted: Vec<(String, &Series)> =
+        series.iter().map(|s| (prom_labels(&s.labels), s)).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::from("{\"series\":[");
+    let mut first = true;
+    for (prom, s) in sorted {
+        let head = format!(
+            "{{\"labels\":{},\"promLabels\":{}",
+            labels_json(&s.labels),
+            Value::String(prom)
+        );
         if req.instant {
             let Some(v) = s.values.first().filter(|v| !v.is_nan()) else {
                 continue;
             };
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(&head);
             if *v != 0.0 {
-                m.insert("value".into(), jsonpb::double(*v));
+                let _ = write!(out, ",\"value\":{}", jsonpb::double(*v));
             }
-        } else {
-            let samples: Vec<Value> = s
-                .values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| !v.is_nan())
-                .map(|(i, v)| {
-                    let mut sm = Map::new();
-                    sm.insert(
-                        "timestampMs".into(),
-                        json!((req.timestamp_of(i) / 1_000_000).to_string()),
-                    );
-                    if *v != 0.0 {
-                        sm.insert("value".into(), jsonpb::double(*v));
-                    }
-                    Value::Object(sm)
-                })
-                .collect();
-            if samples.is_empty() {
-                continue;
-            }
-            m.insert("samples".into(), Value::Array(samples));
-            let ex = exemplars_json(req, s);
-            if !ex.is_empty() {
-                m.insert("exemplars".into(), Value::Array(ex));
-            }
+            out.push('}');
+            continue;
         }
-        out.push((prom, Value::Object(m)));
+        if s.values.iter().all(|v| v.is_nan()) {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&head);
+        out.push_str(",\"samples\":[");
+        let mut first_sample = true;
+        for (i, v) in s.values.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
+            if !first_sample {
+                out.push(',');
+            }
+            first_sample = false;
+            let _ = write!(
+                out,
+                "{{\"timestampMs\":\"{}\"",
+                req.timestamp_of(i) / 1_000_000
+            );
+            if *v != 0.0 {
+                let _ = write!(out, ",\"value\":{}", jsonpb::double(*v));
+            }
+            out.push('}');
+        }
+        out.push(']');
+        let ex = exemplars_json(req, s);
+        if !ex.is_empty() {
+            let _ = write!(out, ",\"exemplars\":{}", Value::Array(ex));
+        }
+        out.push('}');
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    json!({ "series": out.into_iter().map(|(_, v)| v).collect::<Vec<_>>() })
+    let _ = write!(out, "],\"metrics\":{metrics}");
+    if let Some(message) = partial {
+        let _ = write!(
+            out,
+            ",\"status\":\"PARTIAL\",\"message\":{}",
+            Value::String(message.to_string())
+        );
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]

@@ -25,9 +25,10 @@ pub const MAX_INTERVALS: u64 = 10_000;
 /// Most series one answer holds: Tempo's `max_response_series` default. Spans of further
 /// series are dropped and the answer is marked partial.
 pub const MAX_SERIES: usize = 1_000;
-/// Most step values held by one query across its series (8 bytes each: 16 MiB), so a query at
-/// the step bound holds fewer series than [`MAX_SERIES`]. Past it, as past [`MAX_SERIES`].
-pub const MAX_CELLS: usize = 2_000_000;
+/// Most step values one answer holds across its series: 4 MB of values and at most ~25 MB of
+/// JSON. A query at the step bound holds fewer series than [`MAX_SERIES`] (49 at 10,001 steps);
+/// one at Tempo's default step (~242 steps) all 1,000. Past it, as past [`MAX_SERIES`].
+pub const MAX_CELLS: usize = 500_000;
 /// Exemplars per answer when `exemplars` is absent or larger: Tempo's frontend default.
 pub const MAX_EXEMPLARS: usize = 100;
 /// Range when neither `start` nor `since` is given (Tempo's `defaultSince`).
@@ -123,7 +124,7 @@ impl Counters {
         );
         metric(
             "trace_desk_metrics_series_capped_total",
-            "TraceQL metrics queries that reached the series bound (1000 series, or 2,000,000 step values) and dropped further series.",
+            "TraceQL metrics queries that reached the series bound (1,000 series, or 500,000 step values) and dropped further series.",
             self.series_capped.load(Ordering::Relaxed),
         );
         out.push_str(

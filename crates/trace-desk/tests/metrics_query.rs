@@ -909,3 +909,66 @@ async fn an_exhausted_budget_answers_partial_series() {
 async fn desk_default() -> trace_desk::RunningDesk {
     desk(100_000).await
 }
+
+/// `traces` traces of a five-span chain each ("work" spans, starting 0..5 ms after T0 plus the
+/// trace's number in ms), stored directly (the intake is not under test).
+fn fill(desk: &trace_desk::RunningDesk, traces: u64) {
+    let store = desk.store();
+    for t in 0..traces {
+        let spans: Vec<Sp> = (0..5u64)
+            .map(|i| {
+                let sp = Sp::new(t + 1, t * 10 + i + 1, "work").at(t + i, 5);
+                if i == 0 { sp } else { sp.parent(t * 10 + i) }
+            })
+            .collect();
+        store.ingest(request("budget", &spans).resource_spans);
+    }
+}
+
+/// Metrics queries run like searches, on blocking threads in the search slots: with more heavy
+/// ones in flight than the runtime has workers, `/ready` still answers before any completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_answers_while_heavy_metrics_queries_run() {
+    let desk = desk(1_000_000).await;
+    fill(&desk, 6_000);
+    let url = format!(
+        "http://{}{}",
+        desk.api_addr(),
+        range(
+            r#"{ name =~ ".*o.*r.*k" } >> { name != "x" } | count_over_time() by (name)"#,
+            ""
+        )
+    );
+    let queries: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let began = std::time::Instant::now();
+                let r = client().get(url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                (began.elapsed(), v)
+            })
+        })
+        .collect();
+    // Let the queries reach the desk (not a timing assertion: only an ordering one below).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = get(&desk, "/ready").await;
+    assert_eq!(r.status(), 200);
+    let finished = queries.iter().filter(|h| h.is_finished()).count();
+    assert_eq!(
+        finished, 0,
+        "/ready answered only after a metrics query completed"
+    );
+    for h in queries {
+        let (took, v) = h.await.unwrap();
+        assert!(v.get("status").is_none(), "{v}");
+        // Four descendants per chain, all started in (T0, T0 + 10 s].
+        close(
+            &values(series(&v, "name", "work")),
+            &[0., 24_000., 0., 0., 0., 0., 0.],
+        );
+        eprintln!("metrics query took {took:?}");
+    }
+    desk.shutdown().await;
+}

@@ -19,6 +19,8 @@ use crate::search::{self, SearchParams};
 use crate::store::{self, Store, StoredSpan, TraceId};
 use crate::trace_view;
 
+mod metrics_http;
+
 /// Tempo version reported by `/api/status/buildinfo` (the API subset mirrors it).
 pub const TEMPO_COMPAT_VERSION: &str = "2.10.0";
 
@@ -95,6 +97,7 @@ pub struct ApiState {
     max_concurrent_searches: usize,
     slots: Arc<tokio::sync::Semaphore>,
     counters: Arc<QueryCounters>,
+    metrics_counters: Arc<crate::metrics_query::Counters>,
 }
 
 impl ApiState {
@@ -108,6 +111,7 @@ impl ApiState {
             max_concurrent_searches,
             slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_searches)),
             counters: Arc::new(QueryCounters::default()),
+            metrics_counters: Arc::default(),
         }
     }
 
@@ -137,6 +141,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v2/search/tags", get(tags_v2))
         .route("/api/search/tag/{tag}/values", get(tag_values_v1))
         .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
+        .route("/api/metrics/query_range", get(metrics_http::query_range))
+        .route("/api/metrics/query", get(metrics_http::query_instant))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .with_state(state)
         // The web UI: `/`, `/trace/{id}`, `/ui/*` (crates/desk-ui).
@@ -295,6 +301,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             "trace_desk_queries_rejected_total{{reason=\"{reason}\"}} {n}\n"
         ));
     }
+    out.push_str(&state.metrics_counters.render());
     (
         StatusCode::OK,
         [(

@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod jsonpb;
 pub mod limits;
+pub mod metrics_query;
 pub mod otlp;
 pub mod search;
 pub mod store;

@@ -161,7 +161,7 @@ async fn counts_and_rates_per_step_by_service() {
     close(&values(s), &[0., 0.4, 0.1, 0.2, 0.1, 0., 0.1]);
     assert_eq!(s["promLabels"], r#"{__name__="rate"}"#);
 
-    // Drilldown's errors panel (without nestedSetParent, which search does not parse yet).
+    // Every error span, roots or not (Drilldown counts roots: drilldown_root_span_errors_by_service).
     let v = get_json(
         &desk,
         &range("{ status = error } | rate() by (resource.service.name)", ""),
@@ -203,6 +203,33 @@ async fn counts_and_rates_per_step_by_service() {
     assert_eq!(s["labels"][0]["value"], serde_json::json!({}));
     close(&values(s), &[0., 4., 1., 2., 1., 0., 1.]);
     desk.shutdown().await;
+}
+
+/// Grafana Traces Drilldown's RED errors panel counts root spans only (`nestedSetParent < 0`):
+/// service a's error is on a child span, service b's on its root.
+#[tokio::test(flavor = "multi_thread")]
+async fn drilldown_root_span_errors_by_service() {
+    let desk = fixture().await;
+    let v = get_json(
+        &desk,
+        &range(
+            "{ nestedSetParent < 0 && status = error } | rate() by (resource.service.name)",
+            "",
+        ),
+    )
+    .await;
+    close(
+        &values(series(&v, "resource.service.name", "b")),
+        &[0., 0., 0., 0.1, 0., 0., 0.],
+    );
+    let a_errors = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["labels"].to_string().contains(r#""a""#))
+        .flat_map(|s| values(s))
+        .sum::<f64>();
+    assert_eq!(a_errors, 0.0, "a's only error is not on a root span: {v}");
 }
 
 #[tokio::test]

@@ -227,7 +227,7 @@ async fn drilldown_root_span_errors_by_service() {
         .unwrap()
         .iter()
         .filter(|s| s["labels"].to_string().contains(r#""a""#))
-        .flat_map(|s| values(s))
+        .flat_map(values)
         .sum::<f64>();
     assert_eq!(a_errors, 0.0, "a's only error is not on a root span: {v}");
 }

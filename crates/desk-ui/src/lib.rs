@@ -1,11 +1,12 @@
 //! The trace desk's web UI: a search page and a trace waterfall, written in plain
 //! HTML, CSS and JavaScript modules and embedded in the binary (no build step).
 //!
-//! [`router`] serves `/` (search), `/trace/{id}` (the same page; the script reads
-//! the id from the URL) and the assets under `/ui/`. The pages talk only to the
-//! Tempo HTTP API (`/api/search`, `/api/search/tag/service.name/values`,
-//! `/api/traces/{id}`), so they work against the desk and against Tempo behind a
-//! proxy alike.
+//! [`router`] serves `/` (search), `/trace/{id}` and `/services` (the same page;
+//! the script reads the view from the URL) and the assets under `/ui/`. The pages
+//! talk only to the Tempo HTTP API (`/api/search`,
+//! `/api/search/tag/service.name/values`, `/api/traces/{id}`, and
+//! `/api/metrics/query[_range]` for the services overview), so they work against
+//! the desk and against Tempo behind a proxy alike.
 
 use axum::Router;
 use axum::extract::Path;
@@ -80,6 +81,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("search.js", JS),
     asset!("trace.js", JS),
+    asset!("services.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 
@@ -88,12 +90,13 @@ pub fn asset(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
-/// The UI's routes: `/`, `/trace/{id}` and `/ui/{*path}`. Merge it into an API
+/// The UI's routes: `/`, `/trace/{id}`, `/services` and `/ui/{*path}`. Merge it into an API
 /// router that owns no such paths.
 pub fn router() -> Router {
     Router::new()
         .route("/", get(page))
         .route("/trace/{id}", get(page))
+        .route("/services", get(page))
         .route("/ui/{*path}", get(static_file))
 }
 
@@ -195,7 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_and_assets_have_types_and_cache_headers() {
-        for uri in ["/", "/trace/5b8efff798038103d269b633813fc60c"] {
+        for uri in ["/", "/trace/5b8efff798038103d269b633813fc60c", "/services"] {
             let r = call(uri, None).await;
             assert_eq!(r.status(), StatusCode::OK, "{uri}");
             assert_eq!(

@@ -1159,3 +1159,262 @@ async fn two_thousand_span_trace_renders_and_stays_interactive() {
     b.close().await;
     desk.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Services overview (TraceQL metrics)
+
+/// Two services with known timing, relative to now so the page's default window
+/// (the last 15 minutes) holds them. Trace `i` (0..30) starts 800 s − 26·i s ago
+/// with a SERVER span in `shop`: `POST /checkout` (120 ms) when i % 3 == 2, else
+/// `GET /cart` (40 ms); the first six checkouts fail. When i % 5 == 0 the shop
+/// span calls `stock` (a CLIENT span in shop, a SERVER `GET /stock` of 10 ms in
+/// stock). One more `GET /cart` trace started 20 minutes ago: inside 1 h, not
+/// inside 15 min.
+///
+/// By hand, over 15 min (900 s): shop 30 requests = 0.0333 req/s, 6 errors = 20.0 %;
+/// GET /cart 20 (0.0222 req/s, 0 %), POST /checkout 10 (0.0111 req/s, 60.0 %);
+/// stock 6 = 0.00667 req/s, 0 %. Over 1 h (3600 s): shop 31 = 0.00861 req/s,
+/// 6/31 = 19.4 %.
+fn two_services(now_ns: u64) -> (String, Vec<String>) {
+    const S: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+    let mut shop = vec![];
+    let mut stock = vec![];
+    let mut ids = vec![];
+    let span = |trace: &str,
+                id: u64,
+                parent: Option<u64>,
+                name: &str,
+                kind: u8,
+                start: u64,
+                dur: u64,
+                error: bool| {
+        let mut s = json!({
+            "traceId": trace,
+            "spanId": format!("{id:016x}"),
+            "name": name,
+            "kind": kind,
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": (start + dur).to_string(),
+            "status": {"code": if error { 2 } else { 0 }},
+        });
+        if let Some(p) = parent {
+            s["parentSpanId"] = json!(format!("{p:016x}"));
+        }
+        s
+    };
+    for i in 0..31u64 {
+        let trace = format!("{:032x}", 0x5e_0000 + i);
+        let start = if i == 30 {
+            now_ns - 1_200 * S
+        } else {
+            now_ns - 800 * S + 26 * i * S
+        };
+        let checkout = i % 3 == 2 && i < 30;
+        let error = checkout && i / 3 < 6;
+        let (name, dur) = if checkout {
+            ("POST /checkout", 120 * MS)
+        } else {
+            ("GET /cart", 40 * MS)
+        };
+        let root = 0x1000 + i * 16;
+        shop.push(span(&trace, root, None, name, 2, start, dur, error));
+        if i % 5 == 0 && i < 30 {
+            shop.push(span(
+                &trace,
+                root + 1,
+                Some(root),
+                "GET",
+                3,
+                start + MS,
+                12 * MS,
+                false,
+            ));
+            stock.push(span(
+                &trace,
+                root + 2,
+                Some(root + 1),
+                "GET /stock",
+                2,
+                start + 2 * MS,
+                10 * MS,
+                false,
+            ));
+        }
+        ids.push(trace);
+    }
+    let rs = |svc: &str, spans: Vec<Value>| {
+        json!({
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": svc}}]},
+            "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}],
+        })
+    };
+    (
+        json!({"resourceSpans": [rs("shop", shop), rs("stock", stock)]}).to_string(),
+        ids,
+    )
+}
+
+const READ_SERVICE_ROWS: &str = r#"
+return Object.fromEntries([...document.querySelectorAll('#services tbody tr[data-service]')].map((r) => [
+  r.dataset.op ? r.dataset.service + ' ' + r.dataset.op : r.dataset.service,
+  {
+    rate: r.querySelector('.rate').textContent, rateValue: Number(r.querySelector('.rate').dataset.value),
+    errors: r.querySelector('.errors').textContent, errorPct: Number(r.querySelector('.errors').dataset.value),
+    p50: Number(r.querySelector('.p50').dataset.value), p95: Number(r.querySelector('.p95').dataset.value),
+    p99: Number(r.querySelector('.p99').dataset.value),
+  },
+]));"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_overview_shows_red_metrics_with_sparklines() {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let (body, trace_ids) = two_services(now_ns);
+    let desk = desk_with(&body).await;
+    let b = Browser::start("services").await;
+
+    // Reached from the top bar.
+    b.client.goto(&format!("{}/", base(&desk))).await.unwrap();
+    b.click("#nav-services").await;
+    b.wait_js(
+        "location.pathname === '/services' && document.getElementById('app').dataset.state === 'done'",
+        "services overview",
+    )
+    .await;
+    let rows: Value = b.js(READ_SERVICE_ROWS).await;
+    let keys: Vec<&String> = rows.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["shop", "stock"], "{rows}");
+    let close = |got: &Value, want: f64| {
+        let g = got.as_f64().unwrap();
+        assert!((g - want).abs() < 1e-9, "{g} vs {want}");
+    };
+    close(&rows["shop"]["rateValue"], 30.0 / 900.0);
+    assert_eq!(rows["shop"]["rate"], "0.0333");
+    close(&rows["shop"]["errorPct"], 20.0);
+    assert_eq!(rows["shop"]["errors"], "20.0%");
+    close(&rows["stock"]["rateValue"], 6.0 / 900.0);
+    assert_eq!(rows["stock"]["rate"], "0.00667");
+    assert_eq!(rows["stock"]["errors"], "0%");
+    // Quantiles: ordered, and within the log2 bucket of the slowest span
+    // (shop's 120 ms checkouts: ≤ 2^27 ns; stock's 10 ms: ≤ 2^24 ns).
+    for (svc, bound) in [("shop", 0.134_217_728), ("stock", 0.016_777_216)] {
+        let r = &rows[svc];
+        let (p50, p95, p99) = (
+            r["p50"].as_f64().unwrap(),
+            r["p95"].as_f64().unwrap(),
+            r["p99"].as_f64().unwrap(),
+        );
+        assert!(
+            0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= bound,
+            "{svc}: {r}"
+        );
+    }
+
+    // Sparklines: a line with one point per step (15 s over 15 min, plus Tempo's
+    // leading step), and exemplar dots linking to traces we sent.
+    let spark = b
+        .js("const s = document.querySelector('tr[data-service=shop] svg.spark[data-what=rate]'); \
+             return {points: s.querySelector('polyline').getAttribute('points').trim().split(/\\s+/).length, \
+                     data: Number(s.dataset.points), \
+                     exemplars: [...s.querySelectorAll('a.exemplar')].map((a) => a.getAttribute('href'))};")
+        .await;
+    let points = spark["points"].as_u64().unwrap();
+    assert_eq!(points, spark["data"].as_u64().unwrap(), "{spark}");
+    assert!((60..=62).contains(&points), "{spark}");
+    let exemplars: Vec<String> = serde_json::from_value(spark["exemplars"].clone()).unwrap();
+    assert!(!exemplars.is_empty(), "{spark}");
+    for href in &exemplars {
+        let id = href
+            .strip_prefix("/trace/")
+            .and_then(|r| r.split('#').next())
+            .unwrap_or_else(|| panic!("exemplar link {href}"));
+        assert!(trace_ids.iter().any(|t| t == id), "{href}");
+    }
+    let p95_dots = b
+        .js("return document.querySelectorAll('tr[data-service=shop] svg.spark[data-what=p95] a.exemplar').length;")
+        .await;
+    assert!(p95_dots.as_u64().unwrap() > 0, "p95 exemplars");
+
+    // Expanding a service lists its operations (span names of its server spans).
+    b.click("tr[data-service=shop] .svc-toggle").await;
+    b.wait_js(
+        "document.querySelector('tr.svc-row[data-service=shop]').dataset.ops === '2'",
+        "shop's operations",
+    )
+    .await;
+    let rows: Value = b.js(READ_SERVICE_ROWS).await;
+    close(&rows["shop GET /cart"]["rateValue"], 20.0 / 900.0);
+    assert_eq!(rows["shop GET /cart"]["errors"], "0%");
+    close(&rows["shop POST /checkout"]["rateValue"], 10.0 / 900.0);
+    assert_eq!(rows["shop POST /checkout"]["errors"], "60.0%");
+    let order = b
+        .js("return [...document.querySelectorAll('#services tbody tr')].map((r) => r.dataset.op || r.dataset.service);")
+        .await;
+    assert_eq!(
+        order,
+        json!(["shop", "GET /cart", "POST /checkout", "stock"])
+    );
+    b.screenshot("services.png").await;
+
+    // An exemplar dot opens its trace page.
+    let href = &exemplars[0];
+    b.js("document.querySelector('tr.svc-row[data-service=shop] svg.spark[data-what=rate] a.exemplar') \
+          .dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true}));")
+        .await;
+    let id = href
+        .trim_start_matches("/trace/")
+        .split('#')
+        .next()
+        .unwrap();
+    b.wait_js(
+        &format!(
+            "location.pathname === '/trace/{id}' && document.getElementById('trace-id') && \
+             document.getElementById('trace-id').textContent === '{id}'"
+        ),
+        "the exemplar's trace",
+    )
+    .await;
+
+    // The 1 h window takes in the older trace: 31 requests over 3600 s.
+    b.client
+        .goto(&format!("{}/services", base(&desk)))
+        .await
+        .unwrap();
+    b.wait_js(
+        "document.getElementById('app').dataset.state === 'done'",
+        "overview",
+    )
+    .await;
+    b.click("button.seg[data-range='1h']").await;
+    b.wait_js(
+        "document.getElementById('app').dataset.state === 'done' && location.search.includes('range=1h') && \
+         document.querySelector('tr[data-service=shop] .rate').textContent === '0.00861'",
+        "1 h window",
+    )
+    .await;
+    let rows: Value = b.js(READ_SERVICE_ROWS).await;
+    close(&rows["shop"]["rateValue"], 31.0 / 3600.0);
+    assert_eq!(rows["shop"]["errors"], "19.4%");
+
+    // Clicking a row's sparkline searches its spans with TraceQL.
+    b.js(
+        "document.querySelector('tr.svc-row[data-service=stock] svg.spark[data-what=p95]') \
+          .dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true}));",
+    )
+    .await;
+    let want = r#"{ resource.service.name = "stock" && kind = server }"#;
+    let got = b
+        .wait_js(
+            "location.pathname === '/' && document.getElementById('app').dataset.state === 'done' && \
+             [new URLSearchParams(location.search).get('q'), document.getElementById('q').value, \
+              document.querySelectorAll('#results tbody tr[data-trace-id]').length]",
+            "search of stock's server spans",
+        )
+        .await;
+    assert_eq!(got, json!([want, want, 6]));
+    b.close().await;
+    desk.shutdown().await;
+}

@@ -69,3 +69,19 @@ export async function trace(id, signal) {
   const v = await getJson(`/api/traces/${encodeURIComponent(id)}`, signal);
   return v.batches || v.resourceSpans || (v.trace && v.trace.resourceSpans) || [];
 }
+
+/**
+ * TraceQL metrics over a range: `/api/metrics/query_range` (Tempo's
+ * `QueryRangeResponse`: `series[]` with `labels`, `samples`, `exemplars`).
+ * `start`/`end` are unix seconds, `step` a Go duration such as `15s`.
+ */
+export function metricsRange({ q, start, end, step, exemplars = 100 }, signal) {
+  const p = new URLSearchParams({ q, start: String(start), end: String(end), step, exemplars: String(exemplars) });
+  return getJson(`/api/metrics/query_range?${p}`, signal);
+}
+
+/** One value per series over (start, end]: `/api/metrics/query`. */
+export function metricsInstant({ q, start, end }, signal) {
+  const p = new URLSearchParams({ q, start: String(start), end: String(end) });
+  return getJson(`/api/metrics/query?${p}`, signal);
+}

@@ -1337,6 +1337,19 @@ async fn services_overview_shows_red_metrics_with_sparklines() {
         .js("return document.querySelectorAll('tr[data-service=shop] svg.spark[data-what=p95] a.exemplar').length;")
         .await;
     assert!(p95_dots.as_u64().unwrap() > 0, "p95 exemplars");
+    // stock's spans come second in their traces, yet its row has dots of its own
+    // (one range query per service): the traces that called stock.
+    let stock_dots: Vec<String> = serde_json::from_value(
+        b.js("return [...document.querySelectorAll('tr[data-service=stock] svg.spark a.exemplar')].map((a) => a.dataset.traceId);")
+            .await,
+    )
+    .unwrap();
+    let called_stock: HashSet<&String> = trace_ids.iter().step_by(5).take(6).collect();
+    assert_eq!(
+        stock_dots.iter().collect::<HashSet<_>>(),
+        called_stock,
+        "{stock_dots:?}"
+    );
 
     // Expanding a service lists its operations (span names of its server spans).
     b.click("tr[data-service=shop] .svc-toggle").await;
@@ -1415,6 +1428,76 @@ async fn services_overview_shows_red_metrics_with_sparklines() {
         )
         .await;
     assert_eq!(got, json!([want, want, 6]));
+    b.close().await;
+    desk.shutdown().await;
+}
+
+/// A metrics answer cut short by the time budget shows the partial notice; a
+/// window the API refuses (an `end` past year 2262) shows the server's 400
+/// message in the red box, as the search page does.
+#[tokio::test(flavor = "multi_thread")]
+async fn services_overview_reports_partial_answers_and_errors() {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let config =
+        DeskConfig::ephemeral(100_000).with_query_timeout(std::time::Duration::from_nanos(1));
+    let desk = trace_desk::start(config).await.expect("desk starts");
+    post_otlp(&desk, &two_services(now_ns).0).await;
+    let b = Browser::start("services-partial").await;
+    b.client
+        .goto(&format!("{}/services", base(&desk)))
+        .await
+        .unwrap();
+    let shown = b
+        .wait_js(
+            "document.getElementById('app').dataset.state === 'done' && \
+             !document.getElementById('services-partial').hidden && \
+             document.getElementById('services-partial').textContent",
+            "the partial notice",
+        )
+        .await;
+    assert!(
+        shown.as_str().unwrap().contains("Partial results"),
+        "{shown}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('services-error').hidden;")
+            .await,
+        json!(true)
+    );
+
+    b.client
+        .goto(&format!("{}/services?end=9999999999", base(&desk)))
+        .await
+        .unwrap();
+    let shown = b
+        .wait_js(
+            "document.getElementById('app').dataset.state === 'error' && \
+             !document.getElementById('services-error').hidden && \
+             document.getElementById('services-error').textContent",
+            "the error box",
+        )
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("The server rejected the metrics query (400)"),
+        "{shown}"
+    );
+    let api = reqwest::Client::new()
+        .get(format!(
+            "{}/api/metrics/query?q=%7B%7D%20%7C%20rate()&start={}&end=9999999999",
+            base(&desk),
+            9_999_999_999u64 - 900
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 400);
+    let message = api.text().await.unwrap();
+    assert!(shown.contains(message.trim()), "{shown} vs {message}");
+    b.screenshot("services-error.png").await;
     b.close().await;
     desk.shutdown().await;
 }

@@ -36,7 +36,7 @@ export function selector(service, op) {
   return `{ ${parts.join(" && ")} }`;
 }
 
-/** The five metrics queries behind a table: `cond` narrows the spans, `by` groups them. */
+/** The metrics queries behind a table: `cond` narrows the spans, `by` groups them. */
 export function queries(cond, by) {
   const all = `{ ${cond} }`;
   const errors = `{ ${cond} && status = error }`;
@@ -99,18 +99,37 @@ export function buildRows(key, { rate, errors, quantiles, rateRange, p95Range })
   return [...rows.values()].filter((r) => r.rate > 0).sort((a, b) => String(a.key).localeCompare(String(b.key)));
 }
 
-/** Runs the queries for one table; answers `{rows, partial}`. */
-async function load(cond, key, win, signal) {
+/**
+ * Runs the queries for one table; answers `{rows, partial}`. Tempo hangs each
+ * trace's exemplar on the series of the first span it counted, so in grouped
+ * range queries the edge service (first in every trace) takes all the dots. With
+ * `perRow` the sparklines come from one range query per row instead, and every
+ * service gets exemplars of its own (2 queries per row; used for services, while
+ * operations share grouped queries).
+ */
+async function load(cond, key, win, signal, perRow = false) {
   const q = queries(cond, key);
   const { start, end, step } = win;
-  const [rate, errors, quantiles, rateRange, p95Range] = await Promise.all([
+  const [rate, errors, quantiles] = await Promise.all([
     api.metricsInstant({ q: q.rate, start, end }, signal),
     api.metricsInstant({ q: q.errors, start, end }, signal),
     api.metricsInstant({ q: q.quantiles, start, end }, signal),
-    api.metricsRange({ q: q.rate, start, end, step }, signal),
-    api.metricsRange({ q: q.p95, start, end, step }, signal),
   ]);
-  const answers = [rate, errors, quantiles, rateRange, p95Range];
+  let rateRange, p95Range;
+  let ranges;
+  if (perRow) {
+    const keys = [...byKey(rate, key).keys()];
+    ranges = await Promise.all(keys.flatMap((k) => {
+      const one = queries(`${cond} && ${key} = ${quote(k)}`, key);
+      return [api.metricsRange({ q: one.rate, start, end, step }, signal), api.metricsRange({ q: one.p95, start, end, step }, signal)];
+    }));
+    rateRange = { series: ranges.filter((_, i) => i % 2 === 0).flatMap((a) => a.series || []) };
+    p95Range = { series: ranges.filter((_, i) => i % 2 === 1).flatMap((a) => a.series || []) };
+  } else {
+    ranges = await Promise.all([api.metricsRange({ q: q.rate, start, end, step }, signal), api.metricsRange({ q: q.p95, start, end, step }, signal)]);
+    [rateRange, p95Range] = ranges;
+  }
+  const answers = [rate, errors, quantiles, ...ranges];
   const partial = answers.map((a) => a.status === "PARTIAL" && (a.message || "partial answer")).filter(Boolean);
   return { rows: buildRows(key, { rate, errors, quantiles, rateRange, p95Range }), partial };
 }
@@ -247,7 +266,7 @@ export function renderServices(root) {
     mount(errorBox,
       h("strong", null, e.status ? `The server rejected the metrics query (${e.status}):` : "Metrics query failed:"),
       " ", h("span", { class: "error-message" }, e.message),
-      e.status === 404 || e.status === 400
+      e.status === 404
         ? h("p", { class: "hint" }, "This backend may not serve TraceQL metrics (/api/metrics/query_range); Tempo needs the local-blocks processor for them.")
         : null);
     errorBox.hidden = false;
@@ -317,7 +336,7 @@ export function renderServices(root) {
     partialBox.hidden = true;
     root.dataset.state = "loading";
     try {
-      const { rows, partial } = await load("kind = server", SVC, win, controller.signal);
+      const { rows, partial } = await load("kind = server", SVC, win, controller.signal, true);
       showPartial(partial);
       const colors = serviceColors(rows.map((r) => String(r.key)));
       const frag = document.createDocumentFragment();

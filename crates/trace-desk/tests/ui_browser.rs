@@ -1501,3 +1501,75 @@ async fn services_overview_reports_partial_answers_and_errors() {
     b.close().await;
     desk.shutdown().await;
 }
+
+/// The fleet fixture, with the window pinned after it (`end=`): every service of
+/// the fleet has a row, not just the gateway that starts the traces (which is
+/// what counting root spans would give). Rates and error shares are counted
+/// from the fixture's SERVER spans.
+#[tokio::test(flavor = "multi_thread")]
+async fn services_overview_lists_every_fleet_service() {
+    let v: Value = serde_json::from_str(FIXTURE).unwrap();
+    let mut want: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut last_start = 0u64;
+    for rs in v["resourceSpans"].as_array().unwrap() {
+        let service = rs["resource"]["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv["key"] == "service.name")
+            .map(|kv| value_text(&kv["value"]))
+            .unwrap();
+        for ss in rs["scopeSpans"].as_array().unwrap() {
+            for s in ss["spans"].as_array().unwrap() {
+                let start: u64 = s["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+                last_start = last_start.max(start);
+                if s["kind"] == 2 {
+                    let e = want.entry(service.clone()).or_default();
+                    e.0 += 1;
+                    e.1 += u32::from(s["status"]["code"] == 2);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        ["api-gateway", "notification", "order-api", "payment-api"]
+    );
+    let end = last_start / 1_000_000_000 + 60;
+    let desk = desk_with(FIXTURE).await;
+    let b = Browser::start("services-fleet").await;
+    b.client
+        .goto(&format!("{}/services?range=15m&end={end}", base(&desk)))
+        .await
+        .unwrap();
+    b.wait_js(
+        "document.getElementById('app').dataset.state === 'done'",
+        "services overview",
+    )
+    .await;
+    let rows: Value = b.js(READ_SERVICE_ROWS).await;
+    assert_eq!(
+        rows.as_object().unwrap().keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{rows}"
+    );
+    for (svc, (n, errors)) in &want {
+        let r = &rows[svc];
+        let rate = r["rateValue"].as_f64().unwrap();
+        assert!((rate - f64::from(*n) / 900.0).abs() < 1e-9, "{svc}: {r}");
+        let pct = 100.0 * f64::from(*errors) / f64::from(*n);
+        assert!(
+            (r["errorPct"].as_f64().unwrap() - pct).abs() < 1e-9,
+            "{svc}: {r}"
+        );
+        let text = if *errors == 0 {
+            "0%".to_string()
+        } else {
+            format!("{pct:.1}%")
+        };
+        assert_eq!(r["errors"], text.as_str(), "{svc}: {r}");
+    }
+    b.screenshot("services-fleet.png").await;
+    b.close().await;
+    desk.shutdown().await;
+}

@@ -140,9 +140,10 @@ export function formatRate(r) {
   return String(Number(r.toPrecision(3)));
 }
 
+/** One decimal from 1 % up (10.0 %, not 10 % for a ratio that lands on 9.999…), two digits below. */
 export function formatPercent(p) {
   if (!(p > 0)) return "0%";
-  return `${p >= 10 ? p.toFixed(1) : p.toPrecision(2)}%`;
+  return `${p >= 0.995 ? p.toFixed(1) : p.toPrecision(2)}%`;
 }
 
 function dur(seconds) {

@@ -1371,6 +1371,14 @@ async fn services_overview_shows_red_metrics_with_sparklines() {
         json!(["shop", "GET /cart", "POST /checkout", "stock"])
     );
     b.screenshot("services.png").await;
+    // A second click folds them away.
+    b.click("tr[data-service=shop] .svc-toggle").await;
+    assert_eq!(
+        b.js("return [document.querySelectorAll('tr.op-row').length, \
+              document.querySelector('tr[data-service=shop] .svc-toggle').getAttribute('aria-expanded')];")
+            .await,
+        json!([0, "false"])
+    );
 
     // An exemplar dot opens its trace page.
     let href = &exemplars[0];

@@ -304,12 +304,17 @@ export function renderServices(root) {
     for (const el of tbody.querySelectorAll(`tr.op-row`)) if (el.dataset.service === service) el.remove();
     if (open) {
       btn.setAttribute("aria-expanded", "false");
+      tr.opsToken = (tr.opsToken || 0) + 1;
+      delete tr.dataset.ops;
       return;
     }
     btn.setAttribute("aria-expanded", "true");
     tr.dataset.ops = "loading";
+    // A second click (collapse) while loading must win over this answer.
+    const token = (tr.opsToken = (tr.opsToken || 0) + 1);
     try {
       const { rows, partial } = await load(`${SVC} = ${quote(service)} && kind = server`, "name", win, controller.signal);
+      if (tr.opsToken !== token || btn.getAttribute("aria-expanded") !== "true") return;
       showPartial(partial);
       let after = tr;
       for (const r of rows) {

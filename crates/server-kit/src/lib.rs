@@ -4,6 +4,7 @@
 mod error;
 pub mod metrics;
 mod running;
+mod runtime;
 mod serve;
 mod shed;
 
@@ -13,5 +14,8 @@ pub use error::{
 };
 pub use metrics::Metrics;
 pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};
+pub use runtime::{
+    DEFAULT_MAX_BLOCKING_THREADS, DEFAULT_WORKER_THREADS, RuntimeSize, block_on_service,
+};
 pub use serve::{Readiness, bind, env_or, health_router, shutdown_signal};
 pub use shed::{DEFAULT_MAX_IN_FLIGHT, OVERLOADED, max_in_flight_from_env};

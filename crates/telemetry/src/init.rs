@@ -23,6 +23,8 @@ pub enum TelemetryError {
     Protocol(String),
     #[error("OTLP exporter could not be built: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("the OTLP/HTTP client could not be built: {0}")]
+    HttpClient(String),
     #[error("invalid RUST_LOG filter: {0}")]
     Filter(#[from] tracing_subscriber::filter::ParseError),
     #[error("a global tracing subscriber is already installed: {0}")]
@@ -194,15 +196,75 @@ fn otlp_exporter(
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .build()?,
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .build()?,
-        OtlpProtocol::HttpJson => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
-            .build()?,
+        OtlpProtocol::HttpProtobuf => with_plain_http_client(
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary),
+        )?
+        .build()?,
+        OtlpProtocol::HttpJson => with_plain_http_client(
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpJson),
+        )?
+        .build()?,
     })
+}
+
+/// The OTLP/HTTP endpoint the exporter will use: the traces variable, then the generic one,
+/// then the specification's default.
+fn otlp_http_endpoint() -> String {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    .unwrap_or_else(|| "http://localhost:4318".to_owned())
+}
+
+/// The export timeout as the exporter resolves it (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, then
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, in ms; default 10 s), for a client we build ourselves.
+fn otlp_timeout() -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok()?.trim().parse().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// For a plain `http://` endpoint (the desk, a Collector beside the service), the exporter's
+/// blocking reqwest client without root certificates: its default client would read and parse
+/// the system's CA bundle at start for a connection that never uses TLS. An `https://`
+/// endpoint keeps the exporter's own client and the platform's roots.
+fn with_plain_http_client(
+    builder: opentelemetry_otlp::SpanExporterBuilder<opentelemetry_otlp::HttpExporterBuilderSet>,
+) -> Result<
+    opentelemetry_otlp::SpanExporterBuilder<opentelemetry_otlp::HttpExporterBuilderSet>,
+    TelemetryError,
+> {
+    use opentelemetry_otlp::WithHttpConfig as _;
+    let endpoint = otlp_http_endpoint();
+    if !crate::http_client::is_plain_http(&endpoint) {
+        return Ok(builder);
+    }
+    let timeout = otlp_timeout();
+    // Built (and so its runtime thread started) off the caller's async runtime, as the
+    // exporter builds its own default client.
+    let client = std::thread::spawn(move || {
+        crate::http_client::without_roots_for_plain_http_blocking(
+            reqwest::blocking::Client::builder(),
+            &endpoint,
+        )
+        .timeout(timeout)
+        .build()
+    })
+    .join()
+    .map_err(|_| TelemetryError::HttpClient("the thread building it panicked".to_owned()))?
+    .map_err(|e| TelemetryError::HttpClient(e.to_string()))?;
+    Ok(builder.with_http_client(client))
 }
 
 /// Logs only, for a process that exports no telemetry (the payment provider's stand-in): the

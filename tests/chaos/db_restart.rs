@@ -156,6 +156,7 @@ async fn start_fleet(database_url: String) -> Fleet {
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::from_millis(20),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
@@ -166,6 +167,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             listen_addr: "127.0.0.1:0".into(),
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-api", payment_api::server::FAULT_POINTS),
     )
@@ -176,6 +178,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             listen_addr: "127.0.0.1:0".into(),
             outbox_capacity: 1000,
             outbox_max_bytes: 4 << 20,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("notification", notification::server::FAULT_POINTS),
     )
@@ -191,6 +194,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             payment_timeout: Duration::from_secs(5),
             pending_bound: PENDING_BOUND,
             reconcile_interval: Duration::from_millis(500),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("order-api", order_api::server::FAULT_POINTS),
     )
@@ -203,6 +207,7 @@ async fn start_fleet(database_url: String) -> Fleet {
             order_api_timeout: Duration::from_secs(10),
             notification_addr: notification.url(),
             notification_timeout: Duration::from_secs(3),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("api-gateway", api_gateway::server::FAULT_POINTS),
     )

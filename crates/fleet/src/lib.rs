@@ -48,6 +48,12 @@ enum Command {
 }
 
 impl Cli {
+    /// Whether this invocation runs one of the fleet's services (`fleet run NAME`, not the desk),
+    /// which gets a runtime sized for a small service rather than for the machine.
+    pub fn runs_a_service(&self) -> bool {
+        matches!(&self.command, Command::Run { service } if service != topology::DESK)
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Up(args) => up::up(args).await,

@@ -2,7 +2,15 @@
 
 use clap::Parser as _;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    fleet::Cli::parse().run().await
+fn main() -> anyhow::Result<()> {
+    let cli = fleet::Cli::parse();
+    if cli.runs_a_service() {
+        // `fleet run <service>`: the same small runtime as the service's own binary.
+        return fleet_server_kit::block_on_service(cli.run());
+    }
+    // `fleet up`, `load`, the desk, …: tokio's defaults (a worker per core), as before.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(cli.run())
 }

@@ -88,6 +88,14 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = %self.code, dependency = self.dependency.as_deref(), "{}", self.message);
         }
+        self.into_quiet_response()
+    }
+}
+
+impl ApiError {
+    /// The answer without the error log line a 5xx otherwise writes (for refusals counted
+    /// elsewhere, such as a shed request).
+    pub(crate) fn into_quiet_response(self) -> Response {
         let mut response = (self.status, axum::Json(Body { error: &self })).into_response();
         // For the metrics layer, which counts refusals by their code.
         response

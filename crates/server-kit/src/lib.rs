@@ -4,7 +4,9 @@
 mod error;
 pub mod metrics;
 mod running;
+mod runtime;
 mod serve;
+mod shed;
 
 pub use error::{
     ApiError, ApiJson, MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_LEN, RETRY_AFTER_SECONDS,
@@ -12,4 +14,8 @@ pub use error::{
 };
 pub use metrics::Metrics;
 pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};
+pub use runtime::{
+    DEFAULT_MAX_BLOCKING_THREADS, DEFAULT_WORKER_THREADS, RuntimeSize, block_on_service,
+};
 pub use serve::{Readiness, bind, env_or, health_router, shutdown_signal};
+pub use shed::{DEFAULT_MAX_IN_FLIGHT, OVERLOADED, max_in_flight_from_env};

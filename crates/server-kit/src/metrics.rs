@@ -160,6 +160,16 @@ impl Metrics {
         self.register(name, help, counter.clone());
     }
 
+    /// Registers a gauge made elsewhere: `name` without the `fleet_` prefix.
+    pub fn register_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        gauge: &prometheus_client::metrics::gauge::Gauge,
+    ) {
+        self.register(name, help, gauge.clone());
+    }
+
     /// Registers one counter per value of `label` (each shown from 0), in the order given.
     pub fn counters_by(
         &self,

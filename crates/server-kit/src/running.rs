@@ -27,19 +27,21 @@ pub struct Running {
 
 impl Running {
     /// Serves `app` on `listener` (with `GET /metrics` from `metrics`, the shared fallbacks,
-    /// body limit, refusal counters and, when `traced`, the server-span middleware) until
+    /// body limit, refusal counters, load shedding past `max_in_flight` requests in flight
+    /// and, when `traced`, the server-span middleware) until
     /// [`Running::shutdown`]; then drains for at most [`DRAIN_DEADLINE`] and runs `after_stop`
     /// (e.g. waiting for background work).
     pub fn spawn(
         listener: TcpListener,
         app: Router,
         metrics: Metrics,
+        max_in_flight: usize,
         traced: bool,
         after_stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let app = crate::serve::with_fleet_layers(app, &metrics, traced);
+        let app = crate::serve::with_fleet_layers(app, &metrics, max_in_flight, traced);
         let graceful = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

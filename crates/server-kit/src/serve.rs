@@ -170,9 +170,14 @@ async fn decode_errors_are_invalid_argument(
 }
 
 /// `GET /metrics`, the JSON 404/405 fallbacks and the body limit every service shares, the
-/// refusal counters and, when `traced`, the server-span middleware (outermost, so 404s and 413s
+/// refusal counters, load shedding past `max_in_flight` and, when `traced`, the server-span middleware (outermost, so 404s and 413s
 /// are traced too).
-pub(crate) fn with_fleet_layers(app: Router, metrics: &Metrics, traced: bool) -> Router {
+pub(crate) fn with_fleet_layers(
+    app: Router,
+    metrics: &Metrics,
+    max_in_flight: usize,
+    traced: bool,
+) -> Router {
     let app = app
         .merge(metrics.router())
         .fallback(not_found)
@@ -185,6 +190,11 @@ pub(crate) fn with_fleet_layers(app: Router, metrics: &Metrics, traced: bool) ->
         .layer(axum::middleware::map_response_with_state(
             metrics.clone(),
             crate::metrics::count_refusals,
+        ))
+        // Inside the server-span middleware, so a shed request is traced (as an error).
+        .layer(axum::middleware::from_fn_with_state(
+            crate::shed::Shedder::new(max_in_flight, metrics),
+            crate::shed::shed_past_limit,
         ));
     if traced {
         app.layer(axum::middleware::from_fn(

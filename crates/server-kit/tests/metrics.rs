@@ -20,7 +20,15 @@ async fn start() -> Running {
         .await
         .unwrap();
     let app = axum::Router::new().route("/echo", post(echo));
-    Running::spawn(listener, app, Metrics::new("kit-test"), false, async {}).unwrap()
+    Running::spawn(
+        listener,
+        app,
+        Metrics::new("kit-test"),
+        fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
+        false,
+        async {},
+    )
+    .unwrap()
 }
 
 async fn counter(running: &Running, name: &str) -> u64 {

@@ -11,6 +11,40 @@ use crate::cancel::CancelGuard;
 use crate::propagation;
 use crate::server::method_attribute;
 
+/// Whether `url` is plain HTTP, which no root certificate is ever needed for.
+pub fn is_plain_http(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
+/// `builder` trusting no root certificates when `url` is plain HTTP. Otherwise reqwest's
+/// rustls verifier reads and parses the system's whole CA bundle (PEM, base64) for each client
+/// built — 7% of order-api's instructions over 150 checkouts, and the parsed store held for the
+/// life of the process — for a client that only ever talks `http://` (docs/performance.md).
+/// A redirect to `https://` then fails its certificate check; the fleet's APIs never redirect.
+pub fn without_roots_for_plain_http(
+    builder: reqwest::ClientBuilder,
+    url: &str,
+) -> reqwest::ClientBuilder {
+    if is_plain_http(url) {
+        builder.tls_certs_only(Vec::new())
+    } else {
+        builder
+    }
+}
+
+/// [`without_roots_for_plain_http`] for a blocking client (the OTLP/HTTP exporter's).
+pub fn without_roots_for_plain_http_blocking(
+    builder: reqwest::blocking::ClientBuilder,
+    url: &str,
+) -> reqwest::blocking::ClientBuilder {
+    if is_plain_http(url) {
+        builder.tls_certs_only(Vec::new())
+    } else {
+        builder
+    }
+}
+
 /// A reqwest client whose every request is a CLIENT span and carries `traceparent`/`baggage`.
 #[derive(Debug, Clone)]
 pub struct TracedClient {
@@ -22,10 +56,14 @@ impl TracedClient {
         Self { inner }
     }
 
-    /// A client with an overall `timeout` per request and a 2 s connect timeout, so an
-    /// unreachable peer fails fast and a slow one is cut off.
-    pub fn with_timeout(timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// A client for `base_url` with an overall `timeout` per request and a 2 s connect
+    /// timeout, so an unreachable peer fails fast and a slow one is cut off. For a plain
+    /// `http://` base it loads no root certificates (see [`without_roots_for_plain_http`]).
+    pub fn with_timeout(
+        base_url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = without_roots_for_plain_http(reqwest::Client::builder(), base_url)
             .timeout(timeout)
             .connect_timeout(std::time::Duration::from_secs(2))
             .build()?;

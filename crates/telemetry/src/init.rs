@@ -23,6 +23,8 @@ pub enum TelemetryError {
     Protocol(String),
     #[error("OTLP exporter could not be built: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("the OTLP/HTTP client could not be built: {0}")]
+    HttpClient(String),
     #[error("invalid RUST_LOG filter: {0}")]
     Filter(#[from] tracing_subscriber::filter::ParseError),
     #[error("a global tracing subscriber is already installed: {0}")]
@@ -181,6 +183,32 @@ impl<S> tracing_subscriber::layer::Filter<S> for SpansOnly {
     }
 }
 
+/// Lets events through and no spans: the log layer writes events only, and finds their span
+/// through the registry (`logs::WithTraceIds`), so it need not track, format or store anything
+/// per span. Every span the fleet creates is then work for the OpenTelemetry layer alone.
+struct EventsOnly;
+
+impl<S> tracing_subscriber::layer::Filter<S> for EventsOnly {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        meta.is_event()
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.is_event() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+}
+
 /// Where finished spans go: OTLP through the batch processor, or (tests) memory, synchronously.
 pub(crate) enum Export {
     Otlp(Box<opentelemetry_otlp::SpanExporter>),
@@ -194,15 +222,75 @@ fn otlp_exporter(
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .build()?,
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .build()?,
-        OtlpProtocol::HttpJson => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
-            .build()?,
+        OtlpProtocol::HttpProtobuf => with_plain_http_client(
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary),
+        )?
+        .build()?,
+        OtlpProtocol::HttpJson => with_plain_http_client(
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpJson),
+        )?
+        .build()?,
     })
+}
+
+/// The OTLP/HTTP endpoint the exporter will use: the traces variable, then the generic one,
+/// then the specification's default.
+fn otlp_http_endpoint() -> String {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    .unwrap_or_else(|| "http://localhost:4318".to_owned())
+}
+
+/// The export timeout as the exporter resolves it (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, then
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, in ms; default 10 s), for a client we build ourselves.
+fn otlp_timeout() -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok()?.trim().parse().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// For a plain `http://` endpoint (the desk, a Collector beside the service), the exporter's
+/// blocking reqwest client without root certificates: its default client would read and parse
+/// the system's CA bundle at start for a connection that never uses TLS. An `https://`
+/// endpoint keeps the exporter's own client and the platform's roots.
+fn with_plain_http_client(
+    builder: opentelemetry_otlp::SpanExporterBuilder<opentelemetry_otlp::HttpExporterBuilderSet>,
+) -> Result<
+    opentelemetry_otlp::SpanExporterBuilder<opentelemetry_otlp::HttpExporterBuilderSet>,
+    TelemetryError,
+> {
+    use opentelemetry_otlp::WithHttpConfig as _;
+    let endpoint = otlp_http_endpoint();
+    if !crate::http_client::is_plain_http(&endpoint) {
+        return Ok(builder);
+    }
+    let timeout = otlp_timeout();
+    // Built (and so its runtime thread started) off the caller's async runtime, as the
+    // exporter builds its own default client.
+    let client = std::thread::spawn(move || {
+        crate::http_client::without_roots_for_plain_http_blocking(
+            reqwest::blocking::Client::builder(),
+            &endpoint,
+        )
+        .timeout(timeout)
+        .build()
+    })
+    .join()
+    .map_err(|_| TelemetryError::HttpClient("the thread building it panicked".to_owned()))?
+    .map_err(|e| TelemetryError::HttpClient(e.to_string()))?;
+    Ok(builder.with_http_client(client))
 }
 
 /// Logs only, for a process that exports no telemetry (the payment provider's stand-in): the
@@ -254,7 +342,9 @@ pub(crate) fn install(
         // Our lines never print span fields, so don't format them for every new span
         // (it was a tenth of order-api's instructions under load; docs/performance.md).
         .fmt_fields(tracing_subscriber::fmt::format::debug_fn(|_, _, _| Ok(())))
-        .with_filter(filter()?)
+        // Nor see spans at all: no per-span bookkeeping in the log layer (events only, which
+        // find their span through the registry).
+        .with_filter(EventsOnly.and(filter()?))
         .boxed();
     // Errors are told by span status and `error.type`, as the conventions now ask, not by
     // exception events; and log lines stay logs (with trace ids) rather than span events with
@@ -321,4 +411,79 @@ pub(crate) fn install(
         provider: Some(provider),
         service_name,
     })
+}
+
+#[cfg(test)]
+mod log_layer_tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::{EventsOnly, SpansOnly};
+    use crate::logs::{LogFormat, WithTraceIds};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The log layer sees no spans, yet a line logged inside one names it and carries its ids.
+    #[test]
+    fn a_log_line_names_its_span_and_trace_though_the_log_layer_sees_no_spans() {
+        let lines = Lines::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("test"))
+                    .with_filter(SpansOnly),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(WithTraceIds(LogFormat::Json))
+                    .fmt_fields(tracing_subscriber::fmt::format::debug_fn(|_, _, _| Ok(())))
+                    .with_writer(move || writer.clone())
+                    .with_filter(EventsOnly),
+            );
+        // Global, as in a service (nextest runs each test in its own process): the line's
+        // trace id is read through the global dispatcher.
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        tracing::info!("outside");
+        {
+            let span = tracing::info_span!("checkout", app.order.id = 7);
+            let _entered = span.enter();
+            tracing::info!("inside");
+        }
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(parsed.len(), 2, "{text}");
+        assert!(parsed[0].get("span").is_none(), "{text}");
+        assert!(parsed[0].get("trace_id").is_none(), "{text}");
+        let inside = &parsed[1];
+        assert_eq!(inside["message"], "inside");
+        assert_eq!(inside["span"], "checkout", "{text}");
+        let hex = |v: &serde_json::Value, len: usize| {
+            v.as_str().is_some_and(|s| {
+                s.len() == len
+                    && s.bytes().all(|b| b.is_ascii_hexdigit())
+                    && s.bytes().any(|b| b != b'0')
+            })
+        };
+        assert!(hex(&inside["trace_id"], 32), "{text}");
+        assert!(hex(&inside["span_id"], 16), "{text}");
+    }
 }

@@ -94,9 +94,11 @@ where
         if !visitor.0.is_empty() {
             line.insert("fields".into(), Value::Object(visitor.0));
         }
-        if let Some(span) = ctx.lookup_current() {
-            line.insert("span".into(), Value::String(span.name().to_owned()));
-            let id = span.id();
+        // The current span as the registry knows it (`current_span` is not filtered by this
+        // layer's filter): the log layer sees events only, so it does no per-span work.
+        let current = ctx.current_span();
+        if let (Some(id), Some(meta)) = (current.id().cloned(), current.metadata()) {
+            line.insert("span".into(), Value::String(meta.name().to_owned()));
             let cx = tracing::dispatcher::get_default(|dispatch| {
                 tracing_opentelemetry::get_otel_context(&id, dispatch)
             });

@@ -29,6 +29,12 @@ const UNTRACED_PATHS: &[&str] = &[
     "/grpc.health.v1.Health/Check",
 ];
 
+/// A response extension naming the error more precisely than its status does: the server span's
+/// `error.type` (e.g. `overloaded` on a shed request's 503 or `UNAVAILABLE`). Semantic
+/// conventions let `error.type` be a low-cardinality name of the error class when one is known.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorType(pub &'static str);
+
 /// Baggage entries copied onto server spans, at most, so a hostile header cannot bloat spans.
 const MAX_BAGGAGE_ATTRIBUTES: usize = 16;
 
@@ -72,11 +78,13 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
     let mut response = next.run(req).instrument(span.clone()).await;
     guard.disarm();
 
+    // Recorded once: a second record of the same field would be a second attribute.
+    let named = response.extensions().get::<ErrorType>().map(|t| t.0);
     if grpc {
         let (code, message) = grpc_status_of(response.status(), response.headers());
         span.record("rpc.status_code", grpc_code_name(code));
         if grpc_server_error(code) {
-            span.record("error.type", grpc_code_name(code));
+            span.record("error.type", named.unwrap_or(grpc_code_name(code)));
             span.record("otel.status_code", "ERROR");
             if let Some(message) = message {
                 span.record("otel.status_description", message);
@@ -86,7 +94,7 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         let status = response.status();
         span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
-            span.record("error.type", status.as_str());
+            span.record("error.type", named.unwrap_or(status.as_str()));
             span.record("otel.status_code", "ERROR");
         }
     }

@@ -17,6 +17,9 @@ pub struct Config {
     pub notification_addr: String,
     /// `NOTIFICATION_TIMEOUT_MS`, default 3000.
     pub notification_timeout: Duration,
+    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Config {
@@ -34,6 +37,7 @@ impl Config {
             order_api_timeout: ms("ORDER_API_TIMEOUT_MS", "10000")?,
             notification_addr: env_or("NOTIFICATION_ADDR", "http://127.0.0.1:50052"),
             notification_timeout: ms("NOTIFICATION_TIMEOUT_MS", "3000")?,
+            max_in_flight: fleet_server_kit::max_in_flight_from_env()?,
         })
     }
 }

@@ -27,6 +27,7 @@ pub const BACKGROUND_DEADLINE: std::time::Duration = std::time::Duration::from_s
 #[cfg(feature = "server")]
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
+    let max_in_flight = config.max_in_flight;
     let background = tokio_util::task::TaskTracker::new();
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
     faults.count_in(&metrics);
@@ -39,7 +40,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
             BACKGROUND_DEADLINE.as_millis()
         ),
     );
-    Running::spawn(listener, app, metrics, true, async move {
+    Running::spawn(listener, app, metrics, max_in_flight, true, async move {
         // Confirmation emails go out beside the reply: let those in flight finish (bounded).
         background.close();
         if tokio::time::timeout(BACKGROUND_DEADLINE, background.wait())

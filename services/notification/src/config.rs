@@ -10,6 +10,9 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// `OUTBOX_MAX_BYTES`, default 4 MiB: the outbox's bound in bytes (oldest emails go first).
     pub outbox_max_bytes: usize,
+    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Config {
@@ -22,6 +25,7 @@ impl Config {
             outbox_max_bytes: env_or("OUTBOX_MAX_BYTES", "4194304")
                 .parse()
                 .map_err(|e| anyhow::anyhow!("OUTBOX_MAX_BYTES: {e}"))?,
+            max_in_flight: fleet_server_kit::max_in_flight_from_env()?,
         })
     }
 }

@@ -24,7 +24,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME).with_grpc(server::MAX_MESSAGE_BYTES);
     faults.count_in(&metrics);
     let app = server::router(&config, faults, &metrics).await;
-    Running::spawn(listener, app, metrics, true, async {})
+    Running::spawn(listener, app, metrics, config.max_in_flight, true, async {})
 }
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until

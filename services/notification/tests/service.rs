@@ -15,6 +15,7 @@ fn config() -> Config {
         listen_addr: "127.0.0.1:0".into(),
         outbox_capacity: 1000,
         outbox_max_bytes: 4 * 1024 * 1024,
+        max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 

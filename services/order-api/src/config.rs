@@ -23,6 +23,9 @@ pub struct Config {
     pub pending_bound: Duration,
     /// `ORDER_RECONCILE_INTERVAL_MS`, default 5000: how often the reconciler looks.
     pub reconcile_interval: Duration,
+    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Config {
@@ -45,6 +48,7 @@ impl Config {
             reconcile_interval: Duration::from_millis(
                 parse("ORDER_RECONCILE_INTERVAL_MS", "5000")?.max(10),
             ),
+            max_in_flight: fleet_server_kit::max_in_flight_from_env()?,
         })
     }
 }

@@ -32,6 +32,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     };
     tracing::info!(database = store.system(), "database ready");
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
+    let max_in_flight = config.max_in_flight;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
     faults.count_in(&metrics);
     let counters = server::OrderCounters::register(&metrics);
@@ -47,13 +48,9 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     };
     let app = server::router(&config, store, faults, counters)?;
     let reconciling = tokio::spawn(reconciler.run());
-    Running::spawn(
-        listener,
-        app,
-        metrics,
-        true,
-        async move { reconciling.abort() },
-    )
+    Running::spawn(listener, app, metrics, max_in_flight, true, async move {
+        reconciling.abort()
+    })
 }
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until

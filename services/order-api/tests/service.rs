@@ -34,6 +34,7 @@ async fn start_reconciling(
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::ZERO,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
@@ -44,6 +45,7 @@ async fn start_reconciling(
             listen_addr: "127.0.0.1:0".into(),
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-api", payment_api::server::FAULT_POINTS),
     )
@@ -59,6 +61,7 @@ async fn start_reconciling(
             payment_timeout: Duration::from_secs(5),
             pending_bound: Duration::from_secs(30),
             reconcile_interval,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("order-api", order_api::server::FAULT_POINTS),
     )

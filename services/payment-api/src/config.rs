@@ -13,6 +13,9 @@ pub struct Config {
     pub provider_url: String,
     /// `PAYMENT_PROVIDER_TIMEOUT_MS`, default 5000.
     pub provider_timeout: Duration,
+    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Config {
@@ -24,6 +27,7 @@ impl Config {
             listen_addr: env_or("LISTEN_ADDR", "127.0.0.1:50051"),
             provider_url: env_or("PAYMENT_PROVIDER_URL", "http://127.0.0.1:8090"),
             provider_timeout: Duration::from_millis(timeout_ms),
+            max_in_flight: fleet_server_kit::max_in_flight_from_env()?,
         })
     }
 }

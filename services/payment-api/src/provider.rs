@@ -60,7 +60,7 @@ impl ProviderClient {
     pub fn new(base_url: &str, timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            http: TracedClient::with_timeout(timeout)?,
+            http: TracedClient::with_timeout(base_url, timeout)?,
         })
     }
 

@@ -21,6 +21,7 @@ async fn start() -> Services {
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::ZERO,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
@@ -31,6 +32,7 @@ async fn start() -> Services {
             listen_addr: "127.0.0.1:0".into(),
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-api", payment_api::server::FAULT_POINTS),
     )
@@ -292,4 +294,103 @@ async fn refusals_are_counted_at_the_message_bound_and_past_the_fields() {
     assert_eq!(metric(&s.payments, invalid).await, 2, "not counted twice");
     s.payments.shutdown().await.unwrap();
     s.provider.shutdown().await.unwrap();
+}
+
+/// payment-api with `max_in_flight` of 2 and the `payment.charge` fault holding each Charge for
+/// 3 s: two charges in flight are served, the third is answered at once with UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread")]
+async fn past_max_in_flight_a_charge_is_shed_with_unavailable() {
+    let (_guard, spans) = fleet_telemetry::testing::capture("payment-api").unwrap();
+    let none = |s, points| fleet_faults::Faults::new(s, points, false, false, None);
+    let provider = payment_provider::start(
+        payment_provider::Config {
+            listen_addr: "127.0.0.1:0".into(),
+            latency: Duration::ZERO,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
+        },
+        none("payment-provider", payment_provider::server::FAULT_POINTS),
+    )
+    .await
+    .unwrap();
+    let faults = none("payment-api", payment_api::server::FAULT_POINTS);
+    faults
+        .replace(fleet_faults::parse_faults("payment.charge:latency=3s").unwrap())
+        .unwrap();
+    let payments = payment_api::start(
+        payment_api::Config {
+            listen_addr: "127.0.0.1:0".into(),
+            provider_url: provider.url(),
+            provider_timeout: Duration::from_secs(5),
+            max_in_flight: 2,
+        },
+        faults,
+    )
+    .await
+    .unwrap();
+    let client = PaymentClient::connect_lazy(&payments.url(), Duration::from_secs(10)).unwrap();
+
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .charge(
+                        CallOptions::default(),
+                        charge(&format!("held-{i}"), 100, "4242424242424242"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut in_flight = 0;
+    for _ in 0..100 {
+        in_flight = metric(&payments, "fleet_requests_in_flight").await;
+        if in_flight == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(in_flight, 2, "both charges held by the fault");
+
+    let started = std::time::Instant::now();
+    let shed = client
+        .charge(
+            CallOptions::default(),
+            charge("shed", 100, "4242424242424242"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(shed.code(), tonic::Code::Unavailable, "{shed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shed at once, not after the held ones"
+    );
+    assert_eq!(metric(&payments, "fleet_requests_shed_total").await, 1);
+    for held in held {
+        assert_eq!(held.await.unwrap().unwrap().status, "succeeded");
+    }
+    payments.shutdown().await.unwrap();
+    provider.shutdown().await.unwrap();
+
+    let server: Vec<_> = spans
+        .named("payment.v1.PaymentService/Charge")
+        .into_iter()
+        .filter(|s| s.span_kind == SpanKind::Server)
+        .collect();
+    assert_eq!(server.len(), 3);
+    let overloaded: Vec<_> = server
+        .iter()
+        .filter(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "error.type" && kv.value.as_str() == "overloaded")
+        })
+        .collect();
+    assert_eq!(overloaded.len(), 1, "the shed one, and only it");
+    assert!(matches!(
+        overloaded[0].status,
+        opentelemetry::trace::Status::Error { .. }
+    ));
+    // The shed charge never reached the handler: no `charge` span for it.
+    assert_eq!(spans.named("charge").len(), 2);
 }

@@ -10,6 +10,9 @@ pub struct Config {
     pub listen_addr: String,
     /// `PROVIDER_LATENCY_MS`, default 30: how long the provider "thinks" per charge.
     pub latency: Duration,
+    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Config {
@@ -20,6 +23,7 @@ impl Config {
         Ok(Self {
             listen_addr: env_or("LISTEN_ADDR", "127.0.0.1:8090"),
             latency: Duration::from_millis(latency_ms),
+            max_in_flight: fleet_server_kit::max_in_flight_from_env()?,
         })
     }
 }

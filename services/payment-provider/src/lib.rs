@@ -26,10 +26,11 @@ pub const SERVICE_NAME: &str = "payment-provider";
 /// party sends us no spans.
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
+    let max_in_flight = config.max_in_flight;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
     faults.count_in(&metrics);
     let app = router(config, faults, &metrics);
-    Running::spawn(listener, app, metrics, false, async {})
+    Running::spawn(listener, app, metrics, max_in_flight, false, async {})
 }
 
 /// Runs the provider until Ctrl-C/SIGTERM. Plain logs only.

@@ -9,6 +9,7 @@ async fn start() -> fleet_server_kit::Running {
         Config {
             listen_addr: "127.0.0.1:0".into(),
             latency: std::time::Duration::ZERO,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         fleet_faults::Faults::new(
             "payment-provider",

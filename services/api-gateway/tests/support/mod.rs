@@ -21,6 +21,7 @@ pub async fn start_with(
         payment_provider::Config {
             listen_addr: "127.0.0.1:0".into(),
             latency: Duration::ZERO,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-provider", payment_provider::server::FAULT_POINTS),
     )
@@ -31,6 +32,7 @@ pub async fn start_with(
             listen_addr: "127.0.0.1:0".into(),
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("payment-api", payment_api::server::FAULT_POINTS),
     )
@@ -41,6 +43,7 @@ pub async fn start_with(
             listen_addr: "127.0.0.1:0".into(),
             outbox_capacity: 100,
             outbox_max_bytes: 1 << 20,
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         notification_faults,
     )
@@ -57,6 +60,7 @@ pub async fn start_with(
             payment_timeout: Duration::from_secs(5),
             pending_bound: Duration::from_secs(30),
             reconcile_interval: Duration::from_secs(3600),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("order-api", order_api::server::FAULT_POINTS),
     )
@@ -69,6 +73,7 @@ pub async fn start_with(
             order_api_timeout: Duration::from_secs(10),
             notification_addr: notification.url(),
             notification_timeout: Duration::from_secs(3),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
         },
         none("api-gateway", api_gateway::server::FAULT_POINTS),
     )

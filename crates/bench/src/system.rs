@@ -114,6 +114,9 @@ impl System {
         let mut cmd = Command::new(bin);
         cmd.arg("up");
         cmd.arg("--any-ports");
+        // Two fleets run at once (traced and untraced): each its own data dir, which `fleet up`
+        // now insists on (one fleet per data dir).
+        cmd.arg("--data-dir").arg(dir.join("fleet-data"));
         match database_url {
             Some(url) => cmd.arg("--database-url").arg(url),
             None => cmd.arg("--sqlite-path").arg(dir.join("orders.sqlite")),

@@ -115,6 +115,30 @@ impl ApiState {
         }
     }
 
+    /// Runs `work` (a search or a metrics query over the whole store) on a blocking thread in
+    /// one of the search slots, handing it `deadline`; `out_of_time` answers when no slot frees
+    /// up before the deadline. `what` names the work in the 500 a panicked task gets.
+    pub(crate) async fn run_bounded<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        out_of_time: impl FnOnce() -> T,
+        work: impl FnOnce(Instant) -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        let slot =
+            tokio::time::timeout_at(deadline.into(), Arc::clone(&self.slots).acquire_owned()).await;
+        // The semaphore is never closed; without a slot in time, answer "nothing yet".
+        let Ok(Ok(slot)) = slot else {
+            return Ok(out_of_time());
+        };
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work(deadline)
+        })
+        .await
+        .map_err(|e| task_failed(what, &e))
+    }
+
     /// The search counters.
     pub fn counters(&self) -> Arc<QueryCounters> {
         Arc::clone(&self.counters)
@@ -480,39 +504,18 @@ async fn search_handler(
             return text(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let slot =
-        match tokio::time::timeout_at(deadline.into(), Arc::clone(&state.slots).acquire_owned())
-            .await
-        {
-            Ok(Ok(slot)) => Some(slot),
-            // The semaphore is never closed; without a slot in time, answer "nothing yet".
-            Ok(Err(_)) | Err(_) => None,
-        };
-    let outcome = match slot {
-        None => search::out_of_time(&state.store, state.query_timeout),
-        Some(slot) => {
-            let store = state.store.clone();
-            let run = tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                search::search_until(&store, &p, Some(deadline))
-            });
-            match run.await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    tracing::error!(error = %e, "search task failed");
-                    return (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        [(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        )],
-                        json!({"error": "the search failed inside the desk; see its log"})
-                            .to_string(),
-                    )
-                        .into_response();
-                }
-            }
-        }
+    let store = state.store.clone();
+    let outcome = match state
+        .run_bounded(
+            deadline,
+            "search",
+            || search::out_of_time(&state.store, state.query_timeout),
+            move |deadline| search::search_until(&store, &p, Some(deadline)),
+        )
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(failed) => return failed,
     };
     state.counters.searches.fetch_add(1, Ordering::Relaxed);
     if outcome.partial {
@@ -524,21 +527,23 @@ async fn search_handler(
 /// Runs a whole-store scan (tag names and values) on a blocking thread, so intake and `/ready`
 /// keep the async workers while it reads every held span.
 async fn off_workers(scan: impl FnOnce() -> Response + Send + 'static) -> Response {
-    match tokio::task::spawn_blocking(scan).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "tag scan failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                json!({"error": "the tag scan failed inside the desk; see its log"}).to_string(),
-            )
-                .into_response()
-        }
-    }
+    tokio::task::spawn_blocking(scan)
+        .await
+        .unwrap_or_else(|e| task_failed("tag scan", &e))
+}
+
+/// The 500 for a blocking task that panicked: JSON naming what failed, the panic in the log.
+pub(crate) fn task_failed(what: &str, error: &tokio::task::JoinError) -> Response {
+    tracing::error!(%error, "{what} task failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json!({"error": format!("the {what} failed inside the desk; see its log")}).to_string(),
+    )
+        .into_response()
 }
 
 /// Attribute key sets per scope.

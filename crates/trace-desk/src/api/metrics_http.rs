@@ -9,7 +9,6 @@ use std::time::Instant;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::{ApiState, text};
 use crate::metrics_query::{self, MetricsRequest};
@@ -41,39 +40,21 @@ async fn answer(state: ApiState, params: HashMap<String, String>, instant: bool)
             return text(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let slot =
-        match tokio::time::timeout_at(deadline.into(), Arc::clone(&state.slots).acquire_owned())
-            .await
-        {
-            Ok(Ok(slot)) => Some(slot),
-            // The semaphore is never closed; without a slot in time, answer "nothing yet".
-            Ok(Err(_)) | Err(_) => None,
-        };
-    let outcome = match slot {
-        None => metrics_query::out_of_time(&state.store, &req),
-        Some(slot) => {
-            let store = state.store.clone();
-            let run = tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                metrics_query::evaluate(&store, &req, Some(deadline))
-            });
-            match run.await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    tracing::error!(error = %e, "metrics query task failed");
-                    return (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        [(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        )],
-                        json!({"error": "the metrics query failed inside the desk; see its log"})
-                            .to_string(),
-                    )
-                        .into_response();
-                }
-            }
-        }
+    let store = state.store.clone();
+    let outcome = match state
+        .run_bounded(
+            deadline,
+            "metrics query",
+            || metrics_query::out_of_time(&state.store, &req),
+            {
+                let req = req.clone();
+                move |deadline| metrics_query::evaluate(&store, &req, Some(deadline))
+            },
+        )
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(failed) => return failed,
     };
     counters.answered(&outcome);
     (

@@ -7,7 +7,7 @@
 //! `select()` stage), so field syntax and its errors are the same as in search.
 
 use crate::traceql::ast::{CmpOp, Field, Intrinsic, Stage};
-use crate::traceql::parser::{ParseError, Rejection};
+use crate::traceql::parser::{ParseError, Rejection, snippet as near};
 use crate::traceql::{self, Query};
 
 /// Metrics functions, as written in the query.
@@ -107,29 +107,7 @@ pub struct MetricsQuery {
 
 /// A byte range of the query text and the error to report in it.
 fn error_at(q: &str, offset: usize, message: impl Into<String>) -> ParseError {
-    let offset = offset.min(q.len());
-    let before = q.get(..offset).unwrap_or(q);
-    let rest = q.get(offset..).unwrap_or("");
-    ParseError {
-        kind: Rejection::Syntax,
-        offset,
-        column: before.chars().count() + 1,
-        message: message.into(),
-        near: near(rest),
-    }
-}
-
-fn near(rest: &str) -> String {
-    if rest.is_empty() {
-        "the end of the query".to_string()
-    } else {
-        let s: String = rest.chars().take(16).collect();
-        if s.len() < rest.len() {
-            format!("`{s}…`")
-        } else {
-            format!("`{s}`")
-        }
-    }
+    ParseError::at(q, offset, Rejection::Syntax, message)
 }
 
 /// Moves the column of an error from a sub-query parsed on its own (`text`, which sits at

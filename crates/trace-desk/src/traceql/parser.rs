@@ -78,6 +78,23 @@ pub struct ParseError {
     pub near: String,
 }
 
+impl ParseError {
+    /// The error `message` at byte `offset` of the query `q` (clamped to it), with its column
+    /// and the text from there on: one shape for every parser of query text.
+    pub fn at(q: &str, offset: usize, kind: Rejection, message: impl Into<String>) -> Self {
+        let offset = offset.min(q.len());
+        let before = q.get(..offset).unwrap_or(q);
+        let rest = q.get(offset..).unwrap_or("");
+        Self {
+            kind,
+            offset,
+            column: before.chars().count() + 1,
+            message: message.into(),
+            near: snippet(rest),
+        }
+    }
+}
+
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -233,20 +250,13 @@ pub fn parse(q: &str) -> Result<Query, ParseError> {
                     }
                 }
             };
-            let before = q.get(..offset).unwrap_or(q);
-            let rest = q.get(offset..).unwrap_or("");
-            Err(ParseError {
-                kind,
-                offset,
-                column: before.chars().count() + 1,
-                message,
-                near: snippet(rest),
-            })
+            Err(ParseError::at(q, offset, kind, message))
         }
     }
 }
 
-fn snippet(rest: &str) -> String {
+/// `rest` as an error message quotes it: its first 16 characters, or "the end of the query".
+pub(crate) fn snippet(rest: &str) -> String {
     if rest.is_empty() {
         "the end of the query".to_string()
     } else {

@@ -937,27 +937,12 @@ async fn desk_default() -> trace_desk::RunningDesk {
     desk(100_000).await
 }
 
-/// `traces` traces of a five-span chain each ("work" spans, starting 0..5 ms after T0 plus the
-/// trace's number in ms), stored directly (the intake is not under test).
-fn fill(desk: &trace_desk::RunningDesk, traces: u64) {
-    let store = desk.store();
-    for t in 0..traces {
-        let spans: Vec<Sp> = (0..5u64)
-            .map(|i| {
-                let sp = Sp::new(t + 1, t * 10 + i + 1, "work").at(t + i, 5);
-                if i == 0 { sp } else { sp.parent(t * 10 + i) }
-            })
-            .collect();
-        store.ingest(request("budget", &spans).resource_spans);
-    }
-}
-
 /// Metrics queries run like searches, on blocking threads in the search slots: with more heavy
 /// ones in flight than the runtime has workers, `/ready` still answers before any completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_answers_while_heavy_metrics_queries_run() {
     let desk = desk(1_000_000).await;
-    fill(&desk, 6_000);
+    fill_chains(&desk, 6_000);
     let url = format!(
         "http://{}{}",
         desk.api_addr(),

@@ -8,25 +8,11 @@ use std::time::Duration;
 use common::*;
 use trace_desk::DeskConfig;
 
-/// `traces` traces of a five-span chain each, stored directly (the intake is not under test).
-fn fill(desk: &trace_desk::RunningDesk, traces: u64) {
-    let store = desk.store();
-    for t in 0..traces {
-        let spans: Vec<Sp> = (0..5u64)
-            .map(|i| {
-                let sp = Sp::new(t + 1, t * 10 + i + 1, "work").at(t + i, 5);
-                if i == 0 { sp } else { sp.parent(t * 10 + i) }
-            })
-            .collect();
-        store.ingest(request("budget", &spans).resource_spans);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_budget_answers_partial_results_and_counts_them() {
     let config = DeskConfig::ephemeral(100_000).with_query_timeout(Duration::from_nanos(1));
     let desk = trace_desk::start(config).await.unwrap();
-    fill(&desk, 200);
+    fill_chains(&desk, 200);
     let v = get_json(&desk, &format!("/api/search?q={}", url_enc("{ } >> { }"))).await;
     assert_eq!(v["partial"], true, "{v}");
     assert!(
@@ -49,7 +35,7 @@ async fn an_exhausted_budget_answers_partial_results_and_counts_them() {
 
     // With the default budget the same search completes and is not marked.
     let desk = common::desk(100_000).await;
-    fill(&desk, 200);
+    fill_chains(&desk, 200);
     let v = get_json(&desk, &format!("/api/search?q={}", url_enc("{ } >> { }"))).await;
     assert!(v.get("partial").is_none(), "{v}");
     assert_eq!(v["metrics"]["completedJobs"], v["metrics"]["totalJobs"]);
@@ -66,7 +52,7 @@ async fn an_exhausted_budget_answers_partial_results_and_counts_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_answers_while_heavy_searches_run() {
     let desk = desk(1_000_000).await;
-    fill(&desk, 3_000);
+    fill_chains(&desk, 3_000);
     let url = format!(
         "http://{}/api/search?limit=5&q={}",
         desk.api_addr(),

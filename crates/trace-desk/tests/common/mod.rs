@@ -239,3 +239,18 @@ pub fn metric_value(text: &str, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// `traces` traces of a five-span chain each ("work" spans of 5 ms, starting 0..5 ms after T0
+/// plus the trace's number in ms), stored directly (the intake is not under test).
+pub fn fill_chains(desk: &trace_desk::RunningDesk, traces: u64) {
+    let store = desk.store();
+    for t in 0..traces {
+        let spans: Vec<Sp> = (0..5u64)
+            .map(|i| {
+                let sp = Sp::new(t + 1, t * 10 + i + 1, "work").at(t + i, 5);
+                if i == 0 { sp } else { sp.parent(t * 10 + i) }
+            })
+            .collect();
+        store.ingest(request("budget", &spans).resource_spans);
+    }
+}

@@ -16,6 +16,11 @@ struct Services {
 }
 
 async fn start() -> Services {
+    start_with(fleet_server_kit::DEFAULT_MAX_IN_FLIGHT, "").await
+}
+
+/// payment-api (behind the provider stand-in) with `max_in_flight` and `faults` armed.
+async fn start_with(max_in_flight: usize, faults: &str) -> Services {
     let none = |s, points| fleet_faults::Faults::new(s, points, false, false, None);
     let provider = payment_provider::start(
         payment_provider::Config {
@@ -27,18 +32,22 @@ async fn start() -> Services {
     )
     .await
     .unwrap();
+    let armed = none("payment-api", payment_api::server::FAULT_POINTS);
+    armed
+        .replace(fleet_faults::parse_faults(faults).unwrap())
+        .unwrap();
     let payments = payment_api::start(
         payment_api::Config {
             listen_addr: "127.0.0.1:0".into(),
             provider_url: provider.url(),
             provider_timeout: Duration::from_secs(5),
-            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight,
         },
-        none("payment-api", payment_api::server::FAULT_POINTS),
+        armed,
     )
     .await
     .unwrap();
-    let client = PaymentClient::connect_lazy(&payments.url(), Duration::from_secs(5)).unwrap();
+    let client = PaymentClient::connect_lazy(&payments.url(), Duration::from_secs(10)).unwrap();
     Services {
         provider,
         payments,
@@ -301,33 +310,8 @@ async fn refusals_are_counted_at_the_message_bound_and_past_the_fields() {
 #[tokio::test(flavor = "multi_thread")]
 async fn past_max_in_flight_a_charge_is_shed_with_unavailable() {
     let (_guard, spans) = fleet_telemetry::testing::capture("payment-api").unwrap();
-    let none = |s, points| fleet_faults::Faults::new(s, points, false, false, None);
-    let provider = payment_provider::start(
-        payment_provider::Config {
-            listen_addr: "127.0.0.1:0".into(),
-            latency: Duration::ZERO,
-            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
-        },
-        none("payment-provider", payment_provider::server::FAULT_POINTS),
-    )
-    .await
-    .unwrap();
-    let faults = none("payment-api", payment_api::server::FAULT_POINTS);
-    faults
-        .replace(fleet_faults::parse_faults("payment.charge:latency=3s").unwrap())
-        .unwrap();
-    let payments = payment_api::start(
-        payment_api::Config {
-            listen_addr: "127.0.0.1:0".into(),
-            provider_url: provider.url(),
-            provider_timeout: Duration::from_secs(5),
-            max_in_flight: 2,
-        },
-        faults,
-    )
-    .await
-    .unwrap();
-    let client = PaymentClient::connect_lazy(&payments.url(), Duration::from_secs(10)).unwrap();
+    let s = start_with(2, "payment.charge:latency=3s").await;
+    let client = s.client.clone();
 
     let held: Vec<_> = (0..2)
         .map(|i| {
@@ -344,7 +328,7 @@ async fn past_max_in_flight_a_charge_is_shed_with_unavailable() {
         .collect();
     let mut in_flight = 0;
     for _ in 0..100 {
-        in_flight = metric(&payments, "fleet_requests_in_flight").await;
+        in_flight = metric(&s.payments, "fleet_requests_in_flight").await;
         if in_flight == 2 {
             break;
         }
@@ -365,12 +349,12 @@ async fn past_max_in_flight_a_charge_is_shed_with_unavailable() {
         started.elapsed() < Duration::from_secs(2),
         "shed at once, not after the held ones"
     );
-    assert_eq!(metric(&payments, "fleet_requests_shed_total").await, 1);
+    assert_eq!(metric(&s.payments, "fleet_requests_shed_total").await, 1);
     for held in held {
         assert_eq!(held.await.unwrap().unwrap().status, "succeeded");
     }
-    payments.shutdown().await.unwrap();
-    provider.shutdown().await.unwrap();
+    s.payments.shutdown().await.unwrap();
+    s.provider.shutdown().await.unwrap();
 
     let server: Vec<_> = spans
         .named("payment.v1.PaymentService/Charge")

@@ -13,6 +13,57 @@ use tracing::Instrument as _;
 
 use crate::model::{Order, OrderItem, Product};
 
+/// One schema migration: version, description, SQL.
+type MigrationFile = (i64, &'static str, &'static str);
+
+/// The schema, embedded at compile time. Listed here rather than read by `sqlx::migrate!` so the
+/// build needs no sqlx proc-macro crate, which compiles sqlx and SQLite's C code a second time for
+/// the host. Versions, SQL and so checksums are the files', so databases migrated by the macro
+/// stay valid; `tests::migrations_list_every_file` keeps the list in step with the directories.
+const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
+    (
+        1,
+        "orders",
+        include_str!("../migrations/postgres/0001_orders.sql"),
+    ),
+    (
+        2,
+        "idempotency",
+        include_str!("../migrations/postgres/0002_idempotency.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: &[MigrationFile] = &[
+    (
+        1,
+        "orders",
+        include_str!("../migrations/sqlite/0001_orders.sql"),
+    ),
+    (
+        2,
+        "idempotency",
+        include_str!("../migrations/sqlite/0002_idempotency.sql"),
+    ),
+];
+
+fn migrator(files: &[MigrationFile]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr as _;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -372,7 +423,7 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
         Ok(Self::Postgres(pool, target))
     }
 
@@ -400,7 +451,7 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        migrator(SQLITE_MIGRATIONS).run(&pool).await?;
         Ok(Self::Sqlite(pool, target))
     }
 
@@ -527,6 +578,49 @@ impl Store {
         match self {
             Store::Postgres(pool, _) => pg::ping(pool).await,
             Store::Sqlite(pool, _) => lite::ping(pool).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded lists name every file in `migrations/<db>/`, in order, with the version and
+    /// description `sqlx::migrate!` would have read from the file name (`0002_idempotency.sql`).
+    #[test]
+    fn migrations_list_every_file() {
+        for (dir, list) in [
+            ("postgres", POSTGRES_MIGRATIONS),
+            ("sqlite", SQLITE_MIGRATIONS),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
+            let mut files: Vec<(i64, String, String)> = std::fs::read_dir(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .map(|entry| {
+                    let entry = entry.unwrap_or_else(|e| panic!("{dir}: {e}"));
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let stem = name
+                        .strip_suffix(".sql")
+                        .unwrap_or_else(|| panic!("{name}"));
+                    let (version, description) = stem.split_once('_').unwrap_or((stem, ""));
+                    let sql = std::fs::read_to_string(entry.path())
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    (
+                        version.parse().unwrap_or_else(|e| panic!("{name}: {e}")),
+                        description.replace('_', " "),
+                        sql,
+                    )
+                })
+                .collect();
+            files.sort();
+            let listed: Vec<(i64, String, String)> = list
+                .iter()
+                .map(|(v, d, s)| (*v, (*d).to_owned(), (*s).to_owned()))
+                .collect();
+            assert_eq!(listed, files, "migrations/{dir} and its list differ");
         }
     }
 }

@@ -21,6 +21,46 @@ pub struct ColdBuild {
     pub units: usize,
     pub jobs: usize,
     pub cargo: String,
+    /// The ten longest compiler units from `cargo build --timings`, longest first.
+    pub longest_units: Vec<UnitTime>,
+}
+
+/// One compiler unit of `cargo build --timings`: a crate's lib, bin, build script, ...
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UnitTime {
+    pub name: String,
+    pub version: String,
+    /// `lib`, `bin "fleet"`, `build-script`, `run-custom-build`, ... as cargo names it.
+    pub target: String,
+    pub seconds: f64,
+}
+
+/// The `UNIT_DATA` array of a `cargo-timing.html` report, longest units first. Cargo has no
+/// stable machine-readable timings (`--timings=json` is nightly-only), so this reads the JSON
+/// the HTML report embeds for its charts.
+pub fn longest_units(html: &str, n: usize) -> anyhow::Result<Vec<UnitTime>> {
+    let start = html
+        .find("const UNIT_DATA = ")
+        .context("no UNIT_DATA in the timings report")?
+        + "const UNIT_DATA = ".len();
+    let len = html[start..]
+        .find("];")
+        .context("UNIT_DATA is not closed")?
+        + 1;
+    let units: Vec<serde_json::Value> =
+        serde_json::from_str(&html[start..start + len]).context("UNIT_DATA is not JSON")?;
+    let mut units: Vec<UnitTime> = units
+        .iter()
+        .map(|u| UnitTime {
+            name: u["name"].as_str().unwrap_or_default().to_owned(),
+            version: u["version"].as_str().unwrap_or_default().to_owned(),
+            target: u["target"].as_str().unwrap_or_default().trim().to_owned(),
+            seconds: u["duration"].as_f64().unwrap_or(0.0),
+        })
+        .collect();
+    units.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    units.truncate(n);
+    Ok(units)
 }
 
 pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
@@ -60,6 +100,7 @@ pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
             "--workspace",
             "--locked",
             "--offline",
+            "--timings",
             "--message-format",
             "json",
         ])
@@ -103,9 +144,15 @@ pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let report = target.join("cargo-timings").join("cargo-timing.html");
+    let longest = longest_units(
+        &std::fs::read_to_string(&report).with_context(|| format!("{}", report.display()))?,
+        10,
+    )?;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(ColdBuild {
-        command: "cargo build --release --workspace --locked --offline (fresh CARGO_TARGET_DIR)"
+        longest_units: longest,
+        command: "cargo build --release --workspace --locked --offline --timings (fresh CARGO_TARGET_DIR)"
             .into(),
         seconds,
         crates_compiled: packages.len(),
@@ -114,4 +161,42 @@ pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cargo: version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report as cargo 1.95 writes it, cut down to what is read.
+    #[test]
+    fn the_longest_units_come_first() {
+        let html = r#"<script>
+DURATION = 9;
+const UNIT_DATA = [
+  {"i": 0, "name": "syn", "version": "2.0.1", "target": " lib", "start": 0.1, "duration": 4.5},
+  {"i": 1, "name": "fleet", "version": "0.1.0", "target": " fleet \"bin\"", "start": 5.0, "duration": 30.25},
+  {"i": 2, "name": "ring", "version": "0.17.1", "target": " build script (run)", "start": 0.2, "duration": 12.0}
+];
+const CONCURRENCY_DATA = [];
+</script>"#;
+        let units = longest_units(html, 2).unwrap();
+        assert_eq!(
+            units,
+            vec![
+                UnitTime {
+                    name: "fleet".into(),
+                    version: "0.1.0".into(),
+                    target: "fleet \"bin\"".into(),
+                    seconds: 30.25
+                },
+                UnitTime {
+                    name: "ring".into(),
+                    version: "0.17.1".into(),
+                    target: "build script (run)".into(),
+                    seconds: 12.0
+                },
+            ]
+        );
+        assert!(longest_units("<html></html>", 10).is_err());
+    }
 }

@@ -608,8 +608,18 @@ impl Persist {
             this.side().touch(&ids, received_ms);
             Ok(outcome)
         });
-        task.await
-            .map_err(|e| PersistError::Storage(format!("the intake task failed: {e}")))?
+        let result = task
+            .await
+            .map_err(|e| PersistError::Storage(format!("the intake task failed: {e}")))
+            .and_then(|r| r);
+        if let Err(PersistError::WriterGone) = &result {
+            // The writer counts the writes it attempted; these never reached it.
+            self.shared
+                .counters
+                .write_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Compacts now: rewrites the traces changed since the last compaction, deletes those

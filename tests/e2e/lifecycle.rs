@@ -125,3 +125,76 @@ async fn a_killed_fleet_leaves_no_orphans() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `fleet up` gives the desk `DESK_DATA_DIR=DATA_DIR/desk`: a checkout's trace survives a restart
+/// of the whole fleet; with `DESK_DATA_DIR` empty the desk keeps nothing and leaves the file alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_desk_keeps_its_traces_across_a_restart_of_the_fleet() {
+    // A data dir of the test's own (FLEET_DATA_DIR overrides the harness's): each `Fleet`
+    // removes only its own when dropped, and this one must outlive three fleets.
+    let dir = std::env::temp_dir().join(format!(
+        "fleet-e2e-desk-persist-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let options = |memory_only: bool| {
+        let mut env = vec![(
+            "FLEET_DATA_DIR".to_owned(),
+            dir.to_string_lossy().into_owned(),
+        )];
+        if memory_only {
+            env.push(("DESK_DATA_DIR".to_owned(), String::new()));
+        }
+        FleetOptions {
+            database_url: None,
+            env,
+        }
+    };
+    let span_ids = |spans: &[Span]| {
+        spans
+            .iter()
+            .map(|s| s.span_id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+
+    let fleet = Fleet::start(options(false)).await;
+    assert!(
+        fleet
+            .output()
+            .iter()
+            .any(|l| l.contains(&format!("traces kept in {}", dir.join("desk").display()))),
+        "{:?}",
+        fleet.output()
+    );
+    let reply = post_json(
+        &format!("{}/checkout", fleet.gateway()),
+        &order_body("kept@example.com", &[("DRIPPER-V60", 1)], CARD_OK),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let trace_id = reply.trace_id();
+    let before = wait_for_trace(fleet.desk(), &trace_id, 20).await;
+    fleet.stop().await;
+    assert!(
+        dir.join("desk")
+            .join(trace_desk::persist::DB_FILE)
+            .is_file()
+    );
+
+    let fleet = Fleet::start(options(true)).await;
+    assert!(
+        fleet
+            .output()
+            .iter()
+            .any(|l| l.contains("traces in memory only"))
+    );
+    let gone = get(&format!("{}/api/traces/{trace_id}", fleet.desk())).await;
+    assert_eq!(gone.status, 404, "a memory-only desk starts empty");
+    fleet.stop().await;
+
+    let fleet = Fleet::start(options(false)).await;
+    let after = wait_for_trace(fleet.desk(), &trace_id, before.len()).await;
+    assert_eq!(span_ids(&after), span_ids(&before));
+    fleet.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

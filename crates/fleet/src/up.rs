@@ -35,6 +35,38 @@ pub struct UpArgs {
     /// read them from the same place).
     #[arg(long, env = "FLEET_DATA_DIR", default_value = "fleet-data")]
     data_dir: PathBuf,
+    /// Keep the trace desk's traces in memory only, lost when it stops. Without it the desk
+    /// keeps them in DATA_DIR/desk (its DESK_DATA_DIR) and they survive a restart of the fleet;
+    /// a DESK_DATA_DIR in the environment is used as given (empty: memory only).
+    #[arg(long)]
+    desk_memory_only: bool,
+}
+
+impl UpArgs {
+    /// The desk's `DESK_DATA_DIR` as `fleet up` sets it: `None` leaves the inherited variable
+    /// alone, `Some("")` means memory only.
+    fn desk_data_dir(&self) -> Option<String> {
+        if self.desk_memory_only {
+            return Some(String::new());
+        }
+        if std::env::var_os("DESK_DATA_DIR").is_some() {
+            return None;
+        }
+        Some(self.data_dir.join("desk").to_string_lossy().into_owned())
+    }
+
+    /// Where the desk keeps its traces, for the summary.
+    fn desk_persistence(&self) -> String {
+        let dir = match self.desk_data_dir() {
+            Some(dir) => dir,
+            None => std::env::var("DESK_DATA_DIR").unwrap_or_default(),
+        };
+        if dir.trim().is_empty() {
+            "traces in memory only".to_owned()
+        } else {
+            format!("traces kept in {dir} across restarts")
+        }
+    }
 }
 
 /// One `--NAME-port` flag per listener of the topology; a flag not given means its default.
@@ -226,6 +258,11 @@ async fn start_everything(args: &UpArgs, token: &str, slots: &mut Vec<Slot>) -> 
                 format!("http://{}", slot.addr(label)?),
             ));
         }
+        if component.name == DESK
+            && let Some(dir) = args.desk_data_dir()
+        {
+            vars.push(("DESK_DATA_DIR".into(), dir));
+        }
         if component.name == topology::ORDER_API {
             match &args.database_url {
                 Some(url) => vars.push(("DATABASE_URL".into(), url.clone())),
@@ -259,8 +296,12 @@ fn summary(args: &UpArgs, slots: &[Slot], external: Option<&str>) -> anyhow::Res
     println!("The fleet is up:");
     for slot in slots.iter().rev() {
         let c = slot.component;
+        let desk_about;
         let about = if c.name == topology::ORDER_API {
             database.as_str()
+        } else if c.name == DESK {
+            desk_about = format!("{}; {}", c.about, args.desk_persistence());
+            desk_about.as_str()
         } else {
             c.about
         };

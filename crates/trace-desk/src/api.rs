@@ -98,6 +98,7 @@ pub struct ApiState {
     slots: Arc<tokio::sync::Semaphore>,
     counters: Arc<QueryCounters>,
     metrics_counters: Arc<crate::metrics_query::Counters>,
+    persist: Option<crate::persist::Persist>,
 }
 
 impl ApiState {
@@ -112,7 +113,14 @@ impl ApiState {
             slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_searches)),
             counters: Arc::new(QueryCounters::default()),
             metrics_counters: Arc::default(),
+            persist: None,
         }
+    }
+
+    /// The same state, showing `persist`'s metrics in `/metrics`.
+    pub fn with_persist(mut self, persist: Option<crate::persist::Persist>) -> Self {
+        self.persist = persist;
+        self
     }
 
     /// Runs `work` (a search or a metrics query over the whole store) on a blocking thread in
@@ -317,6 +325,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         "Configured number of searches evaluated at once.",
         state.max_concurrent_searches as u64,
     );
+    metric(
+        "trace_desk_persist_enabled",
+        "gauge",
+        "1 when DESK_DATA_DIR keeps what the desk holds on disk, 0 for memory only.",
+        u64::from(state.persist.is_some()),
+    );
     out.push_str(
         "# HELP trace_desk_queries_rejected_total Searches refused with 400, by reason (syntax, too_long: over 16 KiB, too_deep: over 128 nesting levels or 256 expression levels, regex_too_big: a regex over 1 MiB compiled, bad_parameter).\n# TYPE trace_desk_queries_rejected_total counter\n",
     );
@@ -326,6 +340,9 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         ));
     }
     out.push_str(&state.metrics_counters.render());
+    if let Some(p) = &state.persist {
+        out.push_str(&p.render_metrics());
+    }
     (
         StatusCode::OK,
         [(

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::limits::AttributeLimits;
+use crate::persist::PersistConfig;
 
 /// Default address of the Tempo-compatible HTTP API.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:3200";
@@ -43,6 +44,9 @@ pub struct DeskConfig {
     /// OpenTelemetry attribute limits applied at intake (`DESK_MAX_ATTRIBUTES`,
     /// `DESK_MAX_EVENTS`, `DESK_MAX_LINKS`, `DESK_MAX_VALUE_BYTES`; see [`crate::limits`]).
     pub attribute_limits: AttributeLimits,
+    /// Persistence (`DESK_DATA_DIR`, `DESK_RETENTION`, `DESK_COMPACT_INTERVAL`,
+    /// `DESK_WAL_MAX_BYTES`; see [`crate::persist`]); `None` keeps everything in memory only.
+    pub persist: Option<PersistConfig>,
 }
 
 /// A configuration value that could not be used.
@@ -91,6 +95,7 @@ impl Default for DeskConfig {
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
             attribute_limits: AttributeLimits::default(),
+            persist: None,
         }
     }
 }
@@ -108,7 +113,14 @@ impl DeskConfig {
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
             attribute_limits: AttributeLimits::default(),
+            persist: None,
         }
+    }
+
+    /// The same configuration, persisting as `persist` says.
+    pub fn with_persist(mut self, persist: PersistConfig) -> Self {
+        self.persist = Some(persist);
+        self
     }
 
     /// The same configuration with other attribute limits.
@@ -139,8 +151,10 @@ impl DeskConfig {
     /// `DESK_MAX_SPANS`, `DESK_MAX_BYTES`, `DESK_QUERY_TIMEOUT` (Go duration, default `10s`) and
     /// `DESK_MAX_CONCURRENT_SEARCHES` (default 2), and the attribute limits `DESK_MAX_ATTRIBUTES`,
     /// `DESK_MAX_EVENTS`, `DESK_MAX_LINKS` (default 128 each, at least 1) and
-    /// `DESK_MAX_VALUE_BYTES` (a size, default `4KiB`); unset or empty variables take their
-    /// defaults.
+    /// `DESK_MAX_VALUE_BYTES` (a size, default `4KiB`), and persistence: `DESK_DATA_DIR` (unset
+    /// or empty: memory only), `DESK_RETENTION` (default `24h`), `DESK_COMPACT_INTERVAL`
+    /// (default `1m`) and `DESK_WAL_MAX_BYTES` (default `64MiB`); unset or empty variables take
+    /// their defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -205,6 +219,33 @@ impl DeskConfig {
                             })?,
                     },
                 }
+            },
+            persist: {
+                let duration = |var: &'static str, default: Duration| match get(var) {
+                    None => Ok(default),
+                    Some(value) => parse_budget(&value)
+                        .map_err(|reason| ConfigError::BadDuration { var, value, reason }),
+                };
+                // Checked even without a data dir, so a typo does not wait for the day it is used.
+                let retention = duration("DESK_RETENTION", crate::persist::DEFAULT_RETENTION)?;
+                let compact_interval = duration(
+                    "DESK_COMPACT_INTERVAL",
+                    crate::persist::DEFAULT_COMPACT_INTERVAL,
+                )?;
+                let wal_max_bytes = match get("DESK_WAL_MAX_BYTES") {
+                    None => crate::persist::DEFAULT_WAL_MAX_BYTES,
+                    Some(value) => parse_size(&value).map_err(|reason| ConfigError::BadSize {
+                        var: "DESK_WAL_MAX_BYTES",
+                        value,
+                        reason,
+                    })?,
+                };
+                get("DESK_DATA_DIR").map(|dir| PersistConfig {
+                    dir: dir.into(),
+                    retention,
+                    compact_interval,
+                    wal_max_bytes,
+                })
             },
         })
     }
@@ -425,6 +466,50 @@ mod tests {
             e,
             Err(ConfigError::BadNumber {
                 var: "DESK_MAX_CONCURRENT_SEARCHES",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn persistence() {
+        assert_eq!(DeskConfig::default().persist, None);
+        assert_eq!(with(&[("DESK_DATA_DIR", " ")]).map(|c| c.persist), Ok(None));
+        let c = with(&[
+            ("DESK_DATA_DIR", "/tmp/desk"),
+            ("DESK_RETENTION", "2h"),
+            ("DESK_WAL_MAX_BYTES", "8MiB"),
+        ]);
+        let p = c.map(|c| c.persist);
+        assert_eq!(
+            p,
+            Ok(Some(PersistConfig {
+                dir: "/tmp/desk".into(),
+                retention: Duration::from_secs(7200),
+                compact_interval: Duration::from_secs(60),
+                wal_max_bytes: 8 << 20,
+            }))
+        );
+        let d = with(&[("DESK_DATA_DIR", "d")]).map(|c| c.persist);
+        assert!(
+            matches!(d, Ok(Some(ref p)) if p.retention == Duration::from_secs(86_400) && p.wal_max_bytes == 64 << 20)
+        );
+        for (var, bad) in [
+            ("DESK_RETENTION", "0"),
+            ("DESK_RETENTION", "1d"),
+            ("DESK_COMPACT_INTERVAL", "soon"),
+        ] {
+            let e = with(&[(var, bad)]);
+            assert!(
+                matches!(e, Err(ConfigError::BadDuration { var: v, .. }) if v == var),
+                "{var}={bad}: {e:?}"
+            );
+        }
+        let e = with(&[("DESK_WAL_MAX_BYTES", "0")]);
+        assert!(matches!(
+            e,
+            Err(ConfigError::BadSize {
+                var: "DESK_WAL_MAX_BYTES",
                 ..
             })
         ));

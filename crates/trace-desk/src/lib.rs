@@ -1,6 +1,8 @@
 //! The trace desk: receives OTLP traces (gRPC and HTTP), keeps them in a bounded
 //! in-memory store and serves a Tempo-compatible subset of Tempo's HTTP API, so
-//! anything that reads traces from Grafana Tempo can read them from the desk.
+//! anything that reads traces from Grafana Tempo can read them from the desk. With
+//! `DESK_DATA_DIR` set it also keeps what it holds on disk and replays it at start
+//! ([`persist`]).
 //!
 //! The desk exports no telemetry of its own.
 
@@ -10,6 +12,7 @@ pub mod jsonpb;
 pub mod limits;
 pub mod metrics_query;
 pub mod otlp;
+pub mod persist;
 pub mod search;
 pub mod store;
 pub mod trace_view;
@@ -25,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, DeskConfig};
+pub use persist::{Intake, Persist, PersistConfig};
 pub use store::{Store, StoreStats, StoredSpan};
 
 /// How long [`RunningDesk::shutdown`] waits for connections to drain.
@@ -37,6 +41,7 @@ pub struct RunningDesk {
     otlp_grpc_addr: SocketAddr,
     otlp_http_addr: SocketAddr,
     store: Store,
+    persist: Option<Persist>,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -62,8 +67,13 @@ impl RunningDesk {
         self.store.clone()
     }
 
+    /// The desk's persistence, when `DESK_DATA_DIR` is set.
+    pub fn persist(&self) -> Option<Persist> {
+        self.persist.clone()
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]),
-    /// then ends the server tasks.
+    /// then ends the server tasks and closes the data file.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for (name, mut task) in self.tasks {
@@ -81,6 +91,9 @@ impl RunningDesk {
                     task.abort();
                 }
             }
+        }
+        if let Some(persist) = self.persist {
+            persist.close().await;
         }
     }
 }
@@ -107,16 +120,30 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
     let store = Store::with_limits(config.max_spans, config.max_bytes)
         .with_attribute_limits(config.attribute_limits);
+    let persist = match config.persist.clone() {
+        None => None,
+        Some(pc) => {
+            let replay_store = store.clone();
+            let (persist, _) = tokio::task::spawn_blocking(move || Persist::open(pc, replay_store))
+                .await
+                .context("the replay task failed")??;
+            Some(persist)
+        }
+    };
+    let intake = Intake::new(store.clone(), persist.clone());
     let (api_listener, api_addr) = bind(config.api_addr, "api").await?;
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "otlp-grpc").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "otlp-http").await?;
     let (stop, stop_rx) = watch::channel(false);
 
-    let api_router = api::router(api::ApiState::new(
-        store.clone(),
-        config.query_timeout,
-        config.max_concurrent_searches,
-    ));
+    let api_router = api::router(
+        api::ApiState::new(
+            store.clone(),
+            config.query_timeout,
+            config.max_concurrent_searches,
+        )
+        .with_persist(persist.clone()),
+    );
     let api_stop = stopped(stop_rx.clone());
     let api_task = tokio::spawn(async move {
         axum::serve(api_listener, api_router)
@@ -125,7 +152,7 @@ pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
             .context("serving the api listener")
     });
 
-    let http_router = otlp::http_router(store.clone());
+    let http_router = otlp::http_router(intake.clone());
     let http_stop = stopped(stop_rx.clone());
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, http_router)
@@ -134,8 +161,8 @@ pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
             .context("serving the otlp-http listener")
     });
 
-    let grpc_service = otlp::GrpcIntake::new(store.clone()).into_server();
-    let grpc_stop = stopped(stop_rx);
+    let grpc_service = otlp::GrpcIntake::new(intake).into_server();
+    let grpc_stop = stopped(stop_rx.clone());
     let grpc_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(grpc_service)
@@ -147,18 +174,31 @@ pub async fn start(config: DeskConfig) -> anyhow::Result<RunningDesk> {
             .context("serving the otlp-grpc listener")
     });
 
-    tracing::info!(%api_addr, %otlp_grpc_addr, %otlp_http_addr, max_spans = config.max_spans, max_bytes = config.max_bytes, "trace desk listening");
+    let mut tasks = vec![
+        ("api", api_task),
+        ("otlp-http", http_task),
+        ("otlp-grpc", grpc_task),
+    ];
+    if let Some(p) = persist.clone() {
+        let compactor_stop = stopped(stop_rx);
+        tasks.push((
+            "compactor",
+            tokio::spawn(async move {
+                p.run_compactor(compactor_stop).await;
+                Ok(())
+            }),
+        ));
+    }
+
+    tracing::info!(%api_addr, %otlp_grpc_addr, %otlp_http_addr, max_spans = config.max_spans, max_bytes = config.max_bytes, data_dir = ?config.persist.as_ref().map(|p| &p.dir), "trace desk listening");
     Ok(RunningDesk {
         api_addr,
         otlp_grpc_addr,
         otlp_http_addr,
         store,
+        persist,
         stop,
-        tasks: vec![
-            ("api", api_task),
-            ("otlp-http", http_task),
-            ("otlp-grpc", grpc_task),
-        ],
+        tasks,
     })
 }
 

@@ -16,21 +16,22 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message as _;
 
-use crate::store::{IngestOutcome, Store};
+use crate::persist::{Intake, PersistError};
+use crate::store::IngestOutcome;
 
 /// Largest accepted request body (HTTP, after decompression) and gRPC message.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// The gRPC `TraceService` implementation backed by a [`Store`].
+/// The gRPC `TraceService` implementation backed by an [`Intake`].
 #[derive(Debug, Clone)]
 pub struct GrpcIntake {
-    store: Store,
+    intake: Intake,
 }
 
 impl GrpcIntake {
-    /// An intake writing into `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// An intake writing through `intake`.
+    pub fn new(intake: Intake) -> Self {
+        Self { intake }
     }
 
     /// The tonic service, with gzip accepted and a 16 MiB decode limit.
@@ -56,7 +57,11 @@ impl TraceService for GrpcIntake {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let outcome = self.store.ingest(request.into_inner().resource_spans);
+        let outcome = self
+            .intake
+            .accept(request.into_inner(), None)
+            .await
+            .map_err(|e| tonic::Status::unavailable(unavailable_message(&e)))?;
         tracing::debug!(
             accepted = outcome.accepted,
             rejected = outcome.rejected,
@@ -64,6 +69,11 @@ impl TraceService for GrpcIntake {
         );
         Ok(tonic::Response::new(response_for(&outcome)))
     }
+}
+
+/// The message of a retryable refusal: the export was not kept.
+fn unavailable_message(e: &PersistError) -> String {
+    format!("the export was not stored, retry: {e}")
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses.
@@ -87,12 +97,12 @@ const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 
 /// The OTLP/HTTP router (`POST /v1/traces`).
-pub fn http_router(store: Store) -> Router {
+pub fn http_router(intake: Intake) -> Router {
     Router::new()
         .route("/v1/traces", post(export_http))
         // The handler reads the body with its own limit, to answer 413 in OTLP's shape and count it.
         .layer(DefaultBodyLimit::disable())
-        .with_state(store)
+        .with_state(intake)
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -105,8 +115,14 @@ fn media_type(headers: &HeaderMap) -> String {
 }
 
 fn error_response(status: StatusCode, encoding: Encoding, message: String) -> Response {
-    // gRPC code 3 = INVALID_ARGUMENT (the OTLP spec's choice for bad payloads).
-    let rpc = RpcStatus { code: 3, message };
+    // gRPC code 3 = INVALID_ARGUMENT (the OTLP spec's choice for bad payloads), 14 = UNAVAILABLE
+    // (retryable, with 503).
+    let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+        14
+    } else {
+        3
+    };
+    let rpc = RpcStatus { code, message };
     match encoding {
         Encoding::Protobuf => (
             status,
@@ -148,7 +164,8 @@ fn gunzip(body: &[u8]) -> Result<Vec<u8>, BodyError> {
     Ok(out)
 }
 
-async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Body) -> Response {
+async fn export_http(State(intake): State<Intake>, headers: HeaderMap, body: Body) -> Response {
+    let store = intake.store();
     let encoding = match media_type(&headers).as_str() {
         PROTOBUF | "application/protobuf" => Encoding::Protobuf,
         JSON => Encoding::Json,
@@ -210,7 +227,18 @@ async fn export_http(State(store): State<Store>, headers: HeaderMap, body: Body)
         Ok(r) => r,
         Err(msg) => return error_response(StatusCode::BAD_REQUEST, encoding, msg),
     };
-    let outcome = store.ingest(request.resource_spans);
+    // Protobuf bodies go to the WAL as received instead of being encoded again.
+    let encoded = (encoding == Encoding::Protobuf).then(|| raw.to_vec());
+    let outcome = match intake.accept(request, encoded).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                encoding,
+                unavailable_message(&e),
+            );
+        }
+    };
     tracing::debug!(
         accepted = outcome.accepted,
         rejected = outcome.rejected,

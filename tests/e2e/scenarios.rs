@@ -391,3 +391,122 @@ async fn noisy_neighbour_makes_an_ordinary_insert_wait_on_a_lock() {
     healed(&fleet).await;
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overloaded_orders_are_shed_at_once_and_say_so_in_the_trace() {
+    let fleet = fleet_with("overloaded-orders", None).await;
+    // A burst of checkouts at once: each admitted order waits 300 ms on the provider, so with
+    // two in flight at order-api the rest arrive to a full service.
+    const BURST: usize = 8;
+    let url = format!("{}/checkout", fleet.gateway());
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..BURST {
+        let url = url.clone();
+        burst.spawn(async move {
+            let body = order_body(
+                &format!("burst{i}@example.com"),
+                &[("TEA-SENCHA", 1)],
+                CARD_OK,
+            );
+            post_json(&url, &body, &[]).await
+        });
+    }
+    let replies = burst.join_all().await;
+    let served = replies.iter().filter(|r| r.status == 201).count();
+    let shed: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(
+        served + shed.len(),
+        BURST,
+        "each checkout is served or shed: {:?}",
+        replies
+            .iter()
+            .map(|r| (r.status, &r.body))
+            .collect::<Vec<_>>()
+    );
+    assert!(served >= 1, "the first orders in are served");
+    assert!(
+        shed.len() >= BURST / 2,
+        "at most two in flight: {} of {BURST} shed",
+        shed.len()
+    );
+    for reply in &shed {
+        assert_eq!(reply.body["error"]["code"], "overloaded", "{}", reply.body);
+        assert_eq!(reply.headers["retry-after"], "1");
+        let spans = wait_for_trace(fleet.desk(), &reply.trace_id(), 3).await;
+        let root = find(&spans, "api-gateway", "POST /checkout");
+        assert_eq!(root.status, "STATUS_CODE_ERROR", "{}", describe(&spans));
+        assert_eq!(
+            root.attr("http.response.status_code").as_deref(),
+            Some("503")
+        );
+        let call = spans
+            .iter()
+            .find(|s| {
+                (s.service.as_str(), s.name.as_str(), s.kind.as_str())
+                    == ("api-gateway", "POST /orders", "SPAN_KIND_CLIENT")
+            })
+            .unwrap_or_else(|| panic!("the gateway's call to order-api:\n{}", describe(&spans)));
+        assert_eq!(
+            call.attr("http.response.status_code").as_deref(),
+            Some("503")
+        );
+        assert_eq!(
+            call.attr("http.response.header.retry-after").as_deref(),
+            Some("1")
+        );
+        let server = find(&spans, "order-api", "POST /orders");
+        assert_eq!(
+            server.parent_span_id.as_deref(),
+            Some(call.span_id.as_str())
+        );
+        assert_eq!(server.status, "STATUS_CODE_ERROR");
+        assert_eq!(server.attr("error.type").as_deref(), Some("overloaded"));
+        assert_eq!(
+            server.attr("http.response.header.retry-after").as_deref(),
+            Some("1")
+        );
+        assert!(
+            server.events.contains(&"fault.injected".to_owned()),
+            "the lowered limit is evidence on the span"
+        );
+        assert!(
+            spans
+                .iter()
+                .all(|s| s.parent_span_id.as_deref() != Some(server.span_id.as_str())),
+            "refused before any work: no children\n{}",
+            describe(&spans)
+        );
+        assert!(
+            server.duration_ms() < 300.0,
+            "refused at once, not after the provider's 300 ms: {} ms",
+            server.duration_ms()
+        );
+    }
+    // The scenario's TraceQL finds exactly the shed checkouts.
+    let traceql = fleet::scenario::SCENARIOS
+        .iter()
+        .find(|s| s.name == "overloaded-orders")
+        .expect("scenario")
+        .traceql;
+    let found = reqwest::Client::new()
+        .get(format!("{}/api/search", fleet.desk()))
+        .query(&[("q", traceql), ("limit", "100")])
+        .send()
+        .await
+        .expect("search")
+        .json::<serde_json::Value>()
+        .await
+        .expect("search JSON");
+    let mut found: Vec<String> = found["traces"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{found}"))
+        .iter()
+        .map(|t| format!("{:0>32}", t["traceID"].as_str().expect("traceID")))
+        .collect();
+    let mut expected: Vec<String> = shed.iter().map(|r| r.trace_id()).collect();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected, "{traceql}");
+    healed(&fleet).await;
+    fleet.stop().await;
+}

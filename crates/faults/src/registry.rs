@@ -246,6 +246,21 @@ impl Faults {
         })
     }
 
+    /// The per-request hook for [`fleet_server_kit::InFlightLimit::lowered_by`]: `point`'s
+    /// `max_in_flight` when it fires for this request (armed or from baggage), so arming
+    /// `order.shed:max_in_flight=2` makes order-api shed past two requests in flight. Asked
+    /// from inside the server span, so a request it applied to carries `fault.injected`.
+    pub fn in_flight_limit(
+        &self,
+        point: FaultPoint,
+    ) -> impl Fn() -> Option<usize> + Send + Sync + use<> {
+        let faults = self.clone();
+        move || {
+            let limit = faults.check(point)?.spec.max_in_flight?;
+            usize::try_from(limit).ok()
+        }
+    }
+
     /// Like [`Faults::check`], for a process that keeps no trace context (the external
     /// provider): the baggage is read straight from the request headers.
     pub fn check_headers(&self, point: FaultPoint, headers: &http::HeaderMap) -> Option<Injection> {
@@ -301,6 +316,25 @@ mod tests {
             "a refused change leaves the armed set alone"
         );
         assert!(faults.owned_points().contains(&"order.lookup"));
+    }
+
+    #[test]
+    fn in_flight_limit_is_the_armed_max_in_flight_and_nothing_else() {
+        let faults = Faults::new("order-api", POINTS, false, false, None);
+        let limit = faults.in_flight_limit(DB);
+        assert_eq!(limit(), None, "not armed");
+        faults
+            .replace(parse_faults("order.db:latency=1s").unwrap())
+            .unwrap();
+        assert_eq!(limit(), None, "armed without max_in_flight");
+        faults
+            .replace(parse_faults("order.db:max_in_flight=2").unwrap())
+            .unwrap();
+        assert_eq!(limit(), Some(2));
+        faults
+            .replace(parse_faults("order.db:max_in_flight=2,p=0").unwrap())
+            .unwrap();
+        assert_eq!(limit(), None, "p=0 never applies it");
     }
 
     #[test]

@@ -28,6 +28,9 @@ impl Limits {
     /// What payment-api uses when `mode=retry` names no `retries`/`backoff`.
     pub const DEFAULT_RETRIES: u32 = 3;
     pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(100);
+    /// `max_in_flight` at least 1: a limit of 0 would shed every request, a dead service
+    /// rather than an overloaded one. (It can only lower the start-up `MAX_IN_FLIGHT`.)
+    pub const MIN_IN_FLIGHT: u32 = 1;
 }
 
 const MODES: &[&str] = &["sequential", "n_plus_one", "drop_context", "retry"];
@@ -67,6 +70,10 @@ pub struct FaultSpec {
         with = "opt_duration"
     )]
     pub backoff: Option<Duration>,
+    /// A lower limit on requests in flight (a `*.shed` point): past it the service sheds,
+    /// 503 `overloaded` (gRPC `UNAVAILABLE`), as it does past `MAX_IN_FLIGHT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     /// Probability that a request is affected, 0–1 (default 1).
     #[serde(default = "one", rename = "p")]
     pub probability: f64,
@@ -104,7 +111,7 @@ pub enum FaultError {
     #[error("fault point {0:?}: a point is lowercase words joined by dots, e.g. order.db")]
     BadPoint(String),
     #[error(
-        "{point}: unknown setting {key:?} (latency, jitter, error, timeout, mode, retries, backoff, p)"
+        "{point}: unknown setting {key:?} (latency, jitter, error, timeout, mode, retries, backoff, max_in_flight, p)"
     )]
     UnknownSetting { point: String, key: String },
     #[error("{point}: {key}={value:?}: {reason}")]
@@ -114,7 +121,7 @@ pub enum FaultError {
         value: String,
         reason: String,
     },
-    #[error("{point}: arms nothing (give latency, error, timeout or mode)")]
+    #[error("{point}: arms nothing (give latency, error, timeout, mode or max_in_flight)")]
     Empty { point: String },
 }
 
@@ -230,6 +237,16 @@ impl FaultSpec {
                 format!("one of {}", MODES.join(", ")),
             ));
         }
+        if let Some(n) = self.max_in_flight
+            && n < Limits::MIN_IN_FLIGHT
+        {
+            return Err(bad(
+                point,
+                "max_in_flight",
+                &n.to_string(),
+                format!("at least {}", Limits::MIN_IN_FLIGHT),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.probability) || self.probability.is_nan() {
             return Err(bad(
                 point,
@@ -242,6 +259,7 @@ impl FaultSpec {
             && self.error.is_none()
             && self.timeout.is_none()
             && self.mode.is_none()
+            && self.max_in_flight.is_none()
         {
             return Err(FaultError::Empty {
                 point: point.into(),
@@ -291,6 +309,13 @@ pub fn parse_faults(text: &str) -> Result<BTreeMap<String, FaultSpec>, FaultErro
                     )
                 }
                 "mode" => spec.mode = Some(value.to_owned()),
+                "max_in_flight" => {
+                    spec.max_in_flight = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad(point, key, value, "a whole number of at least 1"))?,
+                    )
+                }
                 "p" => {
                     spec.probability = value
                         .parse()
@@ -335,6 +360,9 @@ impl fmt::Display for FaultSpec {
         }
         if let Some(v) = self.backoff {
             parts.push(format!("backoff={}", d(v)));
+        }
+        if let Some(v) = self.max_in_flight {
+            parts.push(format!("max_in_flight={v}"));
         }
         if self.probability < 1.0 {
             parts.push(format!("p={}", self.probability));
@@ -413,6 +441,17 @@ mod tests {
             parse_faults("payment.retry:mode=retry,retries=99"),
             Err(FaultError::BadValue { .. })
         ));
+        assert!(matches!(
+            parse_faults("order.shed:max_in_flight=0"),
+            Err(FaultError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse_faults("order.shed:max_in_flight=-1"),
+            Err(FaultError::BadValue { .. })
+        ));
+        let at_edge = parse_faults("order.shed:max_in_flight=1").unwrap();
+        assert_eq!(at_edge["order.shed"].max_in_flight, Some(1));
+        assert_eq!(at_edge["order.shed"].to_string(), "max_in_flight=1");
         assert!(parse_faults("").unwrap().is_empty());
     }
 }

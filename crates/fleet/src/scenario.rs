@@ -99,6 +99,16 @@ pub const SCENARIOS: &[Scenario] = &[
         waterfall: "INSERT orders waits on the lock: long, yet its query text is the ordinary one",
         traceql: r#"{ span.db.operation.name = "INSERT" && duration > 200ms }"#,
     },
+    Scenario {
+        name: "overloaded-orders",
+        breaks: "order-api serves at most two orders at once while each waits on a slow provider, and refuses the rest at once (load shedding)",
+        faults: &[
+            "order.shed:max_in_flight=2",
+            "payment.provider:latency=300ms",
+        ],
+        waterfall: "a short red POST /orders SERVER span in order-api with no children (503, error.type=overloaded, Retry-After) under the gateway's red POST /checkout",
+        traceql: r#"{ name = "POST /checkout" && status = error } >> { span.error.type = "overloaded" }"#,
+    },
 ];
 
 #[derive(Args, Debug, Clone)]
@@ -439,7 +449,7 @@ mod tests {
 
     #[test]
     fn every_scenario_parses_and_names_points_that_exist() {
-        assert_eq!(SCENARIOS.len(), 10);
+        assert_eq!(SCENARIOS.len(), 11);
         for s in SCENARIOS {
             for fault in s.faults {
                 let parsed =

@@ -18,4 +18,6 @@ pub use runtime::{
     DEFAULT_MAX_BLOCKING_THREADS, DEFAULT_WORKER_THREADS, RuntimeSize, block_on_service,
 };
 pub use serve::{Readiness, bind, env_or, health_router, shutdown_signal};
-pub use shed::{DEFAULT_MAX_IN_FLIGHT, OVERLOADED, max_in_flight_from_env};
+pub use shed::{
+    DEFAULT_MAX_IN_FLIGHT, InFlightLimit, LowerLimit, OVERLOADED, max_in_flight_from_env,
+};

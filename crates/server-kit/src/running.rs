@@ -35,13 +35,13 @@ impl Running {
         listener: TcpListener,
         app: Router,
         metrics: Metrics,
-        max_in_flight: usize,
+        max_in_flight: impl Into<crate::InFlightLimit>,
         traced: bool,
         after_stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let app = crate::serve::with_fleet_layers(app, &metrics, max_in_flight, traced);
+        let app = crate::serve::with_fleet_layers(app, &metrics, max_in_flight.into(), traced);
         let graceful = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -175,7 +175,7 @@ async fn decode_errors_are_invalid_argument(
 pub(crate) fn with_fleet_layers(
     app: Router,
     metrics: &Metrics,
-    max_in_flight: usize,
+    max_in_flight: crate::InFlightLimit,
     traced: bool,
 ) -> Router {
     let app = app

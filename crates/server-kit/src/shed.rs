@@ -4,15 +4,19 @@
 //!
 //! Unlike tower's `ConcurrencyLimit`, which makes the request wait for a slot (and so grows the
 //! queue, and the memory, with the overload), this never waits.
+//!
+//! The limit can be lowered at run time per request (an [`InFlightLimit::lowered_by`] hook: the
+//! services use a fault point, `order.shed:max_in_flight=2`), so a scenario can show shedding
+//! with a handful of requests instead of hundreds.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::Semaphore;
 
 use crate::ApiError;
 use crate::metrics::{Counter, Metrics};
@@ -43,38 +47,87 @@ pub fn max_in_flight_from_env() -> anyhow::Result<usize> {
     }
 }
 
+/// Asked once per request: a limit lower than the start-up one for this request, if any.
+pub type LowerLimit = Arc<dyn Fn() -> Option<usize> + Send + Sync>;
+
+/// How many requests a service serves at once: `MAX_IN_FLIGHT` from start-up, optionally
+/// lowered at run time (never raised) by a hook. A bare `usize` converts into it.
+#[derive(Clone)]
+pub struct InFlightLimit {
+    max: usize,
+    lower: Option<LowerLimit>,
+}
+
+impl InFlightLimit {
+    pub fn new(max: usize) -> Self {
+        Self { max, lower: None }
+    }
+
+    /// `lower` is asked per request; a limit it returns applies to that request when it is
+    /// below the start-up one (at least 1 is kept, so a lowered limit still serves).
+    pub fn lowered_by(mut self, lower: impl Fn() -> Option<usize> + Send + Sync + 'static) -> Self {
+        self.lower = Some(Arc::new(lower));
+        self
+    }
+
+    /// The limit for the request being admitted now.
+    fn now(&self) -> usize {
+        match self.lower.as_ref().and_then(|lower| lower()) {
+            Some(lowered) => lowered.clamp(1, self.max),
+            None => self.max,
+        }
+    }
+}
+
+impl From<usize> for InFlightLimit {
+    fn from(max: usize) -> Self {
+        Self::new(max)
+    }
+}
+
 /// The shedding layer's state: one per started service, shared by all its routes.
 #[derive(Clone)]
 pub(crate) struct Shedder {
-    limit: usize,
-    permits: Arc<Semaphore>,
+    limit: InFlightLimit,
+    /// Requests admitted and not yet answered (plus, for an instant, one being refused).
+    admitted: Arc<AtomicUsize>,
     in_flight: Gauge,
     shed: Counter,
 }
 
 impl Shedder {
     /// A limit of `limit` requests in flight, its counters registered in `metrics`.
-    pub(crate) fn new(limit: usize, metrics: &Metrics) -> Self {
-        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+    pub(crate) fn new(mut limit: InFlightLimit, metrics: &Metrics) -> Self {
+        limit.max = limit.max.max(1);
+        let max = limit.max;
         let shed = metrics.counter(
             "requests_shed",
             &format!(
                 "Requests answered at once with 503 overloaded (gRPC UNAVAILABLE) because \
-                 {limit} were already in flight (MAX_IN_FLIGHT)"
+                 {max} (MAX_IN_FLIGHT, or less when lowered at run time) were already in flight"
             ),
         );
         let in_flight = Gauge::default();
         metrics.register_gauge(
             "requests_in_flight",
-            &format!("Requests being served now; past {limit} (MAX_IN_FLIGHT) they are shed"),
+            &format!("Requests being served now; past {max} (MAX_IN_FLIGHT) they are shed"),
             &in_flight,
         );
         Self {
             limit,
-            permits: Arc::new(Semaphore::new(limit)),
+            admitted: Arc::new(AtomicUsize::new(0)),
             in_flight,
             shed,
         }
+    }
+}
+
+/// Gives the slot back however the request ends (answered, refused, or dropped mid-way).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -97,10 +150,15 @@ pub(crate) async fn shed_past_limit(
     if NEVER_SHED.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let Ok(_permit) = shedder.permits.clone().try_acquire_owned() else {
+    let limit = shedder.limit.now();
+    // Take a slot, then look: admitted only if fewer than `limit` were in flight before it, so
+    // the limit holds exactly (a lowered limit too) without a lock.
+    let before = shedder.admitted.fetch_add(1, Ordering::AcqRel);
+    let _slot = Slot(shedder.admitted.clone());
+    if before >= limit {
         shedder.shed.inc();
-        return overloaded(shedder.limit, is_grpc(req.headers()));
-    };
+        return overloaded(limit, is_grpc(req.headers()));
+    }
     shedder.in_flight.inc();
     let _in_flight = InFlight(shedder.in_flight.clone());
     next.run(req).await

@@ -9,13 +9,18 @@ use std::time::Duration;
 
 use axum::routing::post;
 use fleet_server_kit::metrics::sample;
-use fleet_server_kit::{Metrics, Running};
+use fleet_server_kit::{InFlightLimit, Metrics, Running};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 const LIMIT: usize = 2;
 
 /// A service whose `POST /hold` waits until the test opens the gate.
 async fn start(gate: Arc<Semaphore>) -> Running {
+    start_limited(gate, LIMIT.into()).await
+}
+
+async fn start_limited(gate: Arc<Semaphore>, limit: InFlightLimit) -> Running {
     let listener = fleet_server_kit::bind("127.0.0.1:0", "kit-test")
         .await
         .unwrap();
@@ -25,7 +30,11 @@ async fn start(gate: Arc<Semaphore>) -> Running {
             post(move || {
                 let gate = gate.clone();
                 async move {
-                    let _open = gate.acquire().await;
+                    // One permit lets one request through, once (so a test opens the gate
+                    // for exactly the requests it means to).
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
                     "done"
                 }
             }),
@@ -35,7 +44,7 @@ async fn start(gate: Arc<Semaphore>) -> Running {
         listener,
         app,
         Metrics::new("kit-test"),
-        LIMIT,
+        limit,
         true,
         async {},
     )
@@ -144,6 +153,10 @@ async fn the_limit_is_served_and_one_more_is_shed_at_once() {
         attr(errors[0], "http.response.status_code").as_deref(),
         Some("503")
     );
+    assert_eq!(
+        attr(errors[0], "http.response.header.retry-after").as_deref(),
+        Some("1")
+    );
     assert_eq!(ok.len(), LIMIT + 1);
     assert!(ok.iter().all(|s| attr(s, "error.type").is_none()));
     // The gRPC one: an RPC span (named by its path), UNAVAILABLE, the same error.type.
@@ -155,4 +168,77 @@ async fn the_limit_is_served_and_one_more_is_shed_at_once() {
         attr(&rpc[0], "rpc.status_code").as_deref(),
         Some("UNAVAILABLE")
     );
+}
+
+/// Holds `n` requests and checks the next one is shed with `limit` in its message.
+async fn hold_n_then_shed(
+    client: &reqwest::Client,
+    running: &Running,
+    n: usize,
+    limit: usize,
+) -> Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>> {
+    let held: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(hold(client, running).send()))
+        .collect();
+    until_in_flight(running, n as u64).await;
+    let shed = tokio::time::timeout(Duration::from_secs(5), hold(client, running).send())
+        .await
+        .expect("a shed request is answered at once")
+        .unwrap();
+    assert_eq!(shed.status(), 503);
+    let body: serde_json::Value = shed.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("more than {limit} requests in flight")),
+        "{body}"
+    );
+    held
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_lowered_at_run_time_sheds_past_it_and_never_raises_the_start_up_one() {
+    // 0: not lowered; otherwise the lowered limit, as a fault point would give it.
+    let lowered = Arc::new(AtomicUsize::new(0));
+    let hook = lowered.clone();
+    let limit = InFlightLimit::new(LIMIT).lowered_by(move || {
+        let n = hook.load(Ordering::SeqCst);
+        (n > 0).then_some(n)
+    });
+    let gate = Arc::new(Semaphore::new(0));
+    let running = start_limited(gate.clone(), limit).await;
+    let client = reqwest::Client::new();
+
+    // Lowered to 1: one held, the second shed.
+    lowered.store(1, Ordering::SeqCst);
+    let held = hold_n_then_shed(&client, &running, 1, 1).await;
+    assert_eq!(series(&running, "fleet_requests_shed_total").await, 1);
+    gate.add_permits(1);
+    for held in held {
+        assert_eq!(held.await.unwrap().unwrap().status(), 200);
+    }
+    until_in_flight(&running, 0).await;
+
+    // "Lowered" to 100 is no raise: the start-up 2 still holds.
+    lowered.store(100, Ordering::SeqCst);
+    let held = hold_n_then_shed(&client, &running, LIMIT, LIMIT).await;
+    assert_eq!(series(&running, "fleet_requests_shed_total").await, 2);
+    gate.add_permits(LIMIT);
+    for held in held {
+        assert_eq!(held.await.unwrap().unwrap().status(), 200);
+    }
+    until_in_flight(&running, 0).await;
+
+    // Back to none: two served at once again.
+    lowered.store(0, Ordering::SeqCst);
+    gate.add_permits(LIMIT);
+    let (a, b) = tokio::join!(
+        hold(&client, &running).send(),
+        hold(&client, &running).send()
+    );
+    assert_eq!(a.unwrap().status(), 200);
+    assert_eq!(b.unwrap().status(), 200);
+    assert_eq!(series(&running, "fleet_requests_shed_total").await, 2);
+    running.shutdown().await.unwrap();
 }

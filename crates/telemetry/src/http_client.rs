@@ -121,6 +121,7 @@ impl TracedClient {
             network.protocol.version = Empty,
             http.response.status_code = Empty,
             http.request.resend_count = (resend_count > 0).then_some(i64::from(resend_count)),
+            "http.response.header.retry-after" = Empty,
             error.type = Empty,
         );
         propagation::inject(&span.context(), request.headers_mut());
@@ -135,6 +136,7 @@ impl TracedClient {
             Ok(response) => {
                 let status = response.status();
                 span.record("http.response.status_code", i64::from(status.as_u16()));
+                crate::server::record_retry_after(&span, response.headers());
                 span.record(
                     "network.protocol.version",
                     match response.version() {

@@ -93,6 +93,7 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
     } else {
         let status = response.status();
         span.record("http.response.status_code", i64::from(status.as_u16()));
+        record_retry_after(&span, response.headers());
         if status.is_server_error() {
             span.record("error.type", named.unwrap_or(status.as_str()));
             span.record("otel.status_code", "ERROR");
@@ -112,6 +113,17 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// `Retry-After` (a shed request's 503, a 409) as the conventions' opt-in
+/// `http.response.header.retry-after`: in a waterfall it tells "refused, come back" from a crash.
+pub(crate) fn record_retry_after(span: &tracing::Span, headers: &http::HeaderMap) {
+    if let Some(value) = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("http.response.header.retry-after", value);
+    }
 }
 
 fn is_grpc(headers: &http::HeaderMap) -> bool {
@@ -204,6 +216,7 @@ fn http_span(req: &Request) -> tracing::Span {
         network.peer.port = Empty,
         user_agent.original = Empty,
         http.response.status_code = Empty,
+        "http.response.header.retry-after" = Empty,
         error.type = Empty,
     );
     if method == "_OTHER" {

@@ -27,10 +27,11 @@ pub const BACKGROUND_DEADLINE: std::time::Duration = std::time::Duration::from_s
 #[cfg(feature = "server")]
 pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Result<Running> {
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let max_in_flight = config.max_in_flight;
     let background = tokio_util::task::TaskTracker::new();
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
     faults.count_in(&metrics);
+    let max_in_flight = fleet_server_kit::InFlightLimit::new(config.max_in_flight)
+        .lowered_by(faults.in_flight_limit(server::SHED));
     let app = server::router(&config, faults, background.clone())?;
     let dropped = metrics.counter(
         "gateway_emails_dropped_at_stop",

@@ -30,7 +30,11 @@ pub const NOTIFICATION: FaultPoint = FaultPoint {
     name: "gateway.notification",
     about: "the confirmation email: latency or an error; mode=sequential makes the reply wait for it",
 };
-pub const FAULT_POINTS: &[FaultPoint] = &[ORDERS, NOTIFICATION];
+pub const SHED: FaultPoint = FaultPoint {
+    name: "gateway.shed",
+    about: "max_in_flight=N lowers the load-shedding limit (MAX_IN_FLIGHT): past N requests in flight, 503 overloaded with Retry-After at once",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[ORDERS, NOTIFICATION, SHED];
 
 const ORDER_API: &str = "order-api";
 

@@ -23,8 +23,10 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME).with_grpc(server::MAX_MESSAGE_BYTES);
     faults.count_in(&metrics);
+    let max_in_flight = fleet_server_kit::InFlightLimit::new(config.max_in_flight)
+        .lowered_by(faults.in_flight_limit(server::SHED));
     let app = server::router(&config, faults, &metrics).await;
-    Running::spawn(listener, app, metrics, config.max_in_flight, true, async {})
+    Running::spawn(listener, app, metrics, max_in_flight, true, async {})
 }
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until

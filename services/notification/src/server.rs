@@ -27,7 +27,11 @@ pub const SEND: FaultPoint = FaultPoint {
     name: "notification.send",
     about: "sending the email: latency (a slow mail server) or an error",
 };
-pub const FAULT_POINTS: &[FaultPoint] = &[SEND];
+pub const SHED: FaultPoint = FaultPoint {
+    name: "notification.shed",
+    about: "max_in_flight=N lowers the load-shedding limit (MAX_IN_FLIGHT): past N requests in flight, UNAVAILABLE at once",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[SEND, SHED];
 
 /// Largest `SendEmail` message accepted (tonic's default is 4 MiB, which held 2,000,000 empty
 /// lines); bigger ones are refused with `OUT_OF_RANGE` before they are decoded.

@@ -32,9 +32,10 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     };
     tracing::info!(database = store.system(), "database ready");
     let listener = fleet_server_kit::bind(&config.listen_addr, SERVICE_NAME).await?;
-    let max_in_flight = config.max_in_flight;
     let metrics = fleet_server_kit::Metrics::new(SERVICE_NAME);
     faults.count_in(&metrics);
+    let max_in_flight = fleet_server_kit::InFlightLimit::new(config.max_in_flight)
+        .lowered_by(faults.in_flight_limit(server::SHED));
     let counters = server::OrderCounters::register(&metrics);
     let reconciler = reconcile::Reconciler {
         store: store.clone(),

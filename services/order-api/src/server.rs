@@ -43,7 +43,11 @@ pub const PAYMENT: FaultPoint = FaultPoint {
     name: "order.payment",
     about: "the gRPC call to payment-api: mode=drop_context stops traceparent; timeout shortens its deadline",
 };
-pub const FAULT_POINTS: &[FaultPoint] = &[DB, DB_LOCK, DB_POOL, LOOKUP, PAYMENT];
+pub const SHED: FaultPoint = FaultPoint {
+    name: "order.shed",
+    about: "max_in_flight=N lowers the load-shedding limit (MAX_IN_FLIGHT): past N requests in flight, 503 overloaded with Retry-After at once",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[DB, DB_LOCK, DB_POOL, LOOKUP, PAYMENT, SHED];
 
 const CURRENCY: &str = "USD";
 const PAYMENT_API: &str = "payment-api";

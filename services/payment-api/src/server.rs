@@ -20,7 +20,11 @@ pub const RETRY: FaultPoint = FaultPoint {
     name: "payment.retry",
     about: "mode=retry: retry failed provider calls (retries=N, backoff=D, doubling)",
 };
-pub const FAULT_POINTS: &[FaultPoint] = &[CHARGE, RETRY];
+pub const SHED: FaultPoint = FaultPoint {
+    name: "payment.shed",
+    about: "max_in_flight=N lowers the load-shedding limit (MAX_IN_FLIGHT): past N requests in flight, UNAVAILABLE at once",
+};
+pub const FAULT_POINTS: &[FaultPoint] = &[CHARGE, RETRY, SHED];
 
 pub struct Payments {
     provider: ProviderClient,

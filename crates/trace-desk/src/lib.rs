@@ -12,6 +12,7 @@ pub mod metrics_query;
 pub mod otlp;
 pub mod search;
 pub mod store;
+pub mod summary;
 pub mod trace_view;
 pub mod traceql;
 

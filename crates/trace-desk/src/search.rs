@@ -1,13 +1,14 @@
 //! Tempo search (`/api/search`) over the in-memory store: legacy `tags`
 //! (logfmt), duration bounds, time window, limit, spans per spanset.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::{Map, Value, json};
 
 use crate::jsonpb;
 use crate::store::{Store, StoredSpan, TraceId};
+use crate::summary::Need;
 pub use crate::trace_view::{root_span, status_text};
 pub use crate::traceql::parse_go_duration;
 use crate::traceql::{self, eval};
@@ -247,7 +248,6 @@ pub fn trace_id_hex(id: &TraceId) -> String {
 }
 
 struct Hit {
-    start_ns: u64,
     value: Value,
 }
 
@@ -334,19 +334,7 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
         .map(|s| s.span.end_time_unix_nano.max(s.span.start_time_unix_nano))
         .max()?;
     let duration_ns = end_ns.saturating_sub(start_ns);
-    if let Some(end) = params.end
-        && start_ns >= end.saturating_add(1).saturating_mul(NANOS_PER_SEC)
-    {
-        return None;
-    }
-    if let Some(start) = params.start
-        && end_ns < start.saturating_mul(NANOS_PER_SEC)
-    {
-        return None;
-    }
-    if params.min_duration_ns.is_some_and(|min| duration_ns < min)
-        || params.max_duration_ns.is_some_and(|max| duration_ns > max)
-    {
+    if !in_window(start_ns, end_ns, params) {
         return None;
     }
     let mut matched: Vec<&StoredSpan> = spans
@@ -453,7 +441,6 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
         .collect();
     trace.insert("serviceStats".into(), Value::Object(stats));
     Some(Hit {
-        start_ns,
         value: Value::Object(trace),
     })
 }
@@ -494,38 +481,124 @@ pub fn out_of_time(store: &Store, budget: std::time::Duration) -> SearchOutcome 
     }
 }
 
-/// Runs a search, inspecting traces (oldest received first) until `deadline`. Past it, the
-/// answer holds the matches found so far and says so the way Tempo's streaming search does:
-/// `metrics.completedJobs < metrics.totalJobs` (one job per trace here), plus `partial: true`
-/// and a `partialReason` for readers that look for a flag.
+/// True when a trace from `start_ns` to `end_ns` is in the search's time window and duration
+/// bounds.
+fn in_window(start_ns: u64, end_ns: u64, params: &SearchParams) -> bool {
+    let duration_ns = end_ns.saturating_sub(start_ns);
+    !(params
+        .end
+        .is_some_and(|end| start_ns >= end.saturating_add(1).saturating_mul(NANOS_PER_SEC))
+        || params
+            .start
+            .is_some_and(|start| end_ns < start.saturating_mul(NANOS_PER_SEC))
+        || params.min_duration_ns.is_some_and(|min| duration_ns < min)
+        || params.max_duration_ns.is_some_and(|max| duration_ns > max))
+}
+
+/// Whether a trace is a hit, without rendering it.
+fn is_hit(spans: &[StoredSpan], params: &SearchParams) -> bool {
+    let start_ns = spans.iter().map(|s| s.span.start_time_unix_nano).min();
+    let end_ns = spans
+        .iter()
+        .map(|s| s.span.end_time_unix_nano.max(s.span.start_time_unix_nano))
+        .max();
+    let (Some(start_ns), Some(end_ns)) = (start_ns, end_ns) else {
+        return false;
+    };
+    if !in_window(start_ns, end_ns, params) {
+        return false;
+    }
+    if !params.tags.is_empty()
+        && !spans
+            .iter()
+            .any(|s| params.tags.iter().all(|(k, v)| tag_matches(s, k, v)))
+    {
+        return false;
+    }
+    match &params.query {
+        Some(query) => !eval::run(query, &eval::TraceView::new(spans)).is_empty(),
+        None => true,
+    }
+}
+
+/// Runs a search until `deadline`. The answer is the newest `limit` matching traces (by
+/// earliest span start, later arrivals first among equal starts), found in three steps:
+/// 1. under the store's lock, only each trace's [`TraceSummary`] is read: traces outside the
+///    time window or duration bounds, and traces the query's [`Need`] rules out, are skipped
+///    (`need = None` disables that pruning, for tests that compare answers);
+/// 2. off the lock, the remaining traces are evaluated newest first until `limit` match;
+/// 3. only those are rendered.
+///
+/// Past the deadline, the answer holds the matches found so far and says so the way Tempo's
+/// streaming search does: `metrics.completedJobs < metrics.totalJobs` (one job per trace
+/// here), plus `partial: true` and a `partialReason` for readers that look for a flag.
 pub fn search_until(
     store: &Store,
     params: &SearchParams,
     deadline: Option<std::time::Instant>,
 ) -> SearchOutcome {
-    let mut hits: Vec<Hit> = Vec::new();
-    let mut inspected: u64 = 0;
-    let snapshot = store.snapshot();
-    let total = snapshot.len() as u64;
-    let mut partial = false;
-    for (id, spans) in &snapshot {
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+    let need = params.query.as_ref().map(Need::of_query);
+    search_with(
+        store,
+        params,
+        deadline,
+        need.as_ref().or(Some(&Need::Any)),
+        true,
+    )
+}
+
+/// [`search_until`] with the pruning condition given (`None`: no summary test at all, not even
+/// the time window) and, with `early` false, every candidate evaluated; for tests that check
+/// pruning and early stopping change no answer.
+pub(crate) fn search_with(
+    store: &Store,
+    params: &SearchParams,
+    deadline: Option<std::time::Instant>,
+    need: Option<&Need>,
+    early: bool,
+) -> SearchOutcome {
+    let out_of_time = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    let late = out_of_time();
+    let (total, candidates) = if late {
+        (store.stats().traces_held, Vec::new())
+    } else {
+        store.candidates(|s| {
+            need.is_none_or(|n| in_window(s.start_ns, s.end_ns, params) && n.holds(s))
+        })
+    };
+    let mut partial = late && total > 0;
+    // The traces decided by their summary alone.
+    let mut inspected = total - candidates.len() as u64;
+    if late {
+        inspected = 0;
+    }
+    let mut queue: BinaryHeap<(u64, u64, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.start_ns, c.seq, i))
+        .collect();
+    let mut kept: Vec<usize> = Vec::new();
+    while let Some((_, _, i)) = queue.pop() {
+        if out_of_time() {
             partial = true;
             break;
         }
         inspected += 1;
-        if let Some(hit) = trace_hit(id, spans, params) {
-            hits.push(hit);
+        if kept.len() < params.limit && is_hit(&candidates[i].spans, params) {
+            kept.push(i);
+            if early && kept.len() == params.limit {
+                // Every trace left is older: none of them can be among the newest `limit`.
+                inspected += queue.len() as u64;
+                break;
+            }
         }
     }
-    // Newest first; traces were visited oldest-received first, so a stable sort
-    // keeps later arrivals ahead among equal start times after the reverse.
-    hits.reverse();
-    hits.sort_by_key(|h| std::cmp::Reverse(h.start_ns));
-    let traces: Vec<Value> = hits
-        .into_iter()
-        .take(params.limit)
-        .map(|h| h.value)
+    let traces: Vec<Value> = kept
+        .iter()
+        .filter_map(|&i| {
+            let c = &candidates[i];
+            trace_hit(&c.id, &c.spans, params).map(|h| h.value)
+        })
         .collect();
     let mut value = json!({
         "traces": traces,
@@ -539,7 +612,7 @@ pub fn search_until(
     if partial {
         value["partial"] = json!(true);
         value["partialReason"] = json!(format!(
-            "the query time budget (DESK_QUERY_TIMEOUT) ran out after inspecting {inspected} of {total} traces; the traces listed are the matches among those"
+            "the query time budget (DESK_QUERY_TIMEOUT) ran out after inspecting {inspected} of {total} traces (newest first); the traces listed are the matches among those"
         ));
     }
     SearchOutcome { value, partial }

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use crate::limits::{self, AttributeLimits, Trimmed};
+use crate::summary::{Bloom, TraceSummary};
 
 /// Default bound on the estimated bytes held in memory (256 MiB; `DESK_MAX_BYTES`).
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -136,6 +137,10 @@ struct TraceEntry {
     spans: Arc<Vec<StoredSpan>>,
     /// Estimated bytes of `spans`.
     bytes: u64,
+    /// Position in first-received order (newer traces have larger numbers).
+    seq: u64,
+    /// What search tests before reading `spans`.
+    summary: TraceSummary,
 }
 
 #[derive(Debug, Default)]
@@ -143,7 +148,29 @@ struct Inner {
     traces: HashMap<TraceId, TraceEntry>,
     /// Trace ids in first-received order; every held trace appears exactly once.
     order: VecDeque<TraceId>,
+    /// The next [`TraceEntry::seq`].
+    next_seq: u64,
     stats: StoreStats,
+}
+
+/// A held trace a search selected by its summary: shared, read without the store's lock.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The trace id.
+    pub id: TraceId,
+    /// Earliest span start ([`TraceSummary::start_ns`]).
+    pub start_ns: u64,
+    /// Position in first-received order: among equal starts, larger is newer.
+    pub seq: u64,
+    /// The spans, in received order.
+    pub spans: Arc<Vec<StoredSpan>>,
+}
+
+/// The spans of one trace in one export, gathered before the store's lock is taken.
+struct Pending {
+    spans: Vec<StoredSpan>,
+    bytes: u64,
+    summary: TraceSummary,
 }
 
 /// Thread-safe handle to the span store; clones share the same data.
@@ -220,11 +247,16 @@ impl Store {
     pub fn ingest(&self, resource_spans: Vec<ResourceSpans>) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
         let mut trimmed = Trimmed::default();
-        let mut batch: Vec<(TraceId, StoredSpan, u64)> = Vec::new();
+        // Grouped by trace (in first-seen order) before the lock is taken, so each trace's
+        // vector grows once, to its exact size, and the lock covers only the merge.
+        let mut pending: HashMap<TraceId, Pending> = HashMap::new();
+        let mut first_seen: Vec<TraceId> = Vec::new();
         for rs in resource_spans {
             let mut resource = rs.resource.unwrap_or_default();
             trimmed.add(limits::trim_resource(&mut resource, &self.limits));
             let r_bytes = limits::resource_bytes(&resource, &rs.schema_url);
+            let mut r_bloom = Bloom::default();
+            r_bloom.insert_attributes(&resource.attributes);
             let resource = Arc::new(resource);
             let resource_schema_url: Arc<str> = Arc::from(rs.schema_url.as_str());
             // Each trace is charged once for the resource and scope it shares with this export's
@@ -234,6 +266,8 @@ impl Store {
                 let mut scope = ss.scope.unwrap_or_default();
                 trimmed.add(limits::trim_scope(&mut scope, &self.limits));
                 let s_bytes = limits::scope_bytes(&scope, &ss.schema_url);
+                let mut s_bloom = Bloom::default();
+                s_bloom.insert_attributes(&scope.attributes);
                 let scope = Arc::new(scope);
                 let scope_schema_url: Arc<str> = Arc::from(ss.schema_url.as_str());
                 let mut s_traces: HashSet<TraceId> = HashSet::new();
@@ -258,28 +292,39 @@ impl Store {
                         continue;
                     }
                     trimmed.add(limits::trim_span(&mut span, &self.limits));
-                    let mut bytes = estimated_span_bytes(&span);
+                    compact(&mut span);
+                    let p = pending.entry(trace_id).or_insert_with(|| {
+                        first_seen.push(trace_id);
+                        Pending {
+                            spans: Vec::new(),
+                            bytes: 0,
+                            summary: TraceSummary::default(),
+                        }
+                    });
+                    p.bytes += estimated_span_bytes(&span);
                     if r_traces.insert(trace_id) {
-                        bytes += r_bytes;
+                        p.bytes += r_bytes;
+                        p.summary.add_shared(&r_bloom);
                     }
                     if s_traces.insert(trace_id) {
-                        bytes += s_bytes;
+                        p.bytes += s_bytes;
+                        p.summary.add_shared(&s_bloom);
                     }
-                    batch.push((
-                        trace_id,
-                        StoredSpan {
-                            resource: Arc::clone(&resource),
-                            resource_schema_url: Arc::clone(&resource_schema_url),
-                            scope: Arc::clone(&scope),
-                            scope_schema_url: Arc::clone(&scope_schema_url),
-                            span,
-                        },
-                        bytes,
-                    ));
+                    p.summary.add_span(&span);
+                    p.spans.push(StoredSpan {
+                        resource: Arc::clone(&resource),
+                        resource_schema_url: Arc::clone(&resource_schema_url),
+                        scope: Arc::clone(&scope),
+                        scope_schema_url: Arc::clone(&scope_schema_url),
+                        span,
+                    });
+                    outcome.accepted += 1;
                 }
             }
         }
-        outcome.accepted = batch.len() as u64;
+        for p in pending.values_mut() {
+            p.spans.shrink_to_fit();
+        }
 
         let mut inner = self.lock();
         let inner = &mut *inner;
@@ -289,25 +334,36 @@ impl Store {
         inner.stats.events_dropped += trimmed.events;
         inner.stats.links_dropped += trimmed.links;
         inner.stats.values_truncated += trimmed.values;
-        for (trace_id, span, bytes) in batch {
+        for trace_id in first_seen {
+            let Some(p) = pending.remove(&trace_id) else {
+                continue;
+            };
+            let n = p.spans.len() as u64;
             match inner.traces.get_mut(&trace_id) {
                 Some(entry) => {
-                    Arc::make_mut(&mut entry.spans).push(span);
-                    entry.bytes += bytes;
+                    let spans = Arc::make_mut(&mut entry.spans);
+                    spans.reserve_exact(p.spans.len());
+                    spans.extend(p.spans);
+                    entry.bytes += p.bytes;
+                    entry.summary.merge(&p.summary);
                 }
                 None => {
+                    let seq = inner.next_seq;
+                    inner.next_seq += 1;
                     inner.traces.insert(
                         trace_id,
                         TraceEntry {
-                            spans: Arc::new(vec![span]),
-                            bytes,
+                            spans: Arc::new(p.spans),
+                            bytes: p.bytes,
+                            seq,
+                            summary: p.summary,
                         },
                     );
                     inner.order.push_back(trace_id);
                 }
             }
-            inner.stats.spans_held += 1;
-            inner.stats.bytes_held += bytes;
+            inner.stats.spans_held += n;
+            inner.stats.bytes_held += p.bytes;
         }
         while inner.stats.spans_held > self.max_spans as u64
             || inner.stats.bytes_held > self.max_bytes
@@ -347,6 +403,26 @@ impl Store {
             .collect()
     }
 
+    /// The held traces whose summary passes `keep` (any order), shared, and how many traces
+    /// are held. The lock is held while `keep` runs on each summary, so it must be cheap (a
+    /// [`crate::summary::Need`] test); the spans are read after, off the lock.
+    pub fn candidates(&self, keep: impl Fn(&TraceSummary) -> bool) -> (u64, Vec<Candidate>) {
+        let inner = self.lock();
+        let held = inner.traces.len() as u64;
+        let out = inner
+            .traces
+            .iter()
+            .filter(|(_, e)| keep(&e.summary))
+            .map(|(id, e)| Candidate {
+                id: *id,
+                start_ns: e.summary.start_ns,
+                seq: e.seq,
+                spans: Arc::clone(&e.spans),
+            })
+            .collect();
+        (held, out)
+    }
+
     /// Calls `f` for every held trace (in first-received order), over a [`Store::snapshot`].
     pub fn for_each_trace(&self, mut f: impl FnMut(&TraceId, &[StoredSpan])) {
         let snapshot = self.snapshot();
@@ -358,6 +434,20 @@ impl Store {
     /// Current counters.
     pub fn stats(&self) -> StoreStats {
         self.lock().stats
+    }
+}
+
+/// Drops the spare capacity decoding left in a span's vectors (a vector grown by pushes holds
+/// up to twice its length), which the store would otherwise keep for the span's lifetime.
+fn compact(span: &mut Span) {
+    span.attributes.shrink_to_fit();
+    span.events.shrink_to_fit();
+    span.links.shrink_to_fit();
+    for e in &mut span.events {
+        e.attributes.shrink_to_fit();
+    }
+    for l in &mut span.links {
+        l.attributes.shrink_to_fit();
     }
 }
 

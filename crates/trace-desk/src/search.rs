@@ -681,4 +681,263 @@ mod tests {
         id[15] = 0xab;
         assert_eq!(trace_id_hex(&id), "ab");
     }
+
+    mod pruning {
+        #![allow(clippy::unwrap_used, clippy::expect_used)]
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::span::Event;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        const MS: u64 = 1_000_000;
+
+        fn kv(key: &str, v: Av) -> KeyValue {
+            KeyValue {
+                key: key.into(),
+                value: Some(AnyValue { value: Some(v) }),
+                ..Default::default()
+            }
+        }
+
+        /// One generated span: (name, status code, kind, start ms, duration ms, `k` value,
+        /// event attribute, parent index, service).
+        type GenSpan = (u8, i32, i32, u64, u64, u8, bool, usize, u8);
+
+        fn value(v: u8) -> Option<Av> {
+            match v {
+                0 => Some(Av::StringValue("x".into())),
+                1 => Some(Av::StringValue("y".into())),
+                2 => Some(Av::IntValue(1)),
+                3 => Some(Av::DoubleValue(1.0)),
+                4 => Some(Av::BoolValue(true)),
+                5 => Some(Av::IntValue(2_000_000)),
+                _ => None,
+            }
+        }
+
+        /// One export per trace, its spans split over two services.
+        fn export(trace: u64, spans: &[GenSpan]) -> Vec<ResourceSpans> {
+            let mut by_service: [Vec<Span>; 2] = [Vec::new(), Vec::new()];
+            for (i, &(name, code, kind, start, dur, k, event, parent, svc)) in
+                spans.iter().enumerate()
+            {
+                let id = |n: usize| ((trace << 8) | (n as u64 + 1)).to_be_bytes().to_vec();
+                let mut trace_id = vec![0; 8];
+                trace_id.extend_from_slice(&trace.to_be_bytes());
+                by_service[usize::from(svc % 2)].push(Span {
+                    trace_id,
+                    span_id: id(i),
+                    parent_span_id: if i == 0 { Vec::new() } else { id(parent % i) },
+                    name: ["a", "b", "c"][usize::from(name % 3)].into(),
+                    kind,
+                    start_time_unix_nano: 1_700_000_000_000_000_000 + start * MS,
+                    end_time_unix_nano: 1_700_000_000_000_000_000 + (start + dur) * MS,
+                    attributes: value(k).map(|v| vec![kv("k", v)]).unwrap_or_default(),
+                    events: if event {
+                        vec![Event {
+                            name: "ev".into(),
+                            attributes: vec![kv("e", Av::StringValue("z".into()))],
+                            ..Default::default()
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    status: Some(Status {
+                        code,
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                });
+            }
+            by_service
+                .into_iter()
+                .enumerate()
+                .map(|(i, spans)| ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", Av::StringValue(format!("s{i}")))],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect()
+        }
+
+        const ATOMS: &[&str] = &[
+            "true",
+            "false",
+            r#"name = "a""#,
+            r#"name = "c""#,
+            "status = error",
+            "status = ok",
+            "status != unset",
+            "kind = server",
+            "kind != client",
+            "duration > 2ms",
+            "duration >= 3ms",
+            "duration < 1ms",
+            "duration <= 2ms",
+            r#"span.k = "x""#,
+            r#".k = "y""#,
+            "span.k = 1",
+            "span.k = 1.0",
+            "span.k = true",
+            "span.k = 2ms",
+            "span.k = nil",
+            r#"span.k != "x""#,
+            r#"resource.service.name = "s1""#,
+            r#".service.name = "s0""#,
+            r#"event.e = "z""#,
+            r#"name =~ "a|b""#,
+            r#"!(name = "a")"#,
+            "span:childCount > 0",
+            r#"trace:rootName = "a""#,
+        ];
+
+        const JOINS: &[&str] = &[
+            "&&", "||", ">", ">>", "<", "<<", "~", "&>", "&>>", "!>", "!>>", "!<<", "!~",
+        ];
+
+        fn filter() -> BoxedStrategy<String> {
+            let atom = prop::sample::select(ATOMS).prop_map(str::to_string);
+            atom.prop_recursive(2, 4, 2, |inner| {
+                (inner.clone(), prop::bool::ANY, inner)
+                    .prop_map(|(a, and, b)| format!("({a} {} {b})", if and { "&&" } else { "||" }))
+            })
+            .boxed()
+        }
+
+        fn query() -> impl Strategy<Value = String> {
+            let spanset = || filter().prop_map(|f| format!("{{ {f} }}"));
+            let joined = (
+                spanset(),
+                prop::option::of((prop::sample::select(JOINS), spanset())),
+            )
+                .prop_map(|(a, rest)| match rest {
+                    Some((op, b)) => format!("{a} {op} {b}"),
+                    None => a,
+                });
+            (
+                joined,
+                prop::option::of(prop::sample::select(
+                    &[
+                        " | count() > 1",
+                        r#" | { name = "b" }"#,
+                        " | by(name)",
+                        " | coalesce()",
+                    ][..],
+                )),
+            )
+                .prop_map(|(q, stage)| format!("{q}{}", stage.unwrap_or("")))
+        }
+
+        fn span() -> impl Strategy<Value = GenSpan> {
+            (
+                0u8..3,
+                0i32..4,
+                0i32..7,
+                0u64..4,
+                0u64..5,
+                0u8..8,
+                prop::bool::weighted(0.2),
+                0usize..8,
+                0u8..2,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 300,
+                rng_seed: proptest::test_runner::RngSeed::Fixed(11_03),
+                ..ProptestConfig::default()
+            })]
+
+            /// Pruning by summary and stopping at `limit` change no answer: the same traces, in
+            /// the same order, rendered the same, as evaluating every trace.
+            #[test]
+            fn pruned_answers_equal_unpruned(
+                traces in prop::collection::vec(prop::collection::vec(span(), 1..6), 1..12),
+                q in query(),
+                limit in 1usize..5,
+            ) {
+                let store = Store::new(10_000);
+                for (t, spans) in traces.iter().enumerate() {
+                    store.ingest(export(t as u64 + 1, spans));
+                }
+                let mut m = HashMap::new();
+                m.insert("q".to_string(), q.clone());
+                m.insert("limit".to_string(), limit.to_string());
+                let params = SearchParams::from_query(&m).unwrap();
+                let pruned = search_until(&store, &params, None).value;
+                let full = search_with(&store, &params, None, None, false).value;
+                prop_assert_eq!(&pruned["traces"], &full["traces"], "{}", q);
+                prop_assert_eq!(
+                    &pruned["metrics"]["inspectedTraces"],
+                    &json!(traces.len()),
+                    "{}", q
+                );
+                // The condition itself never rules out a trace the query matches.
+                let need = Need::of_query(params.query.as_ref().unwrap());
+                for (t, spans) in traces.iter().enumerate() {
+                    let mut summary = crate::summary::TraceSummary::default();
+                    let held = store.trace(&{
+                        let mut id = [0u8; 16];
+                        id[8..].copy_from_slice(&(t as u64 + 1).to_be_bytes());
+                        id
+                    }).unwrap();
+                    prop_assert_eq!(held.len(), spans.len());
+                    for s in &held {
+                        summary.add_span(&s.span);
+                        let mut b = crate::summary::Bloom::default();
+                        b.insert_attributes(&s.resource.attributes);
+                        summary.add_shared(&b);
+                    }
+                    let matched = !eval::run(
+                        params.query.as_ref().unwrap(),
+                        &eval::TraceView::new(&held),
+                    )
+                    .is_empty();
+                    prop_assert!(!matched || need.holds(&summary), "{} ruled out trace {}", q, t);
+                }
+            }
+        }
+
+        /// The newest `limit` traces by earliest start, later arrivals first among equal starts,
+        /// as when every match was rendered and sorted.
+        #[test]
+        fn keeps_the_newest_limit() {
+            let store = Store::new(10_000);
+            // Traces 1..=6; starts 0, 3, 1, 3, 2, 0 ms.
+            for (t, start) in [(1, 0), (2, 3), (3, 1), (4, 3), (5, 2), (6, 0)] {
+                store.ingest(export(t, &[(0, 0, 2, start, 1, 0, false, 0, 0)]));
+            }
+            let ids = |limit: usize| -> Vec<String> {
+                let mut m = HashMap::new();
+                m.insert("q".to_string(), r#"{ name = "a" }"#.to_string());
+                m.insert("limit".to_string(), limit.to_string());
+                let p = SearchParams::from_query(&m).unwrap();
+                let v = search_until(&store, &p, None).value;
+                assert_eq!(
+                    v["traces"],
+                    search_with(&store, &p, None, None, false).value["traces"]
+                );
+                v["traces"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["traceID"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert_eq!(ids(3), ["4", "2", "5"]);
+            assert_eq!(ids(10), ["4", "2", "5", "3", "6", "1"]);
+            assert_eq!(ids(1), ["4"]);
+        }
+    }
 }

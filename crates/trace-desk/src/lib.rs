@@ -11,6 +11,7 @@ pub mod limits;
 pub mod metrics_query;
 pub mod otlp;
 pub mod search;
+pub mod search_pool;
 pub mod store;
 pub mod summary;
 pub mod trace_view;

@@ -66,7 +66,9 @@ pub struct StoredSpan {
     pub scope: Arc<InstrumentationScope>,
     /// `ScopeSpans.schema_url`.
     pub scope_schema_url: Arc<str>,
-    /// The span itself.
+    /// The span itself. Its `trace_id` is empty in most held spans (the store keys spans by
+    /// trace id, so it keeps one copy per trace and export): read the id from the
+    /// [`Store`]'s key, or use [`Store::trace`] or [`group_spans`], which fill it in.
     pub span: Span,
 }
 
@@ -293,6 +295,13 @@ impl Store {
                     }
                     trimmed.add(limits::trim_span(&mut span, &self.limits));
                     compact(&mut span);
+                    // Charged as received (the estimate counts the trace id once per span).
+                    let span_bytes = estimated_span_bytes(&span);
+                    if pending.contains_key(&trace_id) {
+                        // The id is the map's key: one span per group keeps it (for
+                        // `group_spans`), the others drop their copy (a heap block each).
+                        span.trace_id = Vec::new();
+                    }
                     let p = pending.entry(trace_id).or_insert_with(|| {
                         first_seen.push(trace_id);
                         Pending {
@@ -301,7 +310,7 @@ impl Store {
                             summary: TraceSummary::default(),
                         }
                     });
-                    p.bytes += estimated_span_bytes(&span);
+                    p.bytes += span_bytes;
                     if r_traces.insert(trace_id) {
                         p.bytes += r_bytes;
                         p.summary.add_shared(&r_bloom);
@@ -388,6 +397,11 @@ impl Store {
         let inner = self.lock();
         let mut spans = Vec::clone(&inner.traces.get(trace_id)?.spans);
         drop(inner);
+        for s in &mut spans {
+            if s.span.trace_id.is_empty() {
+                s.span.trace_id = trace_id.to_vec();
+            }
+        }
         sort_by_start(&mut spans);
         Some(spans)
     }
@@ -467,9 +481,14 @@ pub fn sort_by_start(spans: &mut [StoredSpan]) {
     });
 }
 
-/// Rebuilds OTLP `ResourceSpans` from stored spans: grouped by resource (equal
-/// content), then by scope, keeping the order of `spans` (sort them first).
+/// Rebuilds OTLP `ResourceSpans` from the stored spans of one trace: grouped by resource (equal
+/// content), then by scope, keeping the order of `spans` (sort them first). Spans held without
+/// their trace id (see [`StoredSpan::span`]) get the one the others carry.
 pub fn group_spans(spans: &[StoredSpan]) -> Vec<ResourceSpans> {
+    let trace_id = spans
+        .iter()
+        .map(|s| &s.span.trace_id)
+        .find(|id| !id.is_empty());
     let mut out: Vec<ResourceSpans> = Vec::new();
     for s in spans {
         let rs_idx = match out.iter().position(|rs| {
@@ -500,7 +519,89 @@ pub fn group_spans(spans: &[StoredSpan]) -> Vec<ResourceSpans> {
                 rs.scope_spans.len() - 1
             }
         };
-        rs.scope_spans[ss_idx].spans.push(s.span.clone());
+        let mut span = s.span.clone();
+        if span.trace_id.is_empty()
+            && let Some(id) = trace_id
+        {
+            span.trace_id = id.clone();
+        }
+        rs.scope_spans[ss_idx].spans.push(span);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+
+    use super::*;
+
+    fn export(trace: u8, spans: std::ops::Range<u8>) -> Vec<ResourceSpans> {
+        let kv = |k: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Av::IntValue(1)),
+            }),
+            ..Default::default()
+        };
+        let span = |i: u8| {
+            // Pushed one by one, as decoding does: capacity 8 for 5 attributes.
+            let mut attributes = Vec::new();
+            for k in ["a", "b", "c", "d", "e"] {
+                attributes.push(kv(k));
+            }
+            Span {
+                trace_id: vec![trace; 16],
+                span_id: vec![i + 1; 8],
+                name: format!("s{i}"),
+                start_time_unix_nano: u64::from(i),
+                attributes,
+                ..Default::default()
+            }
+        };
+        vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: spans.map(span).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]
+    }
+
+    /// Held spans keep no spare capacity and (but for one per export) no copy of the trace id;
+    /// reads by id and `group_spans` give every span its id back.
+    #[test]
+    fn held_spans_are_compact_and_read_back_whole() {
+        let store = Store::new(100);
+        store.ingest(export(7, 0..5));
+        store.ingest(export(7, 5..8));
+        store.ingest(export(9, 0..3));
+        let snapshot = store.snapshot();
+        let (_, spans) = snapshot.iter().find(|(id, _)| *id == [7; 16]).unwrap();
+        assert_eq!(spans.len(), 8);
+        assert_eq!(spans.capacity(), 8);
+        assert!(spans.iter().all(|s| s.span.attributes.capacity() == 5));
+        let with_id = spans.iter().filter(|s| !s.span.trace_id.is_empty()).count();
+        assert_eq!(with_id, 2, "one per export");
+        let whole = store.trace(&[7; 16]).unwrap();
+        assert!(whole.iter().all(|s| s.span.trace_id == vec![7; 16]));
+        let grouped = group_spans(spans);
+        let ids: Vec<&Vec<u8>> = grouped
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| &s.trace_id)
+            .collect();
+        assert_eq!(ids.len(), 8);
+        assert!(ids.iter().all(|id| **id == vec![7; 16]));
+        // The estimate still charges each span as received.
+        assert_eq!(
+            store.stats().bytes_held,
+            estimated_request_bytes(&export(7, 0..5))
+                + estimated_request_bytes(&export(7, 5..8))
+                + estimated_request_bytes(&export(9, 0..3))
+        );
+    }
 }

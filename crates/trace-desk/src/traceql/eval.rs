@@ -484,8 +484,10 @@ impl<'a> TraceView<'a> {
             Intrinsic::TraceId => Val::Str(
                 self.trace_id
                     .get_or_init(|| {
+                        // Held spans may lack their copy of the id (see `StoredSpan::span`).
                         self.spans
-                            .first()
+                            .iter()
+                            .find(|s| !s.span.trace_id.is_empty())
                             .map(|s| hex::encode(&s.span.trace_id))
                             .unwrap_or_default()
                     })

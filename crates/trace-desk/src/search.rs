@@ -2,6 +2,7 @@
 //! (logfmt), duration bounds, time window, limit, spans per spanset.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::{Map, Value, json};
@@ -577,15 +578,20 @@ pub(crate) fn search_with(
         .enumerate()
         .map(|(i, c)| (c.start_ns, c.seq, i))
         .collect();
-    let mut kept: Vec<usize> = Vec::new();
+    let mut kept: Vec<(TraceId, Arc<Vec<StoredSpan>>)> = Vec::new();
     while let Some((_, _, i)) = queue.pop() {
         if out_of_time() {
             partial = true;
             break;
         }
         inspected += 1;
-        if kept.len() < params.limit && is_hit(&candidates[i].spans, params) {
-            kept.push(i);
+        let id = candidates[i].id;
+        // Evicted since the summaries were read: no longer held, not an answer.
+        let Some(spans) = store.spans_of(&id) else {
+            continue;
+        };
+        if kept.len() < params.limit && is_hit(&spans, params) {
+            kept.push((id, spans));
             if early && kept.len() == params.limit {
                 // Every trace left is older: none of them can be among the newest `limit`.
                 inspected += queue.len() as u64;
@@ -595,10 +601,7 @@ pub(crate) fn search_with(
     }
     let traces: Vec<Value> = kept
         .iter()
-        .filter_map(|&i| {
-            let c = &candidates[i];
-            trace_hit(&c.id, &c.spans, params).map(|h| h.value)
-        })
+        .filter_map(|(id, spans)| trace_hit(id, spans, params).map(|h| h.value))
         .collect();
     let mut value = json!({
         "traces": traces,

@@ -155,8 +155,8 @@ struct Inner {
     stats: StoreStats,
 }
 
-/// A held trace a search selected by its summary: shared, read without the store's lock.
-#[derive(Debug, Clone)]
+/// A held trace a search selected by its summary ([`Store::spans_of`] reads its spans).
+#[derive(Debug, Clone, Copy)]
 pub struct Candidate {
     /// The trace id.
     pub id: TraceId,
@@ -164,8 +164,6 @@ pub struct Candidate {
     pub start_ns: u64,
     /// Position in first-received order: among equal starts, larger is newer.
     pub seq: u64,
-    /// The spans, in received order.
-    pub spans: Arc<Vec<StoredSpan>>,
 }
 
 /// The spans of one trace in one export, gathered before the store's lock is taken.
@@ -417,9 +415,9 @@ impl Store {
             .collect()
     }
 
-    /// The held traces whose summary passes `keep` (any order), shared, and how many traces
-    /// are held. The lock is held while `keep` runs on each summary, so it must be cheap (a
-    /// [`crate::summary::Need`] test); the spans are read after, off the lock.
+    /// The held traces whose summary passes `keep` (any order), and how many traces are held.
+    /// The lock is held while `keep` runs on each summary, so it must be cheap (a
+    /// [`crate::summary::Need`] test); no span is touched under it.
     pub fn candidates(&self, keep: impl Fn(&TraceSummary) -> bool) -> (u64, Vec<Candidate>) {
         let inner = self.lock();
         let held = inner.traces.len() as u64;
@@ -431,10 +429,14 @@ impl Store {
                 id: *id,
                 start_ns: e.summary.start_ns,
                 seq: e.seq,
-                spans: Arc::clone(&e.spans),
             })
             .collect();
         (held, out)
+    }
+
+    /// The spans of a held trace (received order), shared: read them without the lock.
+    pub fn spans_of(&self, id: &TraceId) -> Option<Arc<Vec<StoredSpan>>> {
+        self.lock().traces.get(id).map(|e| Arc::clone(&e.spans))
     }
 
     /// Calls `f` for every held trace (in first-received order), over a [`Store::snapshot`].

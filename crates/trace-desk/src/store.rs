@@ -155,6 +155,17 @@ struct Inner {
     stats: StoreStats,
 }
 
+impl Inner {
+    /// The number ([`TraceEntry::seq`]) of the oldest held trace.
+    fn front_seq(&self) -> u64 {
+        self.next_seq - self.order.len() as u64
+    }
+}
+
+/// Traces whose summaries [`Store::candidates`] tests per hold of the store's lock (a few
+/// hundred microseconds of intake waiting at most).
+pub const SUMMARY_CHUNK: usize = 2048;
+
 /// A held trace a search selected by its summary ([`Store::spans_of`] reads its spans).
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate {
@@ -415,22 +426,41 @@ impl Store {
             .collect()
     }
 
-    /// The held traces whose summary passes `keep` (any order), and how many traces are held.
-    /// The lock is held while `keep` runs on each summary, so it must be cheap (a
-    /// [`crate::summary::Need`] test); no span is touched under it.
+    /// The held traces whose summary passes `keep` (in first-received order), and how many
+    /// traces were held when it began. The lock is taken once per [`SUMMARY_CHUNK`] traces, so
+    /// intake waits for at most one chunk of `keep` calls (which must be cheap: a
+    /// [`crate::summary::Need`] test); no span is touched under it. Traces evicted during the
+    /// walk are left out; traces received during it are not visited.
     pub fn candidates(&self, keep: impl Fn(&TraceSummary) -> bool) -> (u64, Vec<Candidate>) {
-        let inner = self.lock();
-        let held = inner.traces.len() as u64;
-        let out = inner
-            .traces
-            .iter()
-            .filter(|(_, e)| keep(&e.summary))
-            .map(|(id, e)| Candidate {
-                id: *id,
-                start_ns: e.summary.start_ns,
-                seq: e.seq,
-            })
-            .collect();
+        let (held, mut next, end) = {
+            let inner = self.lock();
+            (inner.traces.len() as u64, inner.front_seq(), inner.next_seq)
+        };
+        let mut out = Vec::new();
+        while next < end {
+            let inner = self.lock();
+            let front = inner.front_seq();
+            if front >= end {
+                // Every trace left to visit was evicted.
+                break;
+            }
+            // `order[i]` holds the trace numbered `front + i`: numbers are given in arrival
+            // order and only the oldest trace is ever removed.
+            let from = next.max(front) - front;
+            let to = (end - front).min(from + SUMMARY_CHUNK as u64);
+            for id in inner.order.range(from as usize..to as usize) {
+                if let Some(e) = inner.traces.get(id)
+                    && keep(&e.summary)
+                {
+                    out.push(Candidate {
+                        id: *id,
+                        start_ns: e.summary.start_ns,
+                        seq: e.seq,
+                    });
+                }
+            }
+            next = front + to;
+        }
         (held, out)
     }
 
@@ -605,5 +635,40 @@ mod tests {
                 + estimated_request_bytes(&export(7, 5..8))
                 + estimated_request_bytes(&export(9, 0..3))
         );
+    }
+
+    /// The summary walk visits every held trace once, in arrival order, across chunks and
+    /// evictions.
+    #[test]
+    fn candidates_walk_every_held_trace_once() {
+        let store = Store::new(3 * (SUMMARY_CHUNK + 5));
+        for t in 0..(SUMMARY_CHUNK as u32 + 5) {
+            store.ingest(export_id(t, 0..3));
+        }
+        // Evict the first 10 traces.
+        for t in 0..10 {
+            store.ingest(export_id(1_000_000 + t, 0..3));
+        }
+        let (held, all) = store.candidates(|_| true);
+        assert_eq!(held, SUMMARY_CHUNK as u64 + 5);
+        assert_eq!(all.len(), SUMMARY_CHUNK + 5);
+        assert!(all.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+        let firsts: Vec<u32> = all[..2]
+            .iter()
+            .map(|c| u32::from_be_bytes(c.id[..4].try_into().unwrap()))
+            .collect();
+        assert_eq!(firsts, [10, 11]);
+        let (_, some) = store.candidates(|s| s.start_ns == 0 && s.max_span_ns == 0);
+        assert_eq!(some.len(), all.len());
+        let (_, none) = store.candidates(|_| false);
+        assert!(none.is_empty());
+    }
+
+    fn export_id(t: u32, spans: std::ops::Range<u8>) -> Vec<ResourceSpans> {
+        let mut e = export(1, spans);
+        for s in &mut e[0].scope_spans[0].spans {
+            s.trace_id[..4].copy_from_slice(&t.to_be_bytes());
+        }
+        e
     }
 }

@@ -178,6 +178,9 @@ impl Desk {
             .env("DESK_OTLP_GRPC_ADDR", "127.0.0.1:0")
             .env("DESK_OTLP_HTTP_ADDR", "127.0.0.1:0")
             .env("DESK_MAX_SPANS", max_spans.to_string())
+            // The span bound decides what is held: the default byte bound (256 MiB of the
+            // desk's estimate) would stop this shape at ~280k spans.
+            .env("DESK_MAX_BYTES", (max_spans * 4096).to_string())
             .env("FLEET_ANNOUNCE", "1")
             .env("LOG_FORMAT", "text")
             .stdin(std::process::Stdio::null())

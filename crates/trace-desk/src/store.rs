@@ -141,8 +141,6 @@ struct TraceEntry {
     bytes: u64,
     /// Position in first-received order (newer traces have larger numbers).
     seq: u64,
-    /// What search tests before reading `spans`.
-    summary: TraceSummary,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +148,9 @@ struct Inner {
     traces: HashMap<TraceId, TraceEntry>,
     /// Trace ids in first-received order; every held trace appears exactly once.
     order: VecDeque<TraceId>,
+    /// What search tests before reading a trace's spans, in the order of `order`: one dense
+    /// run of memory, walked without a hash lookup per trace.
+    summaries: VecDeque<TraceSummary>,
     /// The next [`TraceEntry::seq`].
     next_seq: u64,
     stats: StoreStats,
@@ -163,7 +164,7 @@ impl Inner {
 }
 
 /// Traces whose summaries [`Store::candidates`] tests per hold of the store's lock (a few
-/// hundred microseconds of intake waiting at most).
+/// dozen microseconds of intake waiting at most: the summaries are one dense run of memory).
 pub const SUMMARY_CHUNK: usize = 2048;
 
 /// A held trace a search selected by its summary ([`Store::spans_of`] reads its spans).
@@ -352,6 +353,7 @@ impl Store {
         inner.stats.events_dropped += trimmed.events;
         inner.stats.links_dropped += trimmed.links;
         inner.stats.values_truncated += trimmed.values;
+        let front = inner.front_seq();
         for trace_id in first_seen {
             let Some(p) = pending.remove(&trace_id) else {
                 continue;
@@ -363,7 +365,9 @@ impl Store {
                     spans.reserve_exact(p.spans.len());
                     spans.extend(p.spans);
                     entry.bytes += p.bytes;
-                    entry.summary.merge(&p.summary);
+                    if let Some(summary) = inner.summaries.get_mut((entry.seq - front) as usize) {
+                        summary.merge(&p.summary);
+                    }
                 }
                 None => {
                     let seq = inner.next_seq;
@@ -374,10 +378,10 @@ impl Store {
                             spans: Arc::new(p.spans),
                             bytes: p.bytes,
                             seq,
-                            summary: p.summary,
                         },
                     );
                     inner.order.push_back(trace_id);
+                    inner.summaries.push_back(p.summary);
                 }
             }
             inner.stats.spans_held += n;
@@ -389,6 +393,7 @@ impl Store {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
+            inner.summaries.pop_front();
             if let Some(entry) = inner.traces.remove(&oldest) {
                 let n = entry.spans.len() as u64;
                 inner.stats.spans_held -= n;
@@ -448,14 +453,18 @@ impl Store {
             // order and only the oldest trace is ever removed.
             let from = next.max(front) - front;
             let to = (end - front).min(from + SUMMARY_CHUNK as u64);
-            for id in inner.order.range(from as usize..to as usize) {
-                if let Some(e) = inner.traces.get(id)
-                    && keep(&e.summary)
-                {
+            let range = from as usize..to as usize;
+            for (i, (id, summary)) in inner
+                .order
+                .range(range.clone())
+                .zip(inner.summaries.range(range))
+                .enumerate()
+            {
+                if keep(summary) {
                     out.push(Candidate {
                         id: *id,
-                        start_ns: e.summary.start_ns,
-                        seq: e.seq,
+                        start_ns: summary.start_ns,
+                        seq: front + from + i as u64,
                     });
                 }
             }

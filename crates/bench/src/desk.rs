@@ -178,6 +178,9 @@ impl Desk {
             .env("DESK_OTLP_GRPC_ADDR", "127.0.0.1:0")
             .env("DESK_OTLP_HTTP_ADDR", "127.0.0.1:0")
             .env("DESK_MAX_SPANS", max_spans.to_string())
+            // The span bound decides what is held: the default byte bound (256 MiB of the
+            // desk's estimate) would stop this shape at ~280k spans.
+            .env("DESK_MAX_BYTES", (max_spans * 4096).to_string())
             .env("FLEET_ANNOUNCE", "1")
             .env("LOG_FORMAT", "text")
             .stdin(std::process::Stdio::null())
@@ -346,6 +349,40 @@ pub struct Capacity {
     pub desk_rss_mib_held: f64,
     pub bytes_per_held_span: f64,
     pub queries: Vec<Query>,
+    pub search_load: SearchLoad,
+}
+
+/// Intake on the desk holding the spans, alone and while one client sends the TraceQL searches
+/// back to back, in interleaved windows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchLoad {
+    pub alone_spans_per_s: Vec<f64>,
+    pub loaded_spans_per_s: Vec<f64>,
+    /// median(loaded) ÷ median(alone).
+    pub ratio: f64,
+    pub searches: usize,
+    /// Search latency while intake ran.
+    pub search_p50_ms: f64,
+    pub search_p99_ms: f64,
+}
+
+/// Sends the searches one after another until `stop`; their latencies.
+async fn search_loop(
+    client: reqwest::Client,
+    urls: Vec<String>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Vec<f64>> {
+    let mut times = Vec::new();
+    'outer: loop {
+        for url in &urls {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            let (t, _) = time_get(&client, url, 1).await?;
+            times.extend(t);
+        }
+    }
+    Ok(times)
 }
 
 async fn time_get(
@@ -468,6 +505,7 @@ pub async fn capacity(
         max_ms: percentile(&by_id, 100.0),
         answer_items: spans_seen,
     });
+    let mut search_urls = Vec::new();
     for (name, q, runs) in [
         (
             "TraceQL { status = error }",
@@ -489,6 +527,7 @@ pub async fn capacity(
             &format!("{}/api/search", desk.api),
             &[("q", q), ("limit", "20")],
         )?;
+        search_urls.push(url.to_string());
         let (t, v) = time_get(&client, url.as_str(), runs.max(3)).await?;
         queries.push(Query {
             name: name.into(),
@@ -500,7 +539,56 @@ pub async fn capacity(
             answer_items: v["traces"].as_array().map_or(0, Vec::len),
         });
     }
+
+    // Intake alone vs intake while the searches run back to back, on this desk (it keeps
+    // about `hold` spans, evicting the oldest), interleaved: A L, L A, A L, ...
+    let salt3 = salt.wrapping_add(4);
+    let next3 = Arc::new(AtomicU64::new(0));
+    let (mut alone, mut loaded, mut search_times) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with_searches in order {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let searches = with_searches.then(|| {
+                tokio::spawn(search_loop(
+                    client.clone(),
+                    search_urls.clone(),
+                    stop.clone(),
+                ))
+            });
+            let run = ingest(
+                &desk,
+                Protocol::Grpc,
+                4,
+                Some(ingest_window),
+                None,
+                salt3,
+                next3.clone(),
+            )
+            .await?;
+            stop.store(true, Ordering::Relaxed);
+            match searches {
+                Some(task) => {
+                    search_times.extend(task.await??);
+                    loaded.push(run.spans_per_s);
+                }
+                None => alone.push(run.spans_per_s),
+            }
+        }
+    }
     desk.stop().await;
+    let search_load = SearchLoad {
+        ratio: median(loaded.clone()) / median(alone.clone()),
+        alone_spans_per_s: alone,
+        loaded_spans_per_s: loaded,
+        searches: search_times.len(),
+        search_p50_ms: percentile(&search_times, 50.0),
+        search_p99_ms: percentile(&search_times, 99.0),
+    };
 
     Ok(Capacity {
         grpc_spans_per_s: med(Protocol::Grpc, |r| r.spans_per_s),
@@ -517,6 +605,7 @@ pub async fn capacity(
             0.0
         },
         queries,
+        search_load,
     })
 }
 

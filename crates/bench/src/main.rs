@@ -785,12 +785,13 @@ fn desk_figures(table: &mut Table, cap: &desk::Capacity, mode: &Mode) {
             num(cap.http_desk_cpu_us_per_span)
         ),
     );
+    let per_span = cap.bytes_per_held_span;
     table.add(
         "4",
         "spans held for the queries",
         cap.held_spans as f64,
         "spans",
-        None,
+        Some(("≤ 1 KiB per span (RSS ÷ spans)", per_span <= 1024.0)),
         format!(
             "loaded at {} spans/s over gRPC; desk RSS {} MiB = {} bytes per span",
             num(cap.load_held.spans_per_s),
@@ -799,12 +800,16 @@ fn desk_figures(table: &mut Table, cap: &desk::Capacity, mode: &Mode) {
         ),
     );
     for q in &cap.queries {
+        let target = q
+            .name
+            .starts_with("TraceQL")
+            .then_some(("< 50 ms", q.p50_ms < 50.0));
         table.add(
             "4",
             format!("{} with {} spans held, p50", q.name, cap.held_spans),
             q.p50_ms,
             "ms",
-            None,
+            target,
             format!(
                 "p99 {} ms over {} runs; {} {}",
                 num(q.p99_ms),
@@ -818,6 +823,23 @@ fn desk_figures(table: &mut Table, cap: &desk::Capacity, mode: &Mode) {
             ),
         );
     }
+    let load = &cap.search_load;
+    table.add(
+        "4",
+        "desk intake during continuous search load ÷ intake alone",
+        load.ratio * 100.0,
+        "%",
+        Some(("≥ 80%", load.ratio >= 0.80)),
+        format!(
+            "gRPC, 4 senders, {} spans held; medians of {runs} × {win} s each, interleaved: {} vs {} spans/s; one client sent the three TraceQL searches back to back ({} searches, p50 {} ms, p99 {} ms)",
+            cap.held_spans,
+            num(median(load.loaded_spans_per_s.clone())),
+            num(median(load.alone_spans_per_s.clone())),
+            load.searches,
+            num(load.search_p50_ms),
+            num(load.search_p99_ms)
+        ),
+    );
 }
 
 async fn received(desk: &str) -> anyhow::Result<u64> {

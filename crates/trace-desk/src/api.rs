@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::jsonpb;
 use crate::search::{self, SearchParams};
+use crate::search_pool::SearchPool;
 use crate::store::{self, Store, StoredSpan, TraceId};
 use crate::trace_view;
 
@@ -96,6 +97,8 @@ pub struct ApiState {
     query_timeout: Duration,
     max_concurrent_searches: usize,
     slots: Arc<tokio::sync::Semaphore>,
+    /// One lower-priority thread per slot.
+    pool: Arc<SearchPool>,
     counters: Arc<QueryCounters>,
     metrics_counters: Arc<crate::metrics_query::Counters>,
     persist: Option<crate::persist::Persist>,
@@ -103,7 +106,8 @@ pub struct ApiState {
 
 impl ApiState {
     /// State over `store`: each search gets `query_timeout` and at most
-    /// `max_concurrent_searches` (at least 1) run at once on blocking threads.
+    /// `max_concurrent_searches` (at least 1) run at once, each on a thread of a
+    /// [`SearchPool`] of that size (niceness 10, below intake's).
     pub fn new(store: Store, query_timeout: Duration, max_concurrent_searches: usize) -> Self {
         let max_concurrent_searches = max_concurrent_searches.max(1);
         Self {
@@ -111,6 +115,7 @@ impl ApiState {
             query_timeout,
             max_concurrent_searches,
             slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_searches)),
+            pool: Arc::new(SearchPool::new(max_concurrent_searches)),
             counters: Arc::new(QueryCounters::default()),
             metrics_counters: Arc::default(),
             persist: None,
@@ -123,7 +128,7 @@ impl ApiState {
         self
     }
 
-    /// Runs `work` (a search or a metrics query over the whole store) on a blocking thread in
+    /// Runs `work` (a search or a metrics query over the whole store) on a search thread in
     /// one of the search slots, handing it `deadline`; `out_of_time` answers when no slot frees
     /// up before the deadline. `what` names the work in the 500 a panicked task gets.
     pub(crate) async fn run_bounded<T: Send + 'static>(
@@ -139,12 +144,13 @@ impl ApiState {
         let Ok(Ok(slot)) = slot else {
             return Ok(out_of_time());
         };
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            work(deadline)
-        })
-        .await
-        .map_err(|e| task_failed(what, &e))
+        self.pool
+            .run(move || {
+                let _slot = slot;
+                work(deadline)
+            })
+            .await
+            .map_err(|e| failed(what, &e))
     }
 
     /// The search counters.
@@ -551,6 +557,11 @@ async fn off_workers(scan: impl FnOnce() -> Response + Send + 'static) -> Respon
 
 /// The 500 for a blocking task that panicked: JSON naming what failed, the panic in the log.
 pub(crate) fn task_failed(what: &str, error: &tokio::task::JoinError) -> Response {
+    failed(what, error)
+}
+
+/// The 500 for work that failed inside the desk: JSON naming what failed, the error in the log.
+fn failed(what: &str, error: &dyn std::fmt::Display) -> Response {
     tracing::error!(%error, "{what} task failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,

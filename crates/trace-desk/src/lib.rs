@@ -14,7 +14,9 @@ pub mod metrics_query;
 pub mod otlp;
 pub mod persist;
 pub mod search;
+pub mod search_pool;
 pub mod store;
+pub mod summary;
 pub mod trace_view;
 pub mod traceql;
 

@@ -1,13 +1,15 @@
 //! Tempo search (`/api/search`) over the in-memory store: legacy `tags`
 //! (logfmt), duration bounds, time window, limit, spans per spanset.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::{Map, Value, json};
 
 use crate::jsonpb;
 use crate::store::{Store, StoredSpan, TraceId};
+use crate::summary::Need;
 pub use crate::trace_view::{root_span, status_text};
 pub use crate::traceql::parse_go_duration;
 use crate::traceql::{self, eval};
@@ -247,7 +249,6 @@ pub fn trace_id_hex(id: &TraceId) -> String {
 }
 
 struct Hit {
-    start_ns: u64,
     value: Value,
 }
 
@@ -334,19 +335,7 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
         .map(|s| s.span.end_time_unix_nano.max(s.span.start_time_unix_nano))
         .max()?;
     let duration_ns = end_ns.saturating_sub(start_ns);
-    if let Some(end) = params.end
-        && start_ns >= end.saturating_add(1).saturating_mul(NANOS_PER_SEC)
-    {
-        return None;
-    }
-    if let Some(start) = params.start
-        && end_ns < start.saturating_mul(NANOS_PER_SEC)
-    {
-        return None;
-    }
-    if params.min_duration_ns.is_some_and(|min| duration_ns < min)
-        || params.max_duration_ns.is_some_and(|max| duration_ns > max)
-    {
+    if !in_window(start_ns, end_ns, params) {
         return None;
     }
     let mut matched: Vec<&StoredSpan> = spans
@@ -453,7 +442,6 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
         .collect();
     trace.insert("serviceStats".into(), Value::Object(stats));
     Some(Hit {
-        start_ns,
         value: Value::Object(trace),
     })
 }
@@ -494,38 +482,126 @@ pub fn out_of_time(store: &Store, budget: std::time::Duration) -> SearchOutcome 
     }
 }
 
-/// Runs a search, inspecting traces (oldest received first) until `deadline`. Past it, the
-/// answer holds the matches found so far and says so the way Tempo's streaming search does:
-/// `metrics.completedJobs < metrics.totalJobs` (one job per trace here), plus `partial: true`
-/// and a `partialReason` for readers that look for a flag.
+/// True when a trace from `start_ns` to `end_ns` is in the search's time window and duration
+/// bounds.
+fn in_window(start_ns: u64, end_ns: u64, params: &SearchParams) -> bool {
+    let duration_ns = end_ns.saturating_sub(start_ns);
+    !(params
+        .end
+        .is_some_and(|end| start_ns >= end.saturating_add(1).saturating_mul(NANOS_PER_SEC))
+        || params
+            .start
+            .is_some_and(|start| end_ns < start.saturating_mul(NANOS_PER_SEC))
+        || params.min_duration_ns.is_some_and(|min| duration_ns < min)
+        || params.max_duration_ns.is_some_and(|max| duration_ns > max))
+}
+
+/// Whether a trace is a hit, without rendering it.
+fn is_hit(spans: &[StoredSpan], params: &SearchParams) -> bool {
+    let start_ns = spans.iter().map(|s| s.span.start_time_unix_nano).min();
+    let end_ns = spans
+        .iter()
+        .map(|s| s.span.end_time_unix_nano.max(s.span.start_time_unix_nano))
+        .max();
+    let (Some(start_ns), Some(end_ns)) = (start_ns, end_ns) else {
+        return false;
+    };
+    if !in_window(start_ns, end_ns, params) {
+        return false;
+    }
+    if !params.tags.is_empty()
+        && !spans
+            .iter()
+            .any(|s| params.tags.iter().all(|(k, v)| tag_matches(s, k, v)))
+    {
+        return false;
+    }
+    match &params.query {
+        Some(query) => !eval::run(query, &eval::TraceView::new(spans)).is_empty(),
+        None => true,
+    }
+}
+
+/// Runs a search until `deadline`. The answer is the newest `limit` matching traces (by
+/// earliest span start, later arrivals first among equal starts), found in three steps:
+/// 1. under the store's lock, only each trace's [`TraceSummary`] is read: traces outside the
+///    time window or duration bounds, and traces the query's [`Need`] rules out, are skipped
+///    (`need = None` disables that pruning, for tests that compare answers);
+/// 2. off the lock, the remaining traces are evaluated newest first until `limit` match;
+/// 3. only those are rendered.
+///
+/// Past the deadline, the answer holds the matches found so far and says so the way Tempo's
+/// streaming search does: `metrics.completedJobs < metrics.totalJobs` (one job per trace
+/// here), plus `partial: true` and a `partialReason` for readers that look for a flag.
 pub fn search_until(
     store: &Store,
     params: &SearchParams,
     deadline: Option<std::time::Instant>,
 ) -> SearchOutcome {
-    let mut hits: Vec<Hit> = Vec::new();
-    let mut inspected: u64 = 0;
-    let snapshot = store.snapshot();
-    let total = snapshot.len() as u64;
-    let mut partial = false;
-    for (id, spans) in &snapshot {
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+    let need = params.query.as_ref().map(Need::of_query);
+    search_with(
+        store,
+        params,
+        deadline,
+        need.as_ref().or(Some(&Need::Any)),
+        true,
+    )
+}
+
+/// [`search_until`] with the pruning condition given (`None`: no summary test at all, not even
+/// the time window) and, with `early` false, every candidate evaluated; for tests that check
+/// pruning and early stopping change no answer.
+pub(crate) fn search_with(
+    store: &Store,
+    params: &SearchParams,
+    deadline: Option<std::time::Instant>,
+    need: Option<&Need>,
+    early: bool,
+) -> SearchOutcome {
+    let out_of_time = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    let late = out_of_time();
+    let (total, candidates) = if late {
+        (store.stats().traces_held, Vec::new())
+    } else {
+        store.candidates(|s| {
+            need.is_none_or(|n| in_window(s.start_ns, s.end_ns, params) && n.holds(s))
+        })
+    };
+    let mut partial = late && total > 0;
+    // The traces decided by their summary alone.
+    let mut inspected = total - candidates.len() as u64;
+    if late {
+        inspected = 0;
+    }
+    let mut queue: BinaryHeap<(u64, u64, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.start_ns, c.seq, i))
+        .collect();
+    let mut kept: Vec<(TraceId, Arc<Vec<StoredSpan>>)> = Vec::new();
+    while let Some((_, _, i)) = queue.pop() {
+        if out_of_time() {
             partial = true;
             break;
         }
         inspected += 1;
-        if let Some(hit) = trace_hit(id, spans, params) {
-            hits.push(hit);
+        let id = candidates[i].id;
+        // Evicted since the summaries were read: no longer held, not an answer.
+        let Some(spans) = store.spans_of(&id) else {
+            continue;
+        };
+        if kept.len() < params.limit && is_hit(&spans, params) {
+            kept.push((id, spans));
+            if early && kept.len() == params.limit {
+                // Every trace left is older: none of them can be among the newest `limit`.
+                inspected += queue.len() as u64;
+                break;
+            }
         }
     }
-    // Newest first; traces were visited oldest-received first, so a stable sort
-    // keeps later arrivals ahead among equal start times after the reverse.
-    hits.reverse();
-    hits.sort_by_key(|h| std::cmp::Reverse(h.start_ns));
-    let traces: Vec<Value> = hits
-        .into_iter()
-        .take(params.limit)
-        .map(|h| h.value)
+    let traces: Vec<Value> = kept
+        .iter()
+        .filter_map(|(id, spans)| trace_hit(id, spans, params).map(|h| h.value))
         .collect();
     let mut value = json!({
         "traces": traces,
@@ -539,7 +615,7 @@ pub fn search_until(
     if partial {
         value["partial"] = json!(true);
         value["partialReason"] = json!(format!(
-            "the query time budget (DESK_QUERY_TIMEOUT) ran out after inspecting {inspected} of {total} traces; the traces listed are the matches among those"
+            "the query time budget (DESK_QUERY_TIMEOUT) ran out after inspecting {inspected} of {total} traces (newest first); the traces listed are the matches among those"
         ));
     }
     SearchOutcome { value, partial }
@@ -607,5 +683,264 @@ mod tests {
         let mut id = [0u8; 16];
         id[15] = 0xab;
         assert_eq!(trace_id_hex(&id), "ab");
+    }
+
+    mod pruning {
+        #![allow(clippy::unwrap_used, clippy::expect_used)]
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::span::Event;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        const MS: u64 = 1_000_000;
+
+        fn kv(key: &str, v: Av) -> KeyValue {
+            KeyValue {
+                key: key.into(),
+                value: Some(AnyValue { value: Some(v) }),
+                ..Default::default()
+            }
+        }
+
+        /// One generated span: (name, status code, kind, start ms, duration ms, `k` value,
+        /// event attribute, parent index, service).
+        type GenSpan = (u8, i32, i32, u64, u64, u8, bool, usize, u8);
+
+        fn value(v: u8) -> Option<Av> {
+            match v {
+                0 => Some(Av::StringValue("x".into())),
+                1 => Some(Av::StringValue("y".into())),
+                2 => Some(Av::IntValue(1)),
+                3 => Some(Av::DoubleValue(1.0)),
+                4 => Some(Av::BoolValue(true)),
+                5 => Some(Av::IntValue(2_000_000)),
+                _ => None,
+            }
+        }
+
+        /// One export per trace, its spans split over two services.
+        fn export(trace: u64, spans: &[GenSpan]) -> Vec<ResourceSpans> {
+            let mut by_service: [Vec<Span>; 2] = [Vec::new(), Vec::new()];
+            for (i, &(name, code, kind, start, dur, k, event, parent, svc)) in
+                spans.iter().enumerate()
+            {
+                let id = |n: usize| ((trace << 8) | (n as u64 + 1)).to_be_bytes().to_vec();
+                let mut trace_id = vec![0; 8];
+                trace_id.extend_from_slice(&trace.to_be_bytes());
+                by_service[usize::from(svc % 2)].push(Span {
+                    trace_id,
+                    span_id: id(i),
+                    parent_span_id: if i == 0 { Vec::new() } else { id(parent % i) },
+                    name: ["a", "b", "c"][usize::from(name % 3)].into(),
+                    kind,
+                    start_time_unix_nano: 1_700_000_000_000_000_000 + start * MS,
+                    end_time_unix_nano: 1_700_000_000_000_000_000 + (start + dur) * MS,
+                    attributes: value(k).map(|v| vec![kv("k", v)]).unwrap_or_default(),
+                    events: if event {
+                        vec![Event {
+                            name: "ev".into(),
+                            attributes: vec![kv("e", Av::StringValue("z".into()))],
+                            ..Default::default()
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    status: Some(Status {
+                        code,
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                });
+            }
+            by_service
+                .into_iter()
+                .enumerate()
+                .map(|(i, spans)| ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", Av::StringValue(format!("s{i}")))],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect()
+        }
+
+        const ATOMS: &[&str] = &[
+            "true",
+            "false",
+            r#"name = "a""#,
+            r#"name = "c""#,
+            "status = error",
+            "status = ok",
+            "status != unset",
+            "kind = server",
+            "kind != client",
+            "duration > 2ms",
+            "duration >= 3ms",
+            "duration < 1ms",
+            "duration <= 2ms",
+            r#"span.k = "x""#,
+            r#".k = "y""#,
+            "span.k = 1",
+            "span.k = 1.0",
+            "span.k = true",
+            "span.k = 2ms",
+            "span.k = nil",
+            r#"span.k != "x""#,
+            r#"resource.service.name = "s1""#,
+            r#".service.name = "s0""#,
+            r#"event.e = "z""#,
+            r#"name =~ "a|b""#,
+            r#"!(name = "a")"#,
+            "span:childCount > 0",
+            r#"trace:rootName = "a""#,
+        ];
+
+        const JOINS: &[&str] = &[
+            "&&", "||", ">", ">>", "<", "<<", "~", "&>", "&>>", "!>", "!>>", "!<<", "!~",
+        ];
+
+        fn filter() -> BoxedStrategy<String> {
+            let atom = prop::sample::select(ATOMS).prop_map(str::to_string);
+            atom.prop_recursive(2, 4, 2, |inner| {
+                (inner.clone(), prop::bool::ANY, inner)
+                    .prop_map(|(a, and, b)| format!("({a} {} {b})", if and { "&&" } else { "||" }))
+            })
+            .boxed()
+        }
+
+        fn query() -> impl Strategy<Value = String> {
+            let spanset = || filter().prop_map(|f| format!("{{ {f} }}"));
+            let joined = (
+                spanset(),
+                prop::option::of((prop::sample::select(JOINS), spanset())),
+            )
+                .prop_map(|(a, rest)| match rest {
+                    Some((op, b)) => format!("{a} {op} {b}"),
+                    None => a,
+                });
+            (
+                joined,
+                prop::option::of(prop::sample::select(
+                    &[
+                        " | count() > 1",
+                        r#" | { name = "b" }"#,
+                        " | by(name)",
+                        " | coalesce()",
+                    ][..],
+                )),
+            )
+                .prop_map(|(q, stage)| format!("{q}{}", stage.unwrap_or("")))
+        }
+
+        fn span() -> impl Strategy<Value = GenSpan> {
+            (
+                0u8..3,
+                0i32..4,
+                0i32..7,
+                0u64..4,
+                0u64..5,
+                0u8..8,
+                prop::bool::weighted(0.2),
+                0usize..8,
+                0u8..2,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 300,
+                rng_seed: proptest::test_runner::RngSeed::Fixed(11_03),
+                ..ProptestConfig::default()
+            })]
+
+            /// Pruning by summary and stopping at `limit` change no answer: the same traces, in
+            /// the same order, rendered the same, as evaluating every trace.
+            #[test]
+            fn pruned_answers_equal_unpruned(
+                traces in prop::collection::vec(prop::collection::vec(span(), 1..6), 1..12),
+                q in query(),
+                limit in 1usize..5,
+            ) {
+                let store = Store::new(10_000);
+                for (t, spans) in traces.iter().enumerate() {
+                    store.ingest(export(t as u64 + 1, spans));
+                }
+                let mut m = HashMap::new();
+                m.insert("q".to_string(), q.clone());
+                m.insert("limit".to_string(), limit.to_string());
+                let params = SearchParams::from_query(&m).unwrap();
+                let pruned = search_until(&store, &params, None).value;
+                let full = search_with(&store, &params, None, None, false).value;
+                prop_assert_eq!(&pruned["traces"], &full["traces"], "{}", q);
+                prop_assert_eq!(
+                    &pruned["metrics"]["inspectedTraces"],
+                    &json!(traces.len()),
+                    "{}", q
+                );
+                // The condition itself never rules out a trace the query matches.
+                let need = Need::of_query(params.query.as_ref().unwrap());
+                for (t, spans) in traces.iter().enumerate() {
+                    let mut summary = crate::summary::TraceSummary::default();
+                    let held = store.trace(&{
+                        let mut id = [0u8; 16];
+                        id[8..].copy_from_slice(&(t as u64 + 1).to_be_bytes());
+                        id
+                    }).unwrap();
+                    prop_assert_eq!(held.len(), spans.len());
+                    for s in &held {
+                        summary.add_span(&s.span);
+                        let mut b = crate::summary::Bloom::default();
+                        b.insert_attributes(&s.resource.attributes);
+                        summary.add_shared(&b);
+                    }
+                    let matched = !eval::run(
+                        params.query.as_ref().unwrap(),
+                        &eval::TraceView::new(&held),
+                    )
+                    .is_empty();
+                    prop_assert!(!matched || need.holds(&summary), "{} ruled out trace {}", q, t);
+                }
+            }
+        }
+
+        /// The newest `limit` traces by earliest start, later arrivals first among equal starts,
+        /// as when every match was rendered and sorted.
+        #[test]
+        fn keeps_the_newest_limit() {
+            let store = Store::new(10_000);
+            // Traces 1..=6; starts 0, 3, 1, 3, 2, 0 ms.
+            for (t, start) in [(1, 0), (2, 3), (3, 1), (4, 3), (5, 2), (6, 0)] {
+                store.ingest(export(t, &[(0, 0, 2, start, 1, 0, false, 0, 0)]));
+            }
+            let ids = |limit: usize| -> Vec<String> {
+                let mut m = HashMap::new();
+                m.insert("q".to_string(), r#"{ name = "a" }"#.to_string());
+                m.insert("limit".to_string(), limit.to_string());
+                let p = SearchParams::from_query(&m).unwrap();
+                let v = search_until(&store, &p, None).value;
+                assert_eq!(
+                    v["traces"],
+                    search_with(&store, &p, None, None, false).value["traces"]
+                );
+                v["traces"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["traceID"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert_eq!(ids(3), ["4", "2", "5"]);
+            assert_eq!(ids(10), ["4", "2", "5", "3", "6", "1"]);
+            assert_eq!(ids(1), ["4"]);
+        }
     }
 }

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use crate::limits::{self, AttributeLimits, Trimmed};
+use crate::summary::{Bloom, TraceSummary};
 
 /// Default bound on the estimated bytes held in memory (256 MiB; `DESK_MAX_BYTES`).
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -65,7 +66,9 @@ pub struct StoredSpan {
     pub scope: Arc<InstrumentationScope>,
     /// `ScopeSpans.schema_url`.
     pub scope_schema_url: Arc<str>,
-    /// The span itself.
+    /// The span itself. Its `trace_id` is empty in most held spans (the store keys spans by
+    /// trace id, so it keeps one copy per trace and export): read the id from the
+    /// [`Store`]'s key, or use [`Store::trace`] or [`group_spans`], which fill it in.
     pub span: Span,
 }
 
@@ -136,6 +139,8 @@ struct TraceEntry {
     spans: Arc<Vec<StoredSpan>>,
     /// Estimated bytes of `spans`.
     bytes: u64,
+    /// Position in first-received order (newer traces have larger numbers).
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -143,7 +148,41 @@ struct Inner {
     traces: HashMap<TraceId, TraceEntry>,
     /// Trace ids in first-received order; every held trace appears exactly once.
     order: VecDeque<TraceId>,
+    /// What search tests before reading a trace's spans, in the order of `order`: one dense
+    /// run of memory, walked without a hash lookup per trace.
+    summaries: VecDeque<TraceSummary>,
+    /// The next [`TraceEntry::seq`].
+    next_seq: u64,
     stats: StoreStats,
+}
+
+impl Inner {
+    /// The number ([`TraceEntry::seq`]) of the oldest held trace.
+    fn front_seq(&self) -> u64 {
+        self.next_seq - self.order.len() as u64
+    }
+}
+
+/// Traces whose summaries [`Store::candidates`] tests per hold of the store's lock (a few
+/// dozen microseconds of intake waiting at most: the summaries are one dense run of memory).
+pub const SUMMARY_CHUNK: usize = 2048;
+
+/// A held trace a search selected by its summary ([`Store::spans_of`] reads its spans).
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    /// The trace id.
+    pub id: TraceId,
+    /// Earliest span start ([`TraceSummary::start_ns`]).
+    pub start_ns: u64,
+    /// Position in first-received order: among equal starts, larger is newer.
+    pub seq: u64,
+}
+
+/// The spans of one trace in one export, gathered before the store's lock is taken.
+struct Pending {
+    spans: Vec<StoredSpan>,
+    bytes: u64,
+    summary: TraceSummary,
 }
 
 /// Thread-safe handle to the span store; clones share the same data.
@@ -220,11 +259,16 @@ impl Store {
     pub fn ingest(&self, resource_spans: Vec<ResourceSpans>) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
         let mut trimmed = Trimmed::default();
-        let mut batch: Vec<(TraceId, StoredSpan, u64)> = Vec::new();
+        // Grouped by trace (in first-seen order) before the lock is taken, so each trace's
+        // vector grows once, to its exact size, and the lock covers only the merge.
+        let mut pending: HashMap<TraceId, Pending> = HashMap::new();
+        let mut first_seen: Vec<TraceId> = Vec::new();
         for rs in resource_spans {
             let mut resource = rs.resource.unwrap_or_default();
             trimmed.add(limits::trim_resource(&mut resource, &self.limits));
             let r_bytes = limits::resource_bytes(&resource, &rs.schema_url);
+            let mut r_bloom = Bloom::default();
+            r_bloom.insert_attributes(&resource.attributes);
             let resource = Arc::new(resource);
             let resource_schema_url: Arc<str> = Arc::from(rs.schema_url.as_str());
             // Each trace is charged once for the resource and scope it shares with this export's
@@ -234,6 +278,8 @@ impl Store {
                 let mut scope = ss.scope.unwrap_or_default();
                 trimmed.add(limits::trim_scope(&mut scope, &self.limits));
                 let s_bytes = limits::scope_bytes(&scope, &ss.schema_url);
+                let mut s_bloom = Bloom::default();
+                s_bloom.insert_attributes(&scope.attributes);
                 let scope = Arc::new(scope);
                 let scope_schema_url: Arc<str> = Arc::from(ss.schema_url.as_str());
                 let mut s_traces: HashSet<TraceId> = HashSet::new();
@@ -258,28 +304,46 @@ impl Store {
                         continue;
                     }
                     trimmed.add(limits::trim_span(&mut span, &self.limits));
-                    let mut bytes = estimated_span_bytes(&span);
+                    compact(&mut span);
+                    // Charged as received (the estimate counts the trace id once per span).
+                    let span_bytes = estimated_span_bytes(&span);
+                    if pending.contains_key(&trace_id) {
+                        // The id is the map's key: one span per group keeps it (for
+                        // `group_spans`), the others drop their copy (a heap block each).
+                        span.trace_id = Vec::new();
+                    }
+                    let p = pending.entry(trace_id).or_insert_with(|| {
+                        first_seen.push(trace_id);
+                        Pending {
+                            spans: Vec::new(),
+                            bytes: 0,
+                            summary: TraceSummary::default(),
+                        }
+                    });
+                    p.bytes += span_bytes;
                     if r_traces.insert(trace_id) {
-                        bytes += r_bytes;
+                        p.bytes += r_bytes;
+                        p.summary.add_shared(&r_bloom);
                     }
                     if s_traces.insert(trace_id) {
-                        bytes += s_bytes;
+                        p.bytes += s_bytes;
+                        p.summary.add_shared(&s_bloom);
                     }
-                    batch.push((
-                        trace_id,
-                        StoredSpan {
-                            resource: Arc::clone(&resource),
-                            resource_schema_url: Arc::clone(&resource_schema_url),
-                            scope: Arc::clone(&scope),
-                            scope_schema_url: Arc::clone(&scope_schema_url),
-                            span,
-                        },
-                        bytes,
-                    ));
+                    p.summary.add_span(&span);
+                    p.spans.push(StoredSpan {
+                        resource: Arc::clone(&resource),
+                        resource_schema_url: Arc::clone(&resource_schema_url),
+                        scope: Arc::clone(&scope),
+                        scope_schema_url: Arc::clone(&scope_schema_url),
+                        span,
+                    });
+                    outcome.accepted += 1;
                 }
             }
         }
-        outcome.accepted = batch.len() as u64;
+        for p in pending.values_mut() {
+            p.spans.shrink_to_fit();
+        }
 
         let mut inner = self.lock();
         let inner = &mut *inner;
@@ -289,25 +353,39 @@ impl Store {
         inner.stats.events_dropped += trimmed.events;
         inner.stats.links_dropped += trimmed.links;
         inner.stats.values_truncated += trimmed.values;
-        for (trace_id, span, bytes) in batch {
+        let front = inner.front_seq();
+        for trace_id in first_seen {
+            let Some(p) = pending.remove(&trace_id) else {
+                continue;
+            };
+            let n = p.spans.len() as u64;
             match inner.traces.get_mut(&trace_id) {
                 Some(entry) => {
-                    Arc::make_mut(&mut entry.spans).push(span);
-                    entry.bytes += bytes;
+                    let spans = Arc::make_mut(&mut entry.spans);
+                    spans.reserve_exact(p.spans.len());
+                    spans.extend(p.spans);
+                    entry.bytes += p.bytes;
+                    if let Some(summary) = inner.summaries.get_mut((entry.seq - front) as usize) {
+                        summary.merge(&p.summary);
+                    }
                 }
                 None => {
+                    let seq = inner.next_seq;
+                    inner.next_seq += 1;
                     inner.traces.insert(
                         trace_id,
                         TraceEntry {
-                            spans: Arc::new(vec![span]),
-                            bytes,
+                            spans: Arc::new(p.spans),
+                            bytes: p.bytes,
+                            seq,
                         },
                     );
                     inner.order.push_back(trace_id);
+                    inner.summaries.push_back(p.summary);
                 }
             }
-            inner.stats.spans_held += 1;
-            inner.stats.bytes_held += bytes;
+            inner.stats.spans_held += n;
+            inner.stats.bytes_held += p.bytes;
         }
         while inner.stats.spans_held > self.max_spans as u64
             || inner.stats.bytes_held > self.max_bytes
@@ -315,6 +393,7 @@ impl Store {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
+            inner.summaries.pop_front();
             if let Some(entry) = inner.traces.remove(&oldest) {
                 let n = entry.spans.len() as u64;
                 inner.stats.spans_held -= n;
@@ -332,6 +411,11 @@ impl Store {
         let inner = self.lock();
         let mut spans = Vec::clone(&inner.traces.get(trace_id)?.spans);
         drop(inner);
+        for s in &mut spans {
+            if s.span.trace_id.is_empty() {
+                s.span.trace_id = trace_id.to_vec();
+            }
+        }
         sort_by_start(&mut spans);
         Some(spans)
     }
@@ -347,6 +431,53 @@ impl Store {
             .collect()
     }
 
+    /// The held traces whose summary passes `keep` (in first-received order), and how many
+    /// traces were held when it began. The lock is taken once per [`SUMMARY_CHUNK`] traces, so
+    /// intake waits for at most one chunk of `keep` calls (which must be cheap: a
+    /// [`crate::summary::Need`] test); no span is touched under it. Traces evicted during the
+    /// walk are left out; traces received during it are not visited.
+    pub fn candidates(&self, keep: impl Fn(&TraceSummary) -> bool) -> (u64, Vec<Candidate>) {
+        let (held, mut next, end) = {
+            let inner = self.lock();
+            (inner.traces.len() as u64, inner.front_seq(), inner.next_seq)
+        };
+        let mut out = Vec::new();
+        while next < end {
+            let inner = self.lock();
+            let front = inner.front_seq();
+            if front >= end {
+                // Every trace left to visit was evicted.
+                break;
+            }
+            // `order[i]` holds the trace numbered `front + i`: numbers are given in arrival
+            // order and only the oldest trace is ever removed.
+            let from = next.max(front) - front;
+            let to = (end - front).min(from + SUMMARY_CHUNK as u64);
+            let range = from as usize..to as usize;
+            for (i, (id, summary)) in inner
+                .order
+                .range(range.clone())
+                .zip(inner.summaries.range(range))
+                .enumerate()
+            {
+                if keep(summary) {
+                    out.push(Candidate {
+                        id: *id,
+                        start_ns: summary.start_ns,
+                        seq: front + from + i as u64,
+                    });
+                }
+            }
+            next = front + to;
+        }
+        (held, out)
+    }
+
+    /// The spans of a held trace (received order), shared: read them without the lock.
+    pub fn spans_of(&self, id: &TraceId) -> Option<Arc<Vec<StoredSpan>>> {
+        self.lock().traces.get(id).map(|e| Arc::clone(&e.spans))
+    }
+
     /// Calls `f` for every held trace (in first-received order), over a [`Store::snapshot`].
     pub fn for_each_trace(&self, mut f: impl FnMut(&TraceId, &[StoredSpan])) {
         let snapshot = self.snapshot();
@@ -358,6 +489,20 @@ impl Store {
     /// Current counters.
     pub fn stats(&self) -> StoreStats {
         self.lock().stats
+    }
+}
+
+/// Drops the spare capacity decoding left in a span's vectors (a vector grown by pushes holds
+/// up to twice its length), which the store would otherwise keep for the span's lifetime.
+fn compact(span: &mut Span) {
+    span.attributes.shrink_to_fit();
+    span.events.shrink_to_fit();
+    span.links.shrink_to_fit();
+    for e in &mut span.events {
+        e.attributes.shrink_to_fit();
+    }
+    for l in &mut span.links {
+        l.attributes.shrink_to_fit();
     }
 }
 
@@ -377,9 +522,14 @@ pub fn sort_by_start(spans: &mut [StoredSpan]) {
     });
 }
 
-/// Rebuilds OTLP `ResourceSpans` from stored spans: grouped by resource (equal
-/// content), then by scope, keeping the order of `spans` (sort them first).
+/// Rebuilds OTLP `ResourceSpans` from the stored spans of one trace: grouped by resource (equal
+/// content), then by scope, keeping the order of `spans` (sort them first). Spans held without
+/// their trace id (see [`StoredSpan::span`]) get the one the others carry.
 pub fn group_spans(spans: &[StoredSpan]) -> Vec<ResourceSpans> {
+    let trace_id = spans
+        .iter()
+        .map(|s| &s.span.trace_id)
+        .find(|id| !id.is_empty());
     let mut out: Vec<ResourceSpans> = Vec::new();
     for s in spans {
         let rs_idx = match out.iter().position(|rs| {
@@ -410,7 +560,124 @@ pub fn group_spans(spans: &[StoredSpan]) -> Vec<ResourceSpans> {
                 rs.scope_spans.len() - 1
             }
         };
-        rs.scope_spans[ss_idx].spans.push(s.span.clone());
+        let mut span = s.span.clone();
+        if span.trace_id.is_empty()
+            && let Some(id) = trace_id
+        {
+            span.trace_id = id.clone();
+        }
+        rs.scope_spans[ss_idx].spans.push(span);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+
+    use super::*;
+
+    fn export(trace: u8, spans: std::ops::Range<u8>) -> Vec<ResourceSpans> {
+        let kv = |k: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Av::IntValue(1)),
+            }),
+            ..Default::default()
+        };
+        let span = |i: u8| {
+            // Pushed one by one, as decoding does: capacity 8 for 5 attributes.
+            let mut attributes = Vec::new();
+            for k in ["a", "b", "c", "d", "e"] {
+                attributes.push(kv(k));
+            }
+            Span {
+                trace_id: vec![trace; 16],
+                span_id: vec![i + 1; 8],
+                name: format!("s{i}"),
+                start_time_unix_nano: u64::from(i),
+                attributes,
+                ..Default::default()
+            }
+        };
+        vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: spans.map(span).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]
+    }
+
+    /// Held spans keep no spare capacity and (but for one per export) no copy of the trace id;
+    /// reads by id and `group_spans` give every span its id back.
+    #[test]
+    fn held_spans_are_compact_and_read_back_whole() {
+        let store = Store::new(100);
+        store.ingest(export(7, 0..5));
+        store.ingest(export(7, 5..8));
+        store.ingest(export(9, 0..3));
+        let snapshot = store.snapshot();
+        let (_, spans) = snapshot.iter().find(|(id, _)| *id == [7; 16]).unwrap();
+        assert_eq!(spans.len(), 8);
+        assert_eq!(spans.capacity(), 8);
+        assert!(spans.iter().all(|s| s.span.attributes.capacity() == 5));
+        let with_id = spans.iter().filter(|s| !s.span.trace_id.is_empty()).count();
+        assert_eq!(with_id, 2, "one per export");
+        let whole = store.trace(&[7; 16]).unwrap();
+        assert!(whole.iter().all(|s| s.span.trace_id == vec![7; 16]));
+        let grouped = group_spans(spans);
+        let ids: Vec<&Vec<u8>> = grouped
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| &s.trace_id)
+            .collect();
+        assert_eq!(ids.len(), 8);
+        assert!(ids.iter().all(|id| **id == vec![7; 16]));
+        // The estimate still charges each span as received.
+        assert_eq!(
+            store.stats().bytes_held,
+            estimated_request_bytes(&export(7, 0..5))
+                + estimated_request_bytes(&export(7, 5..8))
+                + estimated_request_bytes(&export(9, 0..3))
+        );
+    }
+
+    /// The summary walk visits every held trace once, in arrival order, across chunks and
+    /// evictions.
+    #[test]
+    fn candidates_walk_every_held_trace_once() {
+        let store = Store::new(3 * (SUMMARY_CHUNK + 5));
+        for t in 0..(SUMMARY_CHUNK as u32 + 5) {
+            store.ingest(export_id(t, 0..3));
+        }
+        // Evict the first 10 traces.
+        for t in 0..10 {
+            store.ingest(export_id(1_000_000 + t, 0..3));
+        }
+        let (held, all) = store.candidates(|_| true);
+        assert_eq!(held, SUMMARY_CHUNK as u64 + 5);
+        assert_eq!(all.len(), SUMMARY_CHUNK + 5);
+        assert!(all.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+        let firsts: Vec<u32> = all[..2]
+            .iter()
+            .map(|c| u32::from_be_bytes(c.id[..4].try_into().unwrap()))
+            .collect();
+        assert_eq!(firsts, [10, 11]);
+        let (_, some) = store.candidates(|s| s.start_ns == 0 && s.max_span_ns == 0);
+        assert_eq!(some.len(), all.len());
+        let (_, none) = store.candidates(|_| false);
+        assert!(none.is_empty());
+    }
+
+    fn export_id(t: u32, spans: std::ops::Range<u8>) -> Vec<ResourceSpans> {
+        let mut e = export(1, spans);
+        for s in &mut e[0].scope_spans[0].spans {
+            s.trace_id[..4].copy_from_slice(&t.to_be_bytes());
+        }
+        e
+    }
 }

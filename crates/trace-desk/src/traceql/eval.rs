@@ -3,7 +3,7 @@
 //! spanset per trace), spanset operators combine them, and pipeline stages
 //! filter, aggregate and split spansets.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -41,25 +41,30 @@ pub struct Spanset {
     pub attributes: Vec<(String, Val)>,
 }
 
-/// The spans of one trace with the relations the evaluator needs.
+/// The spans of one trace with the relations the evaluator needs, each computed on first use
+/// (a plain spanset filter reads none of them).
 pub struct TraceView<'a> {
     spans: &'a [StoredSpan],
+    relations: OnceCell<Relations>,
+    /// `(duration, root span)`.
+    trace_facts: OnceCell<(u64, Option<&'a StoredSpan>)>,
+    trace_id: OnceCell<String>,
+    /// `(nestedSetLeft, nestedSetRight, nestedSetParent)` per span, computed on first use.
+    nested: OnceCell<Vec<[i64; 3]>>,
+    /// Elementary steps taken by the structural operators (tree building included), so tests
+    /// can assert the work is linear in the spans of the trace without timing it.
+    work: Cell<u64>,
+}
+
+/// Parent links between the spans of a trace.
+struct Relations {
     parent: Vec<Option<usize>>,
     child_count: Vec<i64>,
-    trace_duration: u64,
-    root_name: Option<&'a str>,
-    root_service: Option<&'a str>,
-    trace_id: String,
     /// The span tree the structural operators walk: `parent`, with each parent cycle cut at
     /// one span so every span has a single root.
     tree_parent: Vec<Option<usize>>,
     /// Every span once, each after its (tree) parent: a DFS pre-order of the tree.
     preorder: Vec<usize>,
-    /// `(nestedSetLeft, nestedSetRight, nestedSetParent)` per span, computed on first use.
-    nested: std::cell::OnceCell<Vec<[i64; 3]>>,
-    /// Elementary steps taken by the structural operators (tree building included), so tests
-    /// can assert the work is linear in the spans of the trace without timing it.
-    work: Cell<u64>,
 }
 
 /// Parents before children: DFS pre-order from each root, then from one span of each parent
@@ -121,58 +126,69 @@ fn span_tree(parent: &[Option<usize>]) -> (Vec<Option<usize>>, Vec<usize>) {
 }
 
 impl<'a> TraceView<'a> {
-    /// Indexes the spans of a trace (any order).
+    /// A view of the spans of a trace (any order).
     pub fn new(spans: &'a [StoredSpan]) -> Self {
-        let index: HashMap<&[u8], usize> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.span.span_id.as_slice(), i))
-            .collect();
-        let parent: Vec<Option<usize>> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if s.span.parent_span_id.is_empty() {
-                    None
-                } else {
-                    index
-                        .get(s.span.parent_span_id.as_slice())
-                        .copied()
-                        .filter(|p| *p != i)
-                }
-            })
-            .collect();
-        let mut child_count = vec![0i64; spans.len()];
-        for p in parent.iter().flatten() {
-            child_count[*p] += 1;
-        }
-        let start = spans.iter().map(|s| s.span.start_time_unix_nano).min();
-        let end = spans
-            .iter()
-            .map(|s| s.span.end_time_unix_nano.max(s.span.start_time_unix_nano))
-            .max();
-        let trace_duration = match (start, end) {
-            (Some(s), Some(e)) => e.saturating_sub(s),
-            _ => 0,
-        };
-        let root = root_span(spans);
-        let (tree_parent, preorder) = span_tree(&parent);
         Self {
-            nested: std::cell::OnceCell::new(),
-            work: Cell::new(spans.len() as u64),
-            tree_parent,
-            preorder,
             spans,
-            parent,
-            child_count,
-            trace_duration,
-            root_name: root.map(|r| r.span.name.as_str()),
-            root_service: root.and_then(|r| r.service_name()),
-            trace_id: spans
-                .first()
-                .map(|s| hex::encode(&s.span.trace_id))
-                .unwrap_or_default(),
+            relations: OnceCell::new(),
+            trace_facts: OnceCell::new(),
+            trace_id: OnceCell::new(),
+            nested: OnceCell::new(),
+            work: Cell::new(0),
         }
+    }
+
+    fn relations(&self) -> &Relations {
+        self.relations.get_or_init(|| {
+            let spans = self.spans;
+            let index: HashMap<&[u8], usize> = spans
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.span.span_id.as_slice(), i))
+                .collect();
+            let parent: Vec<Option<usize>> = spans
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    if s.span.parent_span_id.is_empty() {
+                        None
+                    } else {
+                        index
+                            .get(s.span.parent_span_id.as_slice())
+                            .copied()
+                            .filter(|p| *p != i)
+                    }
+                })
+                .collect();
+            let mut child_count = vec![0i64; spans.len()];
+            for p in parent.iter().flatten() {
+                child_count[*p] += 1;
+            }
+            let (tree_parent, preorder) = span_tree(&parent);
+            self.count(spans.len());
+            Relations {
+                parent,
+                child_count,
+                tree_parent,
+                preorder,
+            }
+        })
+    }
+
+    fn trace_facts(&self) -> (u64, Option<&'a StoredSpan>) {
+        *self.trace_facts.get_or_init(|| {
+            let spans = self.spans;
+            let start = spans.iter().map(|s| s.span.start_time_unix_nano).min();
+            let end = spans
+                .iter()
+                .map(|s| s.span.end_time_unix_nano.max(s.span.start_time_unix_nano))
+                .max();
+            let duration = match (start, end) {
+                (Some(s), Some(e)) => e.saturating_sub(s),
+                _ => 0,
+            };
+            (duration, root_span(spans))
+        })
     }
 
     /// The spans.
@@ -213,35 +229,38 @@ impl<'a> TraceView<'a> {
 
     /// For every span: does a proper ancestor carry a flag? One pre-order sweep.
     fn below_flagged(&self, flag: &[bool]) -> Vec<bool> {
+        let rel = self.relations();
         let mut out = vec![false; self.spans.len()];
-        for &v in &self.preorder {
-            if let Some(p) = self.tree_parent[v] {
+        for &v in &rel.preorder {
+            if let Some(p) = rel.tree_parent[v] {
                 out[v] = out[p] || flag[p];
             }
         }
-        self.count(self.preorder.len());
+        self.count(rel.preorder.len());
         out
     }
 
     /// For every span: does a proper descendant carry a flag? One reverse pre-order sweep.
     fn above_flagged(&self, flag: &[bool]) -> Vec<bool> {
+        let rel = self.relations();
         let mut out = vec![false; self.spans.len()];
-        for &v in self.preorder.iter().rev() {
-            if let Some(p) = self.tree_parent[v]
+        for &v in rel.preorder.iter().rev() {
+            if let Some(p) = rel.tree_parent[v]
                 && (flag[v] || out[v])
             {
                 out[p] = true;
             }
         }
-        self.count(self.preorder.len());
+        self.count(rel.preorder.len());
         out
     }
 
     /// For every span: how many flagged spans have it as their parent.
     fn flagged_children(&self, spans: &[usize]) -> Vec<u32> {
+        let parent = &self.relations().parent;
         let mut out = vec![0u32; self.spans.len()];
         for &i in spans {
-            if let Some(p) = self.parent[i] {
+            if let Some(p) = parent[i] {
                 out[p] += 1;
             }
         }
@@ -262,7 +281,7 @@ impl<'a> TraceView<'a> {
         l: &[usize],
         r: &[usize],
     ) -> Vec<usize> {
-        let parent = &self.parent;
+        let parent = &self.relations().parent;
         // (does r match, does l match) as per-span predicates.
         let (r_hit, l_hit): (Vec<bool>, Vec<bool>) = match rel {
             Relation::Child => {
@@ -343,7 +362,7 @@ impl<'a> TraceView<'a> {
         self.nested.get_or_init(|| {
             let n = self.spans.len();
             let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
-            for (i, p) in self.tree_parent.iter().enumerate() {
+            for (i, p) in self.relations().tree_parent.iter().enumerate() {
                 if let Some(p) = p {
                     children[*p].push(i);
                 }
@@ -456,13 +475,24 @@ impl<'a> TraceView<'a> {
                     .end_time_unix_nano
                     .saturating_sub(s.span.start_time_unix_nano),
             ),
-            Intrinsic::ChildCount => Val::Int(self.child_count[idx]),
+            Intrinsic::ChildCount => Val::Int(self.relations().child_count[idx]),
             Intrinsic::SpanId => Val::Str(hex::encode(&s.span.span_id)),
             Intrinsic::ParentId => Val::Str(hex::encode(&s.span.parent_span_id)),
-            Intrinsic::TraceDuration => Val::Duration(self.trace_duration),
-            Intrinsic::RootName => Val::Str(self.root_name?.to_string()),
-            Intrinsic::RootService => Val::Str(self.root_service?.to_string()),
-            Intrinsic::TraceId => Val::Str(self.trace_id.clone()),
+            Intrinsic::TraceDuration => Val::Duration(self.trace_facts().0),
+            Intrinsic::RootName => Val::Str(self.trace_facts().1?.span.name.clone()),
+            Intrinsic::RootService => Val::Str(self.trace_facts().1?.service_name()?.to_string()),
+            Intrinsic::TraceId => Val::Str(
+                self.trace_id
+                    .get_or_init(|| {
+                        // Held spans may lack their copy of the id (see `StoredSpan::span`).
+                        self.spans
+                            .iter()
+                            .find(|s| !s.span.trace_id.is_empty())
+                            .map(|s| hex::encode(&s.span.trace_id))
+                            .unwrap_or_default()
+                    })
+                    .clone(),
+            ),
             // Multi-valued and nested-set intrinsics are read by `any_value`.
             _ => return None,
         })

@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::{Map, Value, json};
 
 use crate::jsonpb;
+use crate::prune::Need;
 use crate::store::{Store, StoredSpan, TraceId};
-use crate::summary::Need;
 pub use crate::trace_view::{root_span, status_text};
 pub use crate::traceql::parse_go_duration;
 use crate::traceql::{self, eval};

@@ -434,7 +434,7 @@ impl Store {
     /// The held traces whose summary passes `keep` (in first-received order), and how many
     /// traces were held when it began. The lock is taken once per [`SUMMARY_CHUNK`] traces, so
     /// intake waits for at most one chunk of `keep` calls (which must be cheap: a
-    /// [`crate::summary::Need`] test); no span is touched under it. Traces evicted during the
+    /// [`crate::prune::Need`] test); no span is touched under it. Traces evicted during the
     /// walk are left out; traces received during it are not visited.
     pub fn candidates(&self, keep: impl Fn(&TraceSummary) -> bool) -> (u64, Vec<Candidate>) {
         let (held, mut next, end) = {

@@ -3,21 +3,15 @@
 //!
 //! A [`TraceSummary`] holds the trace's time span, its shortest and longest span, which span
 //! statuses and kinds occur, and a Bloom filter of the span names and attribute `(key, value)`
-//! pairs of its spans, resources, scopes, events and links. A [`Need`] is a condition derived
-//! from a TraceQL query that every trace the query matches satisfies (a necessary condition,
-//! never a sufficient one): a trace whose summary fails it cannot match, so search skips it
-//! without reading its spans. Only constructs where that is provably so are translated; any
-//! other part of a query becomes [`Need::Any`], which rules nothing out.
+//! pairs of its spans, resources, scopes, events and links. [`crate::prune`] tests a query's
+//! necessary condition on it. This module knows nothing of TraceQL, so the store can keep
+//! summaries without depending on the query language.
 
 use std::hash::{Hash as _, Hasher as _};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
 use opentelemetry_proto::tonic::trace::v1::Span;
-
-use crate::traceql::ast::{
-    CmpOp, Field, FieldExpr, Intrinsic, Literal, Pipeline, Query, SpansetExpr, SpansetOp, Stage,
-};
 
 /// 64-bit words in a trace's Bloom filter: 2048 bits, 256 bytes per trace (≈ 13 bytes per span
 /// of a 20-span trace). With the ~30 distinct names and pairs of a typical trace and 4 probes,
@@ -75,13 +69,13 @@ impl Bloom {
 /// A value in the form equality compares it: TraceQL compares ints, floats and durations as
 /// numbers (`5 = 5.0`), so all three hash as the same float.
 #[derive(Debug, Clone, PartialEq)]
-enum Canon<'a> {
+pub(crate) enum Canon<'a> {
     Str(&'a str),
     Num(u64),
     Bool(bool),
 }
 
-fn num(f: f64) -> Canon<'static> {
+pub(crate) fn num(f: f64) -> Canon<'static> {
     // -0.0 = 0.0.
     Canon::Num(if f == 0.0 { 0 } else { f.to_bits() })
 }
@@ -97,18 +91,6 @@ impl<'a> Canon<'a> {
             _ => return None,
         })
     }
-
-    fn of_literal(l: &'a Literal) -> Option<Self> {
-        Some(match l {
-            Literal::Str(s) => Canon::Str(s),
-            Literal::Int(n) => num(*n as f64),
-            Literal::Float(f) => num(*f),
-            Literal::Duration(d) => num(*d as f64),
-            Literal::Bool(b) => Canon::Bool(*b),
-            // Status and kind literals compare with strings as keywords; nil never equals.
-            Literal::Nil | Literal::Status(_) | Literal::Kind(_) => return None,
-        })
-    }
 }
 
 fn hasher() -> std::hash::DefaultHasher {
@@ -116,7 +98,7 @@ fn hasher() -> std::hash::DefaultHasher {
     std::hash::DefaultHasher::new()
 }
 
-fn attr_hash(key: &str, v: &Canon) -> u64 {
+pub(crate) fn attr_hash(key: &str, v: &Canon) -> u64 {
     let mut h = hasher();
     0u8.hash(&mut h);
     key.hash(&mut h);
@@ -128,7 +110,7 @@ fn attr_hash(key: &str, v: &Canon) -> u64 {
     h.finish()
 }
 
-fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     let mut h = hasher();
     1u8.hash(&mut h);
     name.hash(&mut h);
@@ -137,7 +119,7 @@ fn name_hash(name: &str) -> u64 {
 
 /// The bit of a status code in [`TraceSummary::statuses`], as the evaluator reads it
 /// (`2` error, `1` ok, anything else unset).
-fn status_bit(code: Option<i32>) -> u8 {
+pub(crate) fn status_bit(code: Option<i32>) -> u8 {
     match code {
         Some(2) => 1 << 2,
         Some(1) => 1 << 1,
@@ -146,7 +128,7 @@ fn status_bit(code: Option<i32>) -> u8 {
 }
 
 /// The bit of a span kind in [`TraceSummary::kinds`] (unknown kinds read as unspecified).
-fn kind_bit(kind: i32) -> u8 {
+pub(crate) fn kind_bit(kind: i32) -> u8 {
     match kind {
         1..=5 => 1 << kind,
         _ => 1,
@@ -222,146 +204,5 @@ impl TraceSummary {
         self.statuses |= o.statuses;
         self.kinds |= o.kinds;
         self.bloom.union(&o.bloom);
-    }
-}
-
-/// A necessary condition for a trace to match a query, tested on its [`TraceSummary`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Need {
-    /// Rules nothing out.
-    Any,
-    /// No trace matches.
-    Never,
-    /// A span name or attribute pair (hashed) in the Bloom filter.
-    Item(u64),
-    /// Some span with one of these statuses ([`TraceSummary::statuses`] bits).
-    Status(u8),
-    /// Some span with one of these kinds ([`TraceSummary::kinds`] bits).
-    Kind(u8),
-    /// Some span whose duration compares with the number (nanoseconds) by the operator
-    /// (`>`, `>=`, `<`, `<=` only).
-    Duration(CmpOp, f64),
-    /// Both.
-    And(Box<Need>, Box<Need>),
-    /// Either.
-    Or(Box<Need>, Box<Need>),
-}
-
-impl Need {
-    fn and(a: Need, b: Need) -> Need {
-        match (a, b) {
-            (Need::Never, _) | (_, Need::Never) => Need::Never,
-            (Need::Any, x) | (x, Need::Any) => x,
-            (a, b) => Need::And(Box::new(a), Box::new(b)),
-        }
-    }
-
-    fn or(a: Need, b: Need) -> Need {
-        match (a, b) {
-            (Need::Any, _) | (_, Need::Any) => Need::Any,
-            (Need::Never, x) | (x, Need::Never) => x,
-            (a, b) => Need::Or(Box::new(a), Box::new(b)),
-        }
-    }
-
-    /// The condition for a whole query. A query's answer is non-empty only when its first
-    /// spanset expression selects spans, and each filter stage keeps only spans it selects
-    /// too; aggregates, `by`, `select` and `coalesce` add no spans.
-    pub fn of_query(q: &Query) -> Need {
-        Self::of_pipeline(&q.pipeline)
-    }
-
-    fn of_pipeline(p: &Pipeline) -> Need {
-        let mut need = Self::of_spanset(&p.head);
-        for stage in &p.stages {
-            if let Stage::Filter(e) = stage {
-                need = Self::and(need, Self::of_spanset(e));
-            }
-        }
-        need
-    }
-
-    fn of_spanset(e: &SpansetExpr) -> Need {
-        match e {
-            // A filter selects spans only if one span satisfies it.
-            SpansetExpr::Filter(f) => Self::of_span(f),
-            SpansetExpr::Pipeline(p) => Self::of_pipeline(p),
-            SpansetExpr::Op(op, a, b) => {
-                let (a, b) = (Self::of_spanset(a), Self::of_spanset(b));
-                match op {
-                    SpansetOp::Or => Self::or(a, b),
-                    // `&&` and every structural form (negated ones too) need both sides.
-                    SpansetOp::And | SpansetOp::Structural { .. } => Self::and(a, b),
-                }
-            }
-        }
-    }
-
-    /// What the trace must hold for one of its spans to satisfy `f`.
-    fn of_span(f: &FieldExpr) -> Need {
-        match f {
-            FieldExpr::Const(true) => Need::Any,
-            FieldExpr::Const(false) => Need::Never,
-            FieldExpr::And(a, b) => Self::and(Self::of_span(a), Self::of_span(b)),
-            FieldExpr::Or(a, b) => Self::or(Self::of_span(a), Self::of_span(b)),
-            FieldExpr::Cmp(c) if c.regex.is_none() => match (&c.field, c.op, &c.value) {
-                (Field::Attr { name, .. }, CmpOp::Eq, lit) => match Canon::of_literal(lit) {
-                    Some(v) => Need::Item(attr_hash(name, &v)),
-                    None => Need::Any,
-                },
-                (Field::Intrinsic(Intrinsic::Name), CmpOp::Eq, Literal::Str(s)) => {
-                    Need::Item(name_hash(s))
-                }
-                (Field::Intrinsic(Intrinsic::Status), op, Literal::Status(code)) => {
-                    let bit = status_bit(Some(*code));
-                    match op {
-                        CmpOp::Eq => Need::Status(bit),
-                        CmpOp::Ne => Need::Status(0b111 & !bit),
-                        _ => Need::Any,
-                    }
-                }
-                (Field::Intrinsic(Intrinsic::Kind), op, Literal::Kind(k)) => {
-                    let bit = kind_bit(*k);
-                    match op {
-                        CmpOp::Eq => Need::Kind(bit),
-                        CmpOp::Ne => Need::Kind(0b11_1111 & !bit),
-                        _ => Need::Any,
-                    }
-                }
-                (
-                    Field::Intrinsic(Intrinsic::Duration),
-                    op @ (CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le),
-                    lit,
-                ) => match lit.as_f64() {
-                    Some(x) => Need::Duration(op, x),
-                    None => Need::Any,
-                },
-                _ => Need::Any,
-            },
-            // Negations, regexes and general comparisons: no cheap necessary condition.
-            _ => Need::Any,
-        }
-    }
-
-    /// False when no trace with this summary can match.
-    pub fn holds(&self, s: &TraceSummary) -> bool {
-        match self {
-            Need::Any => true,
-            Need::Never => false,
-            Need::Item(h) => s.bloom.may_contain(*h),
-            Need::Status(mask) => s.statuses & mask != 0,
-            Need::Kind(mask) => s.kinds & mask != 0,
-            // The evaluator compares `duration as f64` with the number; the conversion keeps
-            // order, so the longest (shortest) span decides whether any span can pass.
-            Need::Duration(op, x) => {
-                let d = match op {
-                    CmpOp::Gt | CmpOp::Ge => s.max_span_ns,
-                    _ => s.min_span_ns,
-                };
-                (d as f64).partial_cmp(x).is_some_and(|o| op.holds(o))
-            }
-            Need::And(a, b) => a.holds(s) && b.holds(s),
-            Need::Or(a, b) => a.holds(s) || b.holds(s),
-        }
     }
 }

@@ -23,8 +23,9 @@
 //! `DESK_WAL_MAX_BYTES`) rewrites the traces that changed since the last compaction from the
 //! store's snapshot, deletes the rows of traces the store evicted or that passed
 //! `DESK_RETENTION`, and drops every WAL row the snapshot covers, in one transaction. Intake is
-//! paused only while the snapshot is taken (a write lock around "WAL commit + ingest"), so the
-//! snapshot holds exactly the WAL rows up to a known sequence number.
+//! paused while the snapshot is taken (a write lock around "WAL commit + ingest"), so the
+//! snapshot holds exactly the WAL rows up to a known sequence number, and waits for the
+//! transaction's commit (one writer); the rows are encoded before it, off the writer thread.
 //!
 //! Replay at start: the `traces` rows in first-received order, then the WAL in order, all
 //! through [`Store::ingest`], so the span and byte bounds apply; rows older than the retention
@@ -215,7 +216,8 @@ struct Append {
 }
 
 struct Compact {
-    upserts: Vec<(TraceId, Meta, Arc<Vec<StoredSpan>>)>,
+    /// Trace rows, encoded (key, value).
+    upserts: Vec<(TraceId, Vec<u8>)>,
     deletes: Vec<TraceId>,
     wal_upto: u64,
     done: oneshot::Sender<Result<(), PersistError>>,
@@ -670,6 +672,23 @@ impl Persist {
             wal_upto,
         };
         let written: Vec<TraceId> = upserts.iter().map(|(id, _, _)| *id).collect();
+        // Encoded here, off the writer thread: exports wait only for the transaction itself.
+        let upserts = tokio::task::spawn_blocking(move || encode_rows(upserts))
+            .await
+            .map_err(|e| PersistError::Storage(format!("the compaction task failed: {e}")));
+        let upserts = match upserts {
+            Ok(u) => u,
+            Err(e) => {
+                let mut side = self.side();
+                side.dirty.extend(dirty);
+                side.pending_deletes.extend(deletes);
+                self.shared
+                    .counters
+                    .compaction_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         let (done, rx) = oneshot::channel();
         let sent = self
             .shared
@@ -891,6 +910,23 @@ impl Persist {
     }
 }
 
+/// Trace rows: `ordinal ++ last_received_ms ++ ExportTraceServiceRequest` of the trace's spans.
+fn encode_rows(traces: Vec<(TraceId, Meta, Arc<Vec<StoredSpan>>)>) -> Vec<(TraceId, Vec<u8>)> {
+    traces
+        .into_iter()
+        .map(|(id, meta, spans)| {
+            let request = ExportTraceServiceRequest {
+                resource_spans: group_spans(&spans),
+            };
+            let mut value = Vec::with_capacity(16 + request.encoded_len());
+            value.extend_from_slice(&meta.ordinal.to_le_bytes());
+            value.extend_from_slice(&meta.last_ms.to_le_bytes());
+            request.encode_raw(&mut value);
+            (id, value)
+        })
+        .collect()
+}
+
 /// The writer thread: owns the database, commits groups of appends and compactions in order.
 struct Writer {
     db: redb::Database,
@@ -996,17 +1032,7 @@ impl Writer {
             let (mut freed_bytes, mut freed_batches) = (0u64, 0u64);
             {
                 let mut traces = txn.open_table(TRACES).map_err(storage)?;
-                let mut value = Vec::new();
-                for (id, meta, spans) in &job.upserts {
-                    let request = ExportTraceServiceRequest {
-                        resource_spans: group_spans(spans),
-                    };
-                    value.clear();
-                    value.extend_from_slice(&meta.ordinal.to_le_bytes());
-                    value.extend_from_slice(&meta.last_ms.to_le_bytes());
-                    request
-                        .encode(&mut value)
-                        .map_err(|e| PersistError::Storage(format!("encoding a trace: {e}")))?;
+                for (id, value) in &job.upserts {
                     traces
                         .insert(id.as_slice(), value.as_slice())
                         .map_err(storage)?;

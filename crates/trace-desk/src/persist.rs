@@ -532,7 +532,9 @@ impl Persist {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let wal_full = Arc::new(Notify::new());
         let writer = Writer {
-            db,
+            db: Some(db),
+            path: path.clone(),
+            failed: false,
             next_seq,
             counters: Arc::clone(&counters),
             wal_full: Arc::clone(&wal_full),
@@ -929,7 +931,11 @@ fn encode_rows(traces: Vec<(TraceId, Meta, Arc<Vec<StoredSpan>>)>) -> Vec<(Trace
 
 /// The writer thread: owns the database, commits groups of appends and compactions in order.
 struct Writer {
-    db: redb::Database,
+    /// `None` after an I/O error until it is reopened.
+    db: Option<redb::Database>,
+    path: PathBuf,
+    /// A write failed: reopen before the next one.
+    failed: bool,
     next_seq: u64,
     counters: Arc<Counters>,
     wal_full: Arc<Notify>,
@@ -937,6 +943,17 @@ struct Writer {
 }
 
 impl Writer {
+    /// The database, reopened after a failed write: redb refuses every write after an I/O error
+    /// until it is reopened, and a disk that was full may have room again.
+    fn db(&mut self) -> Result<&redb::Database, PersistError> {
+        if self.failed {
+            self.db = None;
+            self.db = Some(open_db(&self.path)?);
+            self.failed = false;
+        }
+        self.db.as_ref().ok_or(PersistError::WriterGone)
+    }
+
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut next: Option<Job> = None;
         loop {
@@ -975,8 +992,8 @@ impl Writer {
     fn append(&mut self, group: Vec<Append>) {
         let began = Instant::now();
         let first_seq = self.next_seq;
-        let result = (|| -> Result<u64, PersistError> {
-            let txn = self.db.begin_write().map_err(storage)?;
+        let result = self.db().and_then(|db| {
+            let txn = db.begin_write().map_err(storage)?;
             let mut seq = first_seq;
             let mut value = Vec::new();
             {
@@ -991,7 +1008,7 @@ impl Writer {
             }
             txn.commit().map_err(storage)?;
             Ok(seq)
-        })();
+        });
         let c = &self.counters;
         match result {
             Ok(next) => {
@@ -1016,6 +1033,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.failed = true;
                 tracing::warn!(error = %e, batches = group.len(), "writing exports to the desk data file failed");
                 c.write_errors
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -1027,8 +1045,9 @@ impl Writer {
     }
 
     fn compact(&mut self, job: Compact) {
-        let result = (|| -> Result<(u64, u64), PersistError> {
-            let txn = self.db.begin_write().map_err(storage)?;
+        let next_seq = self.next_seq;
+        let result = self.db().and_then(|db| {
+            let txn = db.begin_write().map_err(storage)?;
             let (mut freed_bytes, mut freed_batches) = (0u64, 0u64);
             {
                 let mut traces = txn.open_table(TRACES).map_err(storage)?;
@@ -1048,11 +1067,11 @@ impl Writer {
                 })
                 .map_err(storage)?;
                 let mut meta = txn.open_table(META).map_err(storage)?;
-                meta.insert(META_NEXT_SEQ, self.next_seq).map_err(storage)?;
+                meta.insert(META_NEXT_SEQ, next_seq).map_err(storage)?;
             }
             txn.commit().map_err(storage)?;
             Ok((freed_bytes, freed_batches))
-        })();
+        });
         let c = &self.counters;
         let reply = match result {
             Ok((bytes, batches)) => {
@@ -1068,7 +1087,10 @@ impl Writer {
                     });
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
         };
         let _ = job.done.send(reply);
     }

@@ -1,7 +1,9 @@
 //! Desk capacity: spans/s ingested over OTLP gRPC and HTTP (protobuf), and query latency with a
 //! large number of spans held. The desk is the real release binary (`fleet run desk`), its own
 //! process; the spans are generated here in the shape of the fleet's checkout trace (20 spans,
-//! four services, one trace in 20 an error).
+//! four services, one trace in 20 an error). Ingest is measured side by side on a memory-only
+//! desk and on one persisting to a data dir (`DESK_DATA_DIR`: every export committed with an
+//! fsync before it is answered), alternating, so the ratio is read from one run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -165,14 +167,25 @@ fn now_ns() -> u64 {
 pub struct Desk {
     child: Child,
     pub pid: u32,
+    pub persisted: bool,
     pub api: String,
     pub grpc: String,
     pub http: String,
 }
 
 impl Desk {
-    pub async fn start(fleet_bin: &Path, max_spans: u64) -> anyhow::Result<Desk> {
-        let mut child = Command::new(fleet_bin)
+    /// A memory-only desk, or with `data_dir` one persisting there.
+    pub async fn start(
+        fleet_bin: &Path,
+        max_spans: u64,
+        data_dir: Option<&Path>,
+    ) -> anyhow::Result<Desk> {
+        let mut command = Command::new(fleet_bin);
+        match data_dir {
+            Some(dir) => command.env("DESK_DATA_DIR", dir),
+            None => command.env_remove("DESK_DATA_DIR"),
+        };
+        let mut child = command
             .args(["run", "desk"])
             .env("DESK_API_ADDR", "127.0.0.1:0")
             .env("DESK_OTLP_GRPC_ADDR", "127.0.0.1:0")
@@ -212,6 +225,7 @@ impl Desk {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Desk {
             pid: child.id().ok_or_else(|| anyhow!("desk has no pid"))?,
+            persisted: data_dir.is_some(),
             child,
             api: api.unwrap_or_default(),
             grpc: grpc.unwrap_or_default(),
@@ -243,6 +257,8 @@ pub enum Protocol {
 #[derive(Debug, Clone, Serialize)]
 pub struct Ingest {
     pub protocol: Protocol,
+    /// Into a persisting desk (`DESK_DATA_DIR`).
+    pub persisted: bool,
     pub senders: usize,
     pub spans: u64,
     pub seconds: f64,
@@ -313,6 +329,7 @@ pub async fn ingest(
     let spans = sent.load(Ordering::Relaxed);
     Ok(Ingest {
         protocol,
+        persisted: desk.persisted,
         senders,
         spans,
         seconds,
@@ -342,6 +359,16 @@ pub struct Capacity {
     pub ingest: Vec<Ingest>,
     pub grpc_spans_per_s: f64,
     pub http_spans_per_s: f64,
+    /// The same, into a desk persisting to `DESK_DATA_DIR`, measured alternately with the above.
+    pub persisted_grpc_spans_per_s: f64,
+    pub persisted_http_spans_per_s: f64,
+    /// The persisting desk's WAL commits (fsyncs) and exports committed over all its runs.
+    pub persist_commits: u64,
+    pub persist_batches: u64,
+    pub persist_commit_ms_mean: f64,
+    /// Compactions during those runs and their mean time (intake waits for each one's commit).
+    pub persist_compactions: u64,
+    pub persist_compaction_ms_mean: f64,
     pub grpc_desk_cpu_us_per_span: f64,
     pub http_desk_cpu_us_per_span: f64,
     pub held_spans: u64,
@@ -430,8 +457,11 @@ pub async fn capacity(
     let salt: u64 = rand::random::<u64>() | 1;
     let next = Arc::new(AtomicU64::new(0));
 
-    // Ingest rate, on a desk with its default bound (it evicts, as it would in a long run).
-    let desk = Desk::start(fleet_bin, 200_000).await?;
+    // Ingest rate, on desks with the default bound (they evict, as in a long run): one in
+    // memory only, one persisting, each window alternating between them.
+    let data_dir = crate::system::scratch_dir("desk-data")?;
+    let memory = Desk::start(fleet_bin, 200_000, None).await?;
+    let persisted = Desk::start(fleet_bin, 200_000, Some(&data_dir)).await?;
     let mut ingest_runs = Vec::new();
     for round in 0..rounds {
         let order = if round % 2 == 0 {
@@ -439,24 +469,53 @@ pub async fn capacity(
         } else {
             [Protocol::Http, Protocol::Grpc]
         };
+        let desks = if round % 2 == 0 {
+            [&memory, &persisted]
+        } else {
+            [&persisted, &memory]
+        };
         for p in order {
-            ingest_runs
-                .push(ingest(&desk, p, 4, Some(ingest_window), None, salt, next.clone()).await?);
+            for desk in desks {
+                ingest_runs
+                    .push(ingest(desk, p, 4, Some(ingest_window), None, salt, next.clone()).await?);
+            }
         }
     }
-    desk.stop().await;
-    let med = |p: Protocol, f: fn(&Ingest) -> f64| {
+    let persist_metrics = reqwest::get(format!("{}/metrics", persisted.api))
+        .await?
+        .text()
+        .await?;
+    let persist_metric = |name: &str| metric(&persist_metrics, name).unwrap_or(0.0);
+    let persist_commits = persist_metric("trace_desk_persist_commits_total") as u64;
+    let persist_batches = persist_metric("trace_desk_persist_batches_written_total") as u64;
+    let persist_commit_ms_mean = if persist_commits > 0 {
+        persist_metric("trace_desk_persist_commit_seconds_total") * 1000.0 / persist_commits as f64
+    } else {
+        0.0
+    };
+    let persist_compactions = persist_metric("trace_desk_persist_compactions_total") as u64;
+    let persist_compaction_ms_mean = if persist_compactions > 0 {
+        persist_metric("trace_desk_persist_compaction_seconds_total") * 1000.0
+            / persist_compactions as f64
+    } else {
+        0.0
+    };
+    memory.stop().await;
+    persisted.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let med_of = |p: Protocol, persisted: bool, f: fn(&Ingest) -> f64| {
         median(
             ingest_runs
                 .iter()
-                .filter(|r| r.protocol == p)
+                .filter(|r| r.protocol == p && r.persisted == persisted)
                 .map(f)
                 .collect(),
         )
     };
+    let med = |p: Protocol, f: fn(&Ingest) -> f64| med_of(p, false, f);
 
     // Holding `hold` spans: load them, then time the reads.
-    let desk = Desk::start(fleet_bin, hold + 10_000).await?;
+    let desk = Desk::start(fleet_bin, hold + 10_000, None).await?;
     let salt2 = salt.wrapping_add(2);
     let traces = hold / SPANS_PER_TRACE;
     let load_held = ingest(
@@ -595,6 +654,13 @@ pub async fn capacity(
         http_spans_per_s: med(Protocol::Http, |r| r.spans_per_s),
         grpc_desk_cpu_us_per_span: med(Protocol::Grpc, |r| r.desk_cpu_us_per_span),
         http_desk_cpu_us_per_span: med(Protocol::Http, |r| r.desk_cpu_us_per_span),
+        persisted_grpc_spans_per_s: med_of(Protocol::Grpc, true, |r| r.spans_per_s),
+        persisted_http_spans_per_s: med_of(Protocol::Http, true, |r| r.spans_per_s),
+        persist_commits,
+        persist_batches,
+        persist_commit_ms_mean,
+        persist_compactions,
+        persist_compaction_ms_mean,
         ingest: ingest_runs,
         held_spans,
         load_held,

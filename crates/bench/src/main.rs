@@ -788,6 +788,24 @@ fn desk_figures(table: &mut Table, cap: &desk::Capacity, mode: &Mode) {
     let per_span = cap.bytes_per_held_span;
     table.add(
         "4",
+        "desk ingest persisted (DESK_DATA_DIR), OTLP gRPC",
+        cap.persisted_grpc_spans_per_s,
+        "spans/s",
+        None,
+        format!(
+            "÷ memory only {}× (windows alternating with the memory-only desk); HTTP {} spans/s = {}×; {} exports in {} commits (fsyncs), {} ms mean commit; {} compactions, {} ms mean",
+            num(cap.persisted_grpc_spans_per_s / cap.grpc_spans_per_s),
+            num(cap.persisted_http_spans_per_s),
+            num(cap.persisted_http_spans_per_s / cap.http_spans_per_s),
+            cap.persist_batches,
+            cap.persist_commits,
+            num(cap.persist_commit_ms_mean),
+            cap.persist_compactions,
+            num(cap.persist_compaction_ms_mean)
+        ),
+    );
+    table.add(
+        "4",
         "spans held for the queries",
         cap.held_spans as f64,
         "spans",

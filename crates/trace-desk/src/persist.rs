@@ -23,8 +23,9 @@
 //! `DESK_WAL_MAX_BYTES`) rewrites the traces that changed since the last compaction from the
 //! store's snapshot, deletes the rows of traces the store evicted or that passed
 //! `DESK_RETENTION`, and drops every WAL row the snapshot covers, in one transaction. Intake is
-//! paused only while the snapshot is taken (a write lock around "WAL commit + ingest"), so the
-//! snapshot holds exactly the WAL rows up to a known sequence number.
+//! paused while the snapshot is taken (a write lock around "WAL commit + ingest"), so the
+//! snapshot holds exactly the WAL rows up to a known sequence number, and waits for the
+//! transaction's commit (one writer); the rows are encoded before it, off the writer thread.
 //!
 //! Replay at start: the `traces` rows in first-received order, then the WAL in order, all
 //! through [`Store::ingest`], so the span and byte bounds apply; rows older than the retention
@@ -215,7 +216,8 @@ struct Append {
 }
 
 struct Compact {
-    upserts: Vec<(TraceId, Meta, Arc<Vec<StoredSpan>>)>,
+    /// Trace rows, encoded (key, value).
+    upserts: Vec<(TraceId, Vec<u8>)>,
     deletes: Vec<TraceId>,
     wal_upto: u64,
     done: oneshot::Sender<Result<(), PersistError>>,
@@ -530,7 +532,9 @@ impl Persist {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let wal_full = Arc::new(Notify::new());
         let writer = Writer {
-            db,
+            db: Some(db),
+            path: path.clone(),
+            failed: false,
             next_seq,
             counters: Arc::clone(&counters),
             wal_full: Arc::clone(&wal_full),
@@ -670,6 +674,23 @@ impl Persist {
             wal_upto,
         };
         let written: Vec<TraceId> = upserts.iter().map(|(id, _, _)| *id).collect();
+        // Encoded here, off the writer thread: exports wait only for the transaction itself.
+        let upserts = tokio::task::spawn_blocking(move || encode_rows(upserts))
+            .await
+            .map_err(|e| PersistError::Storage(format!("the compaction task failed: {e}")));
+        let upserts = match upserts {
+            Ok(u) => u,
+            Err(e) => {
+                let mut side = self.side();
+                side.dirty.extend(dirty);
+                side.pending_deletes.extend(deletes);
+                self.shared
+                    .counters
+                    .compaction_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         let (done, rx) = oneshot::channel();
         let sent = self
             .shared
@@ -891,9 +912,30 @@ impl Persist {
     }
 }
 
+/// Trace rows: `ordinal ++ last_received_ms ++ ExportTraceServiceRequest` of the trace's spans.
+fn encode_rows(traces: Vec<(TraceId, Meta, Arc<Vec<StoredSpan>>)>) -> Vec<(TraceId, Vec<u8>)> {
+    traces
+        .into_iter()
+        .map(|(id, meta, spans)| {
+            let request = ExportTraceServiceRequest {
+                resource_spans: group_spans(&spans),
+            };
+            let mut value = Vec::with_capacity(16 + request.encoded_len());
+            value.extend_from_slice(&meta.ordinal.to_le_bytes());
+            value.extend_from_slice(&meta.last_ms.to_le_bytes());
+            request.encode_raw(&mut value);
+            (id, value)
+        })
+        .collect()
+}
+
 /// The writer thread: owns the database, commits groups of appends and compactions in order.
 struct Writer {
-    db: redb::Database,
+    /// `None` after an I/O error until it is reopened.
+    db: Option<redb::Database>,
+    path: PathBuf,
+    /// A write failed: reopen before the next one.
+    failed: bool,
     next_seq: u64,
     counters: Arc<Counters>,
     wal_full: Arc<Notify>,
@@ -901,6 +943,17 @@ struct Writer {
 }
 
 impl Writer {
+    /// The database, reopened after a failed write: redb refuses every write after an I/O error
+    /// until it is reopened, and a disk that was full may have room again.
+    fn db(&mut self) -> Result<&redb::Database, PersistError> {
+        if self.failed {
+            self.db = None;
+            self.db = Some(open_db(&self.path)?);
+            self.failed = false;
+        }
+        self.db.as_ref().ok_or(PersistError::WriterGone)
+    }
+
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut next: Option<Job> = None;
         loop {
@@ -939,8 +992,8 @@ impl Writer {
     fn append(&mut self, group: Vec<Append>) {
         let began = Instant::now();
         let first_seq = self.next_seq;
-        let result = (|| -> Result<u64, PersistError> {
-            let txn = self.db.begin_write().map_err(storage)?;
+        let result = self.db().and_then(|db| {
+            let txn = db.begin_write().map_err(storage)?;
             let mut seq = first_seq;
             let mut value = Vec::new();
             {
@@ -955,7 +1008,7 @@ impl Writer {
             }
             txn.commit().map_err(storage)?;
             Ok(seq)
-        })();
+        });
         let c = &self.counters;
         match result {
             Ok(next) => {
@@ -980,6 +1033,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.failed = true;
                 tracing::warn!(error = %e, batches = group.len(), "writing exports to the desk data file failed");
                 c.write_errors
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -991,22 +1045,13 @@ impl Writer {
     }
 
     fn compact(&mut self, job: Compact) {
-        let result = (|| -> Result<(u64, u64), PersistError> {
-            let txn = self.db.begin_write().map_err(storage)?;
+        let next_seq = self.next_seq;
+        let result = self.db().and_then(|db| {
+            let txn = db.begin_write().map_err(storage)?;
             let (mut freed_bytes, mut freed_batches) = (0u64, 0u64);
             {
                 let mut traces = txn.open_table(TRACES).map_err(storage)?;
-                let mut value = Vec::new();
-                for (id, meta, spans) in &job.upserts {
-                    let request = ExportTraceServiceRequest {
-                        resource_spans: group_spans(spans),
-                    };
-                    value.clear();
-                    value.extend_from_slice(&meta.ordinal.to_le_bytes());
-                    value.extend_from_slice(&meta.last_ms.to_le_bytes());
-                    request
-                        .encode(&mut value)
-                        .map_err(|e| PersistError::Storage(format!("encoding a trace: {e}")))?;
+                for (id, value) in &job.upserts {
                     traces
                         .insert(id.as_slice(), value.as_slice())
                         .map_err(storage)?;
@@ -1022,11 +1067,11 @@ impl Writer {
                 })
                 .map_err(storage)?;
                 let mut meta = txn.open_table(META).map_err(storage)?;
-                meta.insert(META_NEXT_SEQ, self.next_seq).map_err(storage)?;
+                meta.insert(META_NEXT_SEQ, next_seq).map_err(storage)?;
             }
             txn.commit().map_err(storage)?;
             Ok((freed_bytes, freed_batches))
-        })();
+        });
         let c = &self.counters;
         let reply = match result {
             Ok((bytes, batches)) => {
@@ -1042,7 +1087,10 @@ impl Writer {
                     });
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
         };
         let _ = job.done.send(reply);
     }

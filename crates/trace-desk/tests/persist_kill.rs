@@ -41,7 +41,10 @@ impl Drop for DeskProcess {
 }
 
 fn desk_command(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trace-desk"));
+    with_desk_env(Command::new(env!("CARGO_BIN_EXE_trace-desk")), dir)
+}
+
+fn with_desk_env(mut cmd: Command, dir: &Path) -> Command {
     cmd.env("DESK_API_ADDR", "127.0.0.1:0")
         .env("DESK_OTLP_GRPC_ADDR", "127.0.0.1:0")
         .env("DESK_OTLP_HTTP_ADDR", "127.0.0.1:0")
@@ -55,7 +58,11 @@ fn desk_command(dir: &Path) -> Command {
 }
 
 fn start_desk(dir: &Path) -> DeskProcess {
-    let mut child = desk_command(dir)
+    spawn_desk(desk_command(dir))
+}
+
+fn spawn_desk(mut cmd: Command) -> DeskProcess {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -301,4 +308,77 @@ fn the_binary_refuses_a_foreign_data_file_with_a_clear_message() {
     );
     assert!(stderr.contains("move it away"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A disk that refuses writes (the file size limit, `ulimit -f`, with SIGXFSZ ignored so the
+/// write fails with EFBIG instead of killing the desk): exports are answered 503 / UNAVAILABLE,
+/// counted, and kept out of memory; what was acknowledged before is still replayed after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_write_is_answered_retryable_and_nothing_of_it_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut limited = Command::new("sh");
+    // 2 MiB (512-byte blocks) or 4 MiB (1 KiB blocks), depending on the shell.
+    limited.args([
+        "-c",
+        "trap '' XFSZ; ulimit -f 4096; exec \"$0\"",
+        env!("CARGO_BIN_EXE_trace-desk"),
+    ]);
+    let desk = spawn_desk(with_desk_env(limited, dir.path()));
+    let big = "x".repeat(2000);
+    let export = |n: u64| {
+        let spans: Vec<Sp> = (0..100)
+            .map(|i| {
+                Sp::new(trace_no(9, n), span_no(9, n, i), "work").attr("payload", common::s(&big))
+            })
+            .collect();
+        request("big", &spans)
+    };
+    let mut acked = 0u64;
+    let mut refused = None;
+    for n in 0..100 {
+        let resp = client()
+            .post(format!("http://{}/v1/traces", desk.otlp_http))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&export(n)).unwrap())
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            acked += 1;
+            continue;
+        }
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        refused = Some((status, body));
+        break;
+    }
+    let (status, body) = refused.expect("the size limit was never reached");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 14, "UNAVAILABLE: {body}");
+    assert!(acked > 0);
+    // gRPC: UNAVAILABLE.
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", desk.otlp_grpc))
+        .await
+        .unwrap();
+    let err = grpc.export(export(1000)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    let m = metrics(&desk).await;
+    assert!(
+        metric_value(&m, "trace_desk_persist_write_errors_total") >= 2,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "trace_desk_spans_held"),
+        acked * 100,
+        "{m}"
+    );
+    drop(desk);
+
+    let desk = start_desk(dir.path());
+    let m = metrics(&desk).await;
+    assert_eq!(
+        metric_value(&m, "trace_desk_persist_replayed_spans"),
+        acked * 100,
+        "{m}"
+    );
 }

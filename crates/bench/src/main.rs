@@ -7,12 +7,15 @@
 //! 3. footprint: resident memory of each process, idle and under load;
 //! 4. desk capacity: OTLP gRPC and HTTP ingest, and query latency with many spans held;
 //! 5. the floor: the same path as bare axum/tonic hops, no database, no telemetry;
-//! 6. cold release build time and crate count.
+//! 6. cold release build time and crate count;
+//! 7. with `--compare-bin LABEL=PATH` (twice or more) instead: the same fleet built several
+//!    ways (e.g. allocators), side by side, interleaved, as ratios to the first.
 //!
 //! Every figure that can be is a ratio of two things measured side by side in the same run:
 //! the machine is shared, so absolute numbers drift while ratios hold.
 
 mod cold_build;
+mod compare;
 mod desk;
 mod floor;
 mod load;
@@ -88,6 +91,11 @@ struct BenchArgs {
     /// Run the cold build even in --quick.
     #[arg(long)]
     build: bool,
+    /// Compare fleet binaries instead (section 7): LABEL=PATH, two or more, the first the
+    /// baseline, e.g. `--compare-bin system=target/alloc/fleet-system --compare-bin
+    /// mimalloc=target/alloc/fleet-mimalloc`. Runs nothing else.
+    #[arg(long = "compare-bin", value_name = "LABEL=PATH")]
+    compare_bin: Vec<compare::Variant>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -159,8 +167,29 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let fleet_bin = std::fs::canonicalize(&args.fleet_bin)?;
     let mut table = Table::default();
     let mut details = serde_json::Map::new();
+    let comparing = !args.compare_bin.is_empty();
 
-    if !args.skip_fleet {
+    if comparing {
+        let pg = match &args.postgres {
+            Some(server) => Some(Postgres::create(server)?),
+            None => None,
+        };
+        let result = compare::run(
+            &args.compare_bin,
+            &mode,
+            args.concurrency,
+            args.latency_rate,
+            pg.as_ref().map(|p| p.url.as_str()),
+            &mut table,
+            &mut details,
+        )
+        .await;
+        if let Some(pg) = pg {
+            pg.drop_db();
+        }
+        result?;
+    }
+    if !args.skip_fleet && !comparing {
         let pg = match &args.postgres {
             Some(server) => Some(Postgres::create(server)?),
             None => None,
@@ -179,7 +208,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         result?;
     }
-    if !args.skip_desk {
+    if !args.skip_desk && !comparing {
         eprintln!("fleet-bench: desk capacity");
         let cap = desk::capacity(
             &fleet_bin,
@@ -192,7 +221,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         desk_figures(&mut table, &cap, &mode);
         details.insert("desk".into(), serde_json::to_value(&cap)?);
     }
-    if (!args.quick || args.build) && !args.skip_build {
+    if (!args.quick || args.build) && !args.skip_build && !comparing {
         eprintln!("fleet-bench: cold release build (minutes)");
         let repo = std::env::current_dir()?;
         let b = cold_build::run(&repo).await?;
@@ -249,7 +278,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!("{rendered}");
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(if args.quick {
+        PathBuf::from(if comparing {
+            "bench/results/compare.json"
+        } else if args.quick {
             "bench/results/quick.json"
         } else {
             "bench/results/latest.json"

@@ -22,11 +22,13 @@ const DESK_DOWN_FOR: Duration = Duration::from_secs(4);
 /// The exporter's connection backs off after failures; spans of checkouts sent this long after
 /// the desk returns must all arrive.
 const RECOVERY: Duration = Duration::from_secs(3);
-/// p99 may exceed the baseline's by this fraction, or by the floor when that is larger: ten
-/// milliseconds is the scheduling noise of a 2-core machine running 18 processes. An SDK that
-/// blocked a request on a hung export would cost seconds (the exporter's 10 s timeout).
+/// p99 may exceed the baseline's by this fraction, or by the floor when that is larger. The p99
+/// of 201 checkouts is their second-slowest, so one scheduling stall of a 2-core machine running
+/// 18 processes moves it: runs of the full suite saw +16 ms and +53 ms with nothing wrong. An SDK
+/// that blocked a request on a hung export would cost seconds (the exporter's 10 s timeout), far
+/// past 50 ms.
 const P99_FRACTION: f64 = 0.10;
-const P99_FLOOR_MS: f64 = 10.0;
+const P99_FLOOR_MS: f64 = 50.0;
 /// A service's queue of unexported spans is bounded (OTEL_BSP_MAX_QUEUE_SIZE, 2048); its memory
 /// may grow by the queue and the hung connections, not without bound.
 const RSS_SLACK_KIB: u64 = 32 * 1024;

@@ -54,7 +54,11 @@ pub fn longest_units(html: &str, n: usize) -> anyhow::Result<Vec<UnitTime>> {
         .map(|u| UnitTime {
             name: u["name"].as_str().unwrap_or_default().to_owned(),
             version: u["version"].as_str().unwrap_or_default().to_owned(),
-            target: u["target"].as_str().unwrap_or_default().trim().to_owned(),
+            // Cargo leaves a library's target blank.
+            target: match u["target"].as_str().unwrap_or_default().trim() {
+                "" => "lib".to_owned(),
+                t => t.to_owned(),
+            },
             seconds: u["duration"].as_f64().unwrap_or(0.0),
         })
         .collect();

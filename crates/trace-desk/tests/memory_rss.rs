@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::BufRead as _;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -28,50 +26,11 @@ const MAX_BODY: u64 = 16 << 20;
 const DECODE_FACTOR: u64 = 8;
 const BOUND: u64 = HELD_FACTOR * MAX_BYTES + DECODE_FACTOR * MAX_BODY;
 
-/// The desk process; killed when dropped.
-struct DeskProcess {
-    child: Child,
-    api: SocketAddr,
-    otlp_http: SocketAddr,
-}
-
-impl Drop for DeskProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_desk() -> DeskProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trace-desk"))
-        .env("DESK_API_ADDR", "127.0.0.1:0")
-        .env("DESK_OTLP_GRPC_ADDR", "127.0.0.1:0")
-        .env("DESK_OTLP_HTTP_ADDR", "127.0.0.1:0")
-        .env("DESK_MAX_SPANS", "10000000")
-        .env("DESK_MAX_BYTES", MAX_BYTES.to_string())
-        .env("FLEET_ANNOUNCE", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut api, mut otlp_http) = (None, None);
-    for line in stdout.lines().take(3) {
-        let line = line.unwrap();
-        let mut parts = line.split_whitespace().skip(1);
-        let (name, addr) = (parts.next().unwrap(), parts.next().unwrap().parse().ok());
-        match name {
-            "api" => api = addr,
-            "otlp-http" => otlp_http = addr,
-            _ => {}
-        }
-    }
-    DeskProcess {
-        child,
-        api: api.unwrap(),
-        otlp_http: otlp_http.unwrap(),
-    }
+    let mut cmd = on_free_ports(Command::new(env!("CARGO_BIN_EXE_trace-desk")));
+    cmd.env("DESK_MAX_SPANS", "10000000")
+        .env("DESK_MAX_BYTES", MAX_BYTES.to_string());
+    spawn_desk(cmd)
 }
 
 /// (current, peak) resident set of the desk in bytes.

@@ -7,10 +7,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,63 +24,21 @@ const SPANS: u64 = 5;
 /// Exports per trace (a trace's spans arrive over several exports).
 const PER_TRACE: u64 = 10;
 
-/// The desk process; killed when dropped.
-struct DeskProcess {
-    child: Child,
-    api: SocketAddr,
-    otlp_http: SocketAddr,
-    otlp_grpc: SocketAddr,
-}
-
-impl Drop for DeskProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn desk_command(dir: &Path) -> Command {
     with_desk_env(Command::new(env!("CARGO_BIN_EXE_trace-desk")), dir)
 }
 
-fn with_desk_env(mut cmd: Command, dir: &Path) -> Command {
-    cmd.env("DESK_API_ADDR", "127.0.0.1:0")
-        .env("DESK_OTLP_GRPC_ADDR", "127.0.0.1:0")
-        .env("DESK_OTLP_HTTP_ADDR", "127.0.0.1:0")
-        .env("DESK_DATA_DIR", dir)
+fn with_desk_env(cmd: Command, dir: &Path) -> Command {
+    let mut cmd = on_free_ports(cmd);
+    cmd.env("DESK_DATA_DIR", dir)
         // Compactions during the intake, by time and by WAL size.
         .env("DESK_COMPACT_INTERVAL", "300ms")
-        .env("DESK_WAL_MAX_BYTES", "64KiB")
-        .env("FLEET_ANNOUNCE", "1")
-        .env("RUST_LOG", "warn");
+        .env("DESK_WAL_MAX_BYTES", "64KiB");
     cmd
 }
 
 fn start_desk(dir: &Path) -> DeskProcess {
     spawn_desk(desk_command(dir))
-}
-
-fn spawn_desk(mut cmd: Command) -> DeskProcess {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut addrs = BTreeMap::new();
-    for line in stdout.lines().take(3) {
-        let line = line.unwrap();
-        let mut parts = line.split_whitespace().skip(1);
-        let name = parts.next().unwrap().to_string();
-        let addr: SocketAddr = parts.next().unwrap().parse().unwrap();
-        addrs.insert(name, addr);
-    }
-    DeskProcess {
-        child,
-        api: addrs["api"],
-        otlp_http: addrs["otlp-http"],
-        otlp_grpc: addrs["otlp-grpc"],
-    }
 }
 
 async fn metrics(desk: &DeskProcess) -> String {

@@ -254,3 +254,55 @@ pub fn fill_chains(desk: &trace_desk::RunningDesk, traces: u64) {
         store.ingest(request("budget", &spans).resource_spans);
     }
 }
+
+/// A `trace-desk` binary of its own, for tests that need the process (RSS, SIGKILL); killed when
+/// dropped.
+pub struct DeskProcess {
+    pub child: std::process::Child,
+    pub api: std::net::SocketAddr,
+    pub otlp_http: std::net::SocketAddr,
+    pub otlp_grpc: std::net::SocketAddr,
+}
+
+impl Drop for DeskProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `cmd` (the `trace-desk` binary, or a wrapper that execs it) set to listen on free ports and
+/// announce them.
+pub fn on_free_ports(mut cmd: std::process::Command) -> std::process::Command {
+    cmd.env("DESK_API_ADDR", "127.0.0.1:0")
+        .env("DESK_OTLP_GRPC_ADDR", "127.0.0.1:0")
+        .env("DESK_OTLP_HTTP_ADDR", "127.0.0.1:0")
+        .env("FLEET_ANNOUNCE", "1")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Starts `cmd` (see [`on_free_ports`]) and reads the three addresses it announces.
+pub fn spawn_desk(mut cmd: std::process::Command) -> DeskProcess {
+    use std::io::BufRead as _;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut addrs = std::collections::BTreeMap::new();
+    for line in stdout.lines().take(3) {
+        let line = line.unwrap();
+        let mut parts = line.split_whitespace().skip(1);
+        let name = parts.next().unwrap().to_string();
+        let addr: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
+        addrs.insert(name, addr);
+    }
+    DeskProcess {
+        child,
+        api: addrs["api"],
+        otlp_http: addrs["otlp-http"],
+        otlp_grpc: addrs["otlp-grpc"],
+    }
+}

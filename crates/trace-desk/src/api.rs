@@ -218,9 +218,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     let s = state.store.stats();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
+        crate::prom_text::write(&mut out, name, kind, help, value)
     };
     metric(
         "trace_desk_spans_received_total",

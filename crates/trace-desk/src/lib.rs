@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics_query;
 pub mod otlp;
 pub mod persist;
+pub mod prom_text;
 pub mod prune;
 pub mod search;
 pub mod search_pool;

@@ -778,9 +778,7 @@ impl Persist {
         let secs = |micros: u64| micros as f64 / 1e6;
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
+            crate::prom_text::write(&mut out, name, kind, help, value)
         };
         metric(
             "trace_desk_persist_batches_written_total",

@@ -108,9 +108,7 @@ impl Counters {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, help: &str, value: u64| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            crate::prom_text::write(&mut out, name, "counter", help, value)
         };
         metric(
             "trace_desk_metrics_queries_total",

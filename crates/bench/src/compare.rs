@@ -1,5 +1,6 @@
 //! `--compare-bin LABEL=PATH` (twice or more): the same fleet built several ways (say with
-//! another global allocator: `cargo build --release -p fleet --features alloc-mimalloc`),
+//! another global allocator: `cargo build --release -p fleet --no-default-features` for the
+//! system allocator, `... --no-default-features --features alloc-mimalloc` for mimalloc),
 //! each started as a traced fleet side by side, loaded in interleaved rounds, and reported
 //! as ratios to the first binary.
 //!

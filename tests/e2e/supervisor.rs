@@ -25,26 +25,6 @@ fn pid_of(fleet: &Fleet, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("no pid for {name} in the state file"))
 }
 
-/// `name`'s pid once the state file holds one other than `old` (10 s at most).
-async fn new_pid_of(fleet: &Fleet, name: &str, old: Option<u32>) -> u32 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let pid = fleet
-            .state()
-            .components
-            .iter()
-            .find(|c| c.name == name)
-            .and_then(|c| c.pid);
-        match pid {
-            Some(pid) if Some(pid) != old => return pid,
-            _ if tokio::time::Instant::now() >= deadline => {
-                panic!("no new pid for {name} in the state file (old {old:?}, now {pid:?})")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 fn ready_url(fleet: &Fleet, name: &str) -> String {
     let c = topology::component(name).expect("component");
     format!("{}{}", fleet.urls[name], c.ready_path)
@@ -168,12 +148,8 @@ async fn a_component_that_keeps_crashing_stops_the_fleet() {
         .iter()
         .filter_map(|c| c.pid)
         .collect();
-    let mut killed = None;
     for crash in 1..=CRASH_LIMIT {
-        // The state file gets the restarted child's pid a moment after the restart line.
-        let pid = new_pid_of(&fleet, name, killed).await;
-        sigkill(pid);
-        killed = Some(pid);
+        sigkill(pid_of(&fleet, name));
         if crash < CRASH_LIMIT {
             fleet
                 .wait_for_line(

@@ -199,6 +199,8 @@ pub struct Slot {
     pub listening: HashMap<String, SocketAddr>,
     state: State,
     pub restarts: u32,
+    /// Restarted since the last state-file write; `supervise` announces it after the write.
+    restarted: bool,
     crashes: VecDeque<Instant>,
 }
 
@@ -231,6 +233,7 @@ impl Slot {
             listening,
             state: State::Running(child),
             restarts: 0,
+            restarted: false,
             crashes: VecDeque::new(),
         }
     }
@@ -282,7 +285,6 @@ impl Slot {
     /// Moves the slot along: notices a crash, starts a due restart, adopts a finished one.
     /// Returns true when something changed that the state file should show.
     async fn tick(&mut self) -> anyhow::Result<bool> {
-        let name = self.component.name;
         match &mut self.state {
             State::Running(child) => match child.try_wait()? {
                 Some(status) => {
@@ -308,7 +310,8 @@ impl Slot {
                     Ok(Ok(started)) => {
                         self.listening = started.listening;
                         self.state = State::Running(started.child);
-                        println!("fleet:restarted {name} {}", self.restarts);
+                        // Announced by `supervise` once the state file shows the new pid.
+                        self.restarted = true;
                         Ok(true)
                     }
                     Ok(Err(e)) => {
@@ -396,6 +399,11 @@ pub async fn supervise(
         }
         if changed && let Err(e) = FleetState::of(slots).write(data_dir) {
             eprintln!("fleet: {e:#}");
+        }
+        // After the write, so whoever reads the line finds the restarted child in the file.
+        for slot in slots.iter_mut().filter(|s| s.restarted) {
+            slot.restarted = false;
+            println!("fleet:restarted {} {}", slot.component.name, slot.restarts);
         }
     }
 }

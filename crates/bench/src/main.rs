@@ -169,40 +169,27 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut details = serde_json::Map::new();
     let comparing = !args.compare_bin.is_empty();
 
-    if comparing {
+    if comparing || !args.skip_fleet {
+        // One database for whichever fleet section runs (a comparison replaces the others).
         let pg = match &args.postgres {
             Some(server) => Some(Postgres::create(server)?),
             None => None,
         };
-        let result = compare::run(
-            &args.compare_bin,
-            &mode,
-            args.concurrency,
-            args.latency_rate,
-            pg.as_ref().map(|p| p.url.as_str()),
-            &mut table,
-            &mut details,
-        )
-        .await;
-        if let Some(pg) = pg {
-            pg.drop_db();
-        }
-        result?;
-    }
-    if !args.skip_fleet && !comparing {
-        let pg = match &args.postgres {
-            Some(server) => Some(Postgres::create(server)?),
-            None => None,
+        let url = pg.as_ref().map(|p| p.url.as_str());
+        let result = if comparing {
+            compare::run(
+                &args.compare_bin,
+                &mode,
+                args.concurrency,
+                args.latency_rate,
+                url,
+                &mut table,
+                &mut details,
+            )
+            .await
+        } else {
+            fleet_sections(&args, &mode, &fleet_bin, url, &mut table, &mut details).await
         };
-        let result = fleet_sections(
-            &args,
-            &mode,
-            &fleet_bin,
-            pg.as_ref().map(|p| p.url.as_str()),
-            &mut table,
-            &mut details,
-        )
-        .await;
         if let Some(pg) = pg {
             pg.drop_db();
         }

@@ -72,14 +72,7 @@ async fn resident_memory_stays_within_a_factor_of_the_byte_bound() {
     let mut trace = 10u64;
     let mut worst = 0f64;
     let mut check = async |phase: &str, desk: &DeskProcess| {
-        let text = client()
-            .get(format!("http://{}/metrics", desk.api))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = process_metrics(desk).await;
         let stats = Stats {
             bytes_held: metric_value(&text, "trace_desk_bytes_held"),
             spans_held: metric_value(&text, "trace_desk_spans_held"),

@@ -41,17 +41,6 @@ fn start_desk(dir: &Path) -> DeskProcess {
     spawn_desk(desk_command(dir))
 }
 
-async fn metrics(desk: &DeskProcess) -> String {
-    client()
-        .get(format!("http://{}/metrics", desk.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Export `n` of `sender`: spans `span_no(sender, n, 0..SPANS)` of trace `trace_no(sender, n)`.
 fn trace_no(sender: u64, n: u64) -> u64 {
     sender * 1_000_000 + n / PER_TRACE + 1
@@ -172,7 +161,7 @@ async fn a_kill_during_intake_loses_no_acknowledged_span() {
         // Well into the intake, with compactions behind it, at a moment that varies per run.
         let began = Instant::now();
         loop {
-            let m = metrics(&desk).await;
+            let m = process_metrics(&desk).await;
             if acked.load(Ordering::Relaxed) >= 150
                 && metric_value(&m, "trace_desk_persist_compactions_total") >= 1
             {
@@ -227,7 +216,7 @@ async fn a_kill_during_intake_loses_no_acknowledged_span() {
         let missing = sent_spans.difference(&present).count() as u64;
         assert!(all.unacked.len() as u64 <= SENDERS * (round + 1));
         assert!(missing <= all.unacked.len() as u64 * SPANS);
-        let m = metrics(&desk).await;
+        let m = process_metrics(&desk).await;
         assert_eq!(
             metric_value(&m, "trace_desk_persist_replayed_spans"),
             present.len() as u64,
@@ -319,7 +308,7 @@ async fn a_failed_write_is_answered_retryable_and_nothing_of_it_is_kept() {
         .unwrap();
     let err = grpc.export(export(1000)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
-    let m = metrics(&desk).await;
+    let m = process_metrics(&desk).await;
     assert!(
         metric_value(&m, "trace_desk_persist_write_errors_total") >= 2,
         "{m}"
@@ -332,7 +321,7 @@ async fn a_failed_write_is_answered_retryable_and_nothing_of_it_is_kept() {
     drop(desk);
 
     let desk = start_desk(dir.path());
-    let m = metrics(&desk).await;
+    let m = process_metrics(&desk).await;
     assert_eq!(
         metric_value(&m, "trace_desk_persist_replayed_spans"),
         acked * 100,

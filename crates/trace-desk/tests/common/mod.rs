@@ -306,3 +306,15 @@ pub fn spawn_desk(mut cmd: std::process::Command) -> DeskProcess {
         otlp_grpc: addrs["otlp-grpc"],
     }
 }
+
+/// The desk process's `/metrics` text.
+pub async fn process_metrics(desk: &DeskProcess) -> String {
+    client()
+        .get(format!("http://{}/metrics", desk.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

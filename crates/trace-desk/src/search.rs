@@ -248,10 +248,6 @@ pub fn trace_id_hex(id: &TraceId) -> String {
     h.trim_start_matches('0').to_string()
 }
 
-struct Hit {
-    value: Value,
-}
-
 /// JSON (jsonpb `KeyValue`) for a TraceQL value.
 fn val_json(key: &str, v: &eval::Val) -> Value {
     let value = match v {
@@ -328,7 +324,8 @@ fn spanset_span(span: &StoredSpan, (mut attrs, seen): (Vec<Value>, HashSet<Strin
     Value::Object(m)
 }
 
-fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Option<Hit> {
+/// A matching trace rendered as Tempo's search result, or `None` when it does not match.
+fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Option<Value> {
     let start_ns = spans.iter().map(|s| s.span.start_time_unix_nano).min()?;
     let end_ns = spans
         .iter()
@@ -441,9 +438,7 @@ fn trace_hit(id: &TraceId, spans: &[StoredSpan], params: &SearchParams) -> Optio
         })
         .collect();
     trace.insert("serviceStats".into(), Value::Object(stats));
-    Some(Hit {
-        value: Value::Object(trace),
-    })
+    Some(Value::Object(trace))
 }
 
 /// Runs a search and renders Tempo's `SearchResponse` JSON.
@@ -601,7 +596,7 @@ pub(crate) fn search_with(
     }
     let traces: Vec<Value> = kept
         .iter()
-        .filter_map(|(id, spans)| trace_hit(id, spans, params).map(|h| h.value))
+        .filter_map(|(id, spans)| trace_hit(id, spans, params))
         .collect();
     let mut value = json!({
         "traces": traces,

@@ -71,6 +71,24 @@ pub struct QueryCounters {
     rejected: [AtomicU64; REJECTION_REASONS.len()],
     searches: AtomicU64,
     partial: AtomicU64,
+    /// Searches and metrics queries waiting for a search slot now.
+    waiting: AtomicU64,
+}
+
+/// Counts one query as waiting for a slot until dropped (answered, given up or cancelled).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl QueryCounters {
@@ -138,8 +156,10 @@ impl ApiState {
         out_of_time: impl FnOnce() -> T,
         work: impl FnOnce(Instant) -> T + Send + 'static,
     ) -> Result<T, Response> {
+        let waiting = Waiting::new(&self.counters.waiting);
         let slot =
             tokio::time::timeout_at(deadline.into(), Arc::clone(&self.slots).acquire_owned()).await;
+        drop(waiting);
         // The semaphore is never closed; without a slot in time, answer "nothing yet".
         let Ok(Ok(slot)) = slot else {
             return Ok(out_of_time());
@@ -328,6 +348,20 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         "gauge",
         "Configured number of searches evaluated at once.",
         state.max_concurrent_searches as u64,
+    );
+    metric(
+        "trace_desk_searches_running",
+        "gauge",
+        "Searches and metrics queries being evaluated now (each holds one of the trace_desk_max_concurrent_searches slots).",
+        state
+            .max_concurrent_searches
+            .saturating_sub(state.slots.available_permits()) as u64,
+    );
+    metric(
+        "trace_desk_searches_waiting",
+        "gauge",
+        "Searches and metrics queries waiting for a free slot now (they answer partial, empty, when none frees up within DESK_QUERY_TIMEOUT).",
+        c.waiting.load(Ordering::Relaxed),
     );
     metric(
         "trace_desk_persist_enabled",

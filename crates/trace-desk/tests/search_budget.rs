@@ -46,13 +46,16 @@ async fn an_exhausted_budget_answers_partial_results_and_counts_them() {
     desk.shutdown().await;
 }
 
-/// Heavy searches run on blocking threads, two at a time: with more of them in flight than the
-/// runtime has workers, `/ready` still answers before any of them completes. (When searches ran
-/// on the async workers, `/ready` waited for one to finish.)
+/// Heavy searches run on the search threads, two at a time: with more of them in flight than
+/// the runtime has workers, `/ready` still answers while they run. (When searches ran on the
+/// async workers, `/ready` waited for one to finish.) The test waits for the desk's own gauges
+/// to show two searches evaluating and two waiting, so it does not depend on how fast a search
+/// is; it only needs one to last longer than two local round trips.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_answers_while_heavy_searches_run() {
+    const TRACES: u64 = 20_000;
     let desk = desk(1_000_000).await;
-    fill_chains(&desk, 3_000);
+    fill_chains(&desk, TRACES);
     let url = format!(
         // Matches no trace (each chain has 4 spans below its root) and no trace summary rules
         // it out: the search evaluates every trace.
@@ -72,18 +75,43 @@ async fn ready_answers_while_heavy_searches_run() {
             })
         })
         .collect();
-    // Let the searches reach the desk (not a timing assertion: only an ordering one below).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gauges = |text: &str| {
+        (
+            metric_value(text, "trace_desk_searches_running"),
+            metric_value(text, "trace_desk_searches_waiting"),
+        )
+    };
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = get(&desk, "/metrics").await.text().await.unwrap();
+        if gauges(&text) == (2, 2) {
+            break;
+        }
+        assert_eq!(
+            metric_value(&text, "trace_desk_searches_total"),
+            0,
+            "{text}"
+        );
+        assert!(std::time::Instant::now() < give_up, "{text}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let r = get(&desk, "/ready").await;
     assert_eq!(r.status(), 200);
-    let finished = searches.iter().filter(|h| h.is_finished()).count();
-    assert_eq!(finished, 0, "/ready answered only after a search completed");
+    let text = get(&desk, "/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric_value(&text, "trace_desk_searches_total"),
+        0,
+        "/ready answered only after a search completed"
+    );
     for h in searches {
         let (took, v) = h.await.unwrap();
         assert!(v.get("partial").is_none(), "{v}");
         assert_eq!(v["traces"].as_array().unwrap().len(), 0);
-        assert_eq!(v["metrics"]["inspectedTraces"], 3_000);
+        assert_eq!(v["metrics"]["inspectedTraces"], TRACES);
         eprintln!("search took {took:?}");
     }
+    let text = get(&desk, "/metrics").await.text().await.unwrap();
+    assert_eq!(gauges(&text), (0, 0), "{text}");
+    assert_eq!(metric_value(&text, "trace_desk_searches_total"), 4);
     desk.shutdown().await;
 }

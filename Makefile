@@ -21,10 +21,14 @@ lint: ## rustfmt and clippy, warnings as errors
 	# Callers' libraries alone: a service that reaches into another's server (not just its
 	# client) only builds when the workspace's features are unified, so check without them.
 	$(CARGO) check --lib -p api-gateway -p order-api
+	# The opt-in TLS build (docs/configuration.md): the code behind `feature = "tls"` compiles clean.
+	$(CARGO) clippy -p fleet-telemetry -p order-api --all-targets --features fleet-telemetry/tls,order-api/tls -- -D warnings
 
 .PHONY: test
 test: lint validate ## Lint, deploy validation, then every test (needs PostgreSQL on 127.0.0.1:5432)
 	$(CARGO) nextest run --workspace --no-fail-fast
+	# The TLS build's own client tests (https:// accepted, plain HTTP without roots).
+	$(CARGO) nextest run -p fleet-telemetry --features tls
 
 .PHONY: fmt
 fmt: ## Format the code

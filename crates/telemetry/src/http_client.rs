@@ -17,20 +17,51 @@ pub fn is_plain_http(url: &str) -> bool {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL needs TLS, which this build leaves out (the `tls` feature adds it).
+    #[error(
+        "{0} is an https:// URL, but this build has no TLS: build with `--features tls`, or send through a plain-HTTP Collector beside the service"
+    )]
+    NeedsTls(String),
+    #[error(transparent)]
+    Build(#[from] reqwest::Error),
+}
+
+/// Whether `url` is `https://`, which needs TLS.
+pub fn is_https(url: &str) -> bool {
+    url.trim_start()
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
+/// Refuses an `https://` URL in a build without the `tls` feature, at start-up and naming the
+/// URL, instead of at the first request with reqwest's "scheme is not http".
+pub fn check_scheme(url: &str) -> Result<(), ClientError> {
+    if cfg!(feature = "tls") || !is_https(url) {
+        Ok(())
+    } else {
+        Err(ClientError::NeedsTls(url.to_owned()))
+    }
+}
+
 /// `builder` trusting no root certificates when `url` is plain HTTP. Otherwise reqwest's
 /// rustls verifier reads and parses the system's whole CA bundle (PEM, base64) for each client
 /// built — 7% of order-api's instructions over 150 checkouts, and the parsed store held for the
 /// life of the process — for a client that only ever talks `http://` (docs/performance.md).
 /// A redirect to `https://` then fails its certificate check; the fleet's APIs never redirect.
+/// Without the `tls` feature there is no verifier to skip: `builder` as it is.
 pub fn without_roots_for_plain_http(
     builder: reqwest::ClientBuilder,
     url: &str,
 ) -> reqwest::ClientBuilder {
+    #[cfg(feature = "tls")]
     if is_plain_http(url) {
-        builder.tls_certs_only(Vec::new())
-    } else {
-        builder
+        return builder.tls_certs_only(Vec::new());
     }
+    let _ = url;
+    builder
 }
 
 /// [`without_roots_for_plain_http`] for a blocking client (the OTLP/HTTP exporter's).
@@ -38,11 +69,12 @@ pub fn without_roots_for_plain_http_blocking(
     builder: reqwest::blocking::ClientBuilder,
     url: &str,
 ) -> reqwest::blocking::ClientBuilder {
+    #[cfg(feature = "tls")]
     if is_plain_http(url) {
-        builder.tls_certs_only(Vec::new())
-    } else {
-        builder
+        return builder.tls_certs_only(Vec::new());
     }
+    let _ = url;
+    builder
 }
 
 /// A reqwest client whose every request is a CLIENT span and carries `traceparent`/`baggage`.
@@ -58,11 +90,10 @@ impl TracedClient {
 
     /// A client for `base_url` with an overall `timeout` per request and a 2 s connect
     /// timeout, so an unreachable peer fails fast and a slow one is cut off. For a plain
-    /// `http://` base it loads no root certificates (see [`without_roots_for_plain_http`]).
-    pub fn with_timeout(
-        base_url: &str,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
+    /// `http://` base it loads no root certificates (see [`without_roots_for_plain_http`]); an
+    /// `https://` base needs the `tls` feature ([`check_scheme`]).
+    pub fn with_timeout(base_url: &str, timeout: std::time::Duration) -> Result<Self, ClientError> {
+        check_scheme(base_url)?;
         let client = without_roots_for_plain_http(reqwest::Client::builder(), base_url)
             .timeout(timeout)
             .connect_timeout(std::time::Duration::from_secs(2))
@@ -167,5 +198,38 @@ impl TracedClient {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_needs_tls() {
+        assert!(is_https("https://a.example") && is_https(" HTTPS://a.example"));
+        assert!(!is_https("http://a.example") && !is_https("a.example:443") && !is_https("https:"));
+        for url in ["http://127.0.0.1:8081", "127.0.0.1:4318", ""] {
+            assert!(check_scheme(url).is_ok(), "{url}");
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_tls_an_https_client_is_refused_naming_the_url_and_the_feature() {
+        let err =
+            TracedClient::with_timeout("https://pay.example/v1", std::time::Duration::from_secs(1))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("https://pay.example/v1"), "{err}");
+        assert!(err.contains("--features tls"), "{err}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn with_tls_an_https_client_is_built() {
+        assert!(check_scheme("https://pay.example").is_ok());
+        TracedClient::with_timeout("https://pay.example/v1", std::time::Duration::from_secs(1))
+            .unwrap();
     }
 }

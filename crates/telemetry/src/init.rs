@@ -25,6 +25,12 @@ pub enum TelemetryError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("the OTLP/HTTP client could not be built: {0}")]
     HttpClient(String),
+    #[error("OTLP endpoint: {0}")]
+    Endpoint(#[from] crate::http_client::ClientError),
+    #[error(
+        "OTLP endpoint {0} is https://, which the gRPC exporter cannot reach (its TLS is not built in): send to a plain-HTTP Collector beside the service, or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf with a build that has the `tls` feature"
+    )]
+    GrpcTls(String),
     #[error("invalid RUST_LOG filter: {0}")]
     Filter(#[from] tracing_subscriber::filter::ParseError),
     #[error("a global tracing subscriber is already installed: {0}")]
@@ -219,9 +225,12 @@ fn otlp_exporter(
     protocol: OtlpProtocol,
 ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     Ok(match protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()?,
+        OtlpProtocol::Grpc => {
+            refuse_grpc_tls(&otlp_endpoint("http://localhost:4317"))?;
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?
+        }
         OtlpProtocol::HttpProtobuf => with_plain_http_client(
             opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
@@ -237,16 +246,25 @@ fn otlp_exporter(
     })
 }
 
-/// The OTLP/HTTP endpoint the exporter will use: the traces variable, then the generic one,
-/// then the specification's default.
-fn otlp_http_endpoint() -> String {
+/// tonic is built without TLS: it would dial an `https://` endpoint in plain text and every
+/// export would fail; refuse it at start instead.
+fn refuse_grpc_tls(endpoint: &str) -> Result<(), TelemetryError> {
+    if crate::http_client::is_https(endpoint) {
+        return Err(TelemetryError::GrpcTls(endpoint.to_owned()));
+    }
+    Ok(())
+}
+
+/// The OTLP endpoint the exporter will use: the traces variable, then the generic one, then
+/// `default` (the specification's, per protocol).
+fn otlp_endpoint(default: &str) -> String {
     [
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
     ]
     .iter()
     .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
-    .unwrap_or_else(|| "http://localhost:4318".to_owned())
+    .unwrap_or_else(|| default.to_owned())
 }
 
 /// The export timeout as the exporter resolves it (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, then
@@ -272,7 +290,8 @@ fn with_plain_http_client(
     TelemetryError,
 > {
     use opentelemetry_otlp::WithHttpConfig as _;
-    let endpoint = otlp_http_endpoint();
+    let endpoint = otlp_endpoint("http://localhost:4318");
+    crate::http_client::check_scheme(&endpoint)?;
     if !crate::http_client::is_plain_http(&endpoint) {
         return Ok(builder);
     }
@@ -411,6 +430,20 @@ pub(crate) fn install(
         provider: Some(provider),
         service_name,
     })
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    #[test]
+    fn grpc_export_refuses_https_and_says_what_to_do() {
+        assert!(super::refuse_grpc_tls("http://collector:4317").is_ok());
+        assert!(super::refuse_grpc_tls("collector:4317").is_ok());
+        let err = super::refuse_grpc_tls("HTTPS://otlp.example:443")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTPS://otlp.example:443"), "{err}");
+        assert!(err.contains("http/protobuf"), "{err}");
+    }
 }
 
 #[cfg(test)]

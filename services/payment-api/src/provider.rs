@@ -57,7 +57,10 @@ pub struct ProviderClient {
 }
 
 impl ProviderClient {
-    pub fn new(base_url: &str, timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base_url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, fleet_telemetry::http_client::ClientError> {
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http: TracedClient::with_timeout(base_url, timeout)?,

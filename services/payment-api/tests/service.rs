@@ -378,3 +378,32 @@ async fn past_max_in_flight_a_charge_is_shed_with_unavailable() {
     // The shed charge never reached the handler: no `charge` span for it.
     assert_eq!(spans.named("charge").len(), 2);
 }
+
+/// The default build has no TLS: an https:// provider is refused at start, naming the URL and
+/// the feature that adds TLS, instead of failing every charge later.
+#[cfg(not(feature = "tls"))]
+#[tokio::test]
+async fn an_https_provider_is_refused_at_start_without_the_tls_feature() {
+    let none = fleet_faults::Faults::new(
+        "payment-api",
+        payment_api::server::FAULT_POINTS,
+        false,
+        false,
+        None,
+    );
+    let err = payment_api::start(
+        payment_api::Config {
+            listen_addr: "127.0.0.1:0".into(),
+            provider_url: "https://api.stripe.example".into(),
+            provider_timeout: Duration::from_secs(5),
+            max_in_flight: fleet_server_kit::DEFAULT_MAX_IN_FLIGHT,
+        },
+        none,
+    )
+    .await
+    .err()
+    .expect("an https provider needs the tls feature");
+    let text = format!("{err:#}");
+    assert!(text.contains("https://api.stripe.example"), "{text}");
+    assert!(text.contains("--features tls"), "{text}");
+}

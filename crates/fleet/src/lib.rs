@@ -54,6 +54,22 @@ impl Cli {
         matches!(&self.command, Command::Run { service } if service != topology::DESK)
     }
 
+    /// Runs the command to completion on the runtime it needs: `fleet run <service>` the same
+    /// small runtime as the service's own binary, everything else tokio's defaults (a worker
+    /// per core). The binary's `main` calls only this, a plain function: had it awaited
+    /// [`Cli::run`] itself, rustc would compile the whole async call tree again in the binary
+    /// (the futures' bodies are not exported from this crate), which made the `fleet` binary
+    /// the longest unit of a cold build (docs/performance.md).
+    pub fn run_to_completion(self) -> anyhow::Result<()> {
+        if self.runs_a_service() {
+            return fleet_server_kit::block_on_service(Box::pin(self.run()));
+        }
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(self.run())
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Up(args) => up::up(args).await,

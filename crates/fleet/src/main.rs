@@ -14,14 +14,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
-    let cli = fleet::Cli::parse();
-    if cli.runs_a_service() {
-        // `fleet run <service>`: the same small runtime as the service's own binary.
-        return fleet_server_kit::block_on_service(cli.run());
-    }
-    // `fleet up`, `load`, the desk, …: tokio's defaults (a worker per core), as before.
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(cli.run())
+    fleet::Cli::parse().run_to_completion()
 }

@@ -15,7 +15,8 @@ pub use error::{
 pub use metrics::Metrics;
 pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};
 pub use runtime::{
-    DEFAULT_MAX_BLOCKING_THREADS, DEFAULT_WORKER_THREADS, RuntimeSize, block_on_service,
+    DEFAULT_MAX_BLOCKING_THREADS, DEFAULT_WORKER_THREADS, ProcessMain, RuntimeSize,
+    block_on_service,
 };
 pub use serve::{Readiness, bind, env_or, health_router, shutdown_signal};
 pub use shed::{

@@ -51,12 +51,18 @@ fn positive(name: &str, default: usize) -> anyhow::Result<usize> {
     }
 }
 
+/// A process's main future (a service's `run_from_env()`), boxed by the crate that defines it.
+/// rustc does not export an async fn's body from its crate: a caller in another crate that
+/// awaits it (a binary's `main`, `fleet run`) compiles the whole async call tree again. Behind
+/// this box the body is compiled once, where it is written, and callers poll it through a
+/// vtable; a cold build's `fleet` and service binaries went from the longest units to seconds
+/// (docs/performance.md).
+pub type ProcessMain =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'static>>;
+
 /// Runs `main` (a service's process edge, e.g. `order_api::run_from_env()`) on a runtime sized
 /// by [`RuntimeSize::from_env`]: what each service's `main` and `fleet run` call.
-pub fn block_on_service<F>(main: F) -> anyhow::Result<()>
-where
-    F: std::future::Future<Output = anyhow::Result<()>>,
-{
+pub fn block_on_service(main: ProcessMain) -> anyhow::Result<()> {
     RuntimeSize::from_env()?.build()?.block_on(main)
 }
 

@@ -217,7 +217,12 @@ pub fn announce_lines(desk: &RunningDesk) -> [String; 3] {
 
 /// Starts from the environment ([`DeskConfig::from_env`]), announces the
 /// listeners if `FLEET_ANNOUNCE` is set, and runs until Ctrl-C or SIGTERM.
-pub async fn run_from_env() -> anyhow::Result<()> {
+/// Boxed here, where its body is compiled (see `fleet_server_kit::ProcessMain`).
+pub fn run_from_env() -> fleet_server_kit::ProcessMain {
+    Box::pin(serve_from_env())
+}
+
+async fn serve_from_env() -> anyhow::Result<()> {
     let config = DeskConfig::from_env().context("reading the trace desk configuration")?;
     let desk = start(config).await?;
     if std::env::var_os("FLEET_ANNOUNCE").is_some() {

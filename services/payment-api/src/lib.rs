@@ -34,8 +34,14 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
 
 /// The process edge: telemetry from `OTEL_*`, configuration from the environment, serve until
 /// Ctrl-C/SIGTERM, drain, flush.
+/// Boxed here, where its body is compiled (see `fleet_server_kit::ProcessMain`).
 #[cfg(feature = "server")]
-pub async fn run_from_env() -> anyhow::Result<()> {
+pub fn run_from_env() -> fleet_server_kit::ProcessMain {
+    Box::pin(serve_from_env())
+}
+
+#[cfg(feature = "server")]
+async fn serve_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run(SERVICE_NAME, env!("CARGO_PKG_VERSION"), || async {
         start(
             Config::from_env()?,

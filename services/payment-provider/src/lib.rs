@@ -34,7 +34,12 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
 }
 
 /// Runs the provider until Ctrl-C/SIGTERM. Plain logs only.
-pub async fn run_from_env() -> anyhow::Result<()> {
+/// Boxed here, where its body is compiled (see `fleet_server_kit::ProcessMain`).
+pub fn run_from_env() -> fleet_server_kit::ProcessMain {
+    Box::pin(serve_from_env())
+}
+
+async fn serve_from_env() -> anyhow::Result<()> {
     fleet_server_kit::run_untraced(|| async {
         start(
             Config::from_env()?,

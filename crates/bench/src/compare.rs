@@ -14,9 +14,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::load::{self, Model, Run, median};
+use crate::procfs::max_merge;
 use crate::report::{Table, num};
 use crate::system::System;
-use crate::{Mode, max_merge, sum_services};
+use crate::{Mode, sum_services};
 
 /// One binary to compare: `LABEL=PATH`.
 #[derive(Debug, Clone)]

@@ -49,6 +49,8 @@ pub struct Run {
     pub services_cpu_ms_per_ok: f64,
     /// Peak resident memory of each process over the run, MiB.
     pub rss_peak_mib: BTreeMap<String, f64>,
+    /// Peak proportional set size of each process over the run, MiB.
+    pub pss_peak_mib: BTreeMap<String, f64>,
 }
 
 /// Only checkouts, all with the good card, so every answer is the same 20-span trace.
@@ -93,7 +95,7 @@ pub async fn run(
     let before = procfs::cpu_snapshot(&system.procs);
     let sampler = RssSampler::start(system.procs.clone());
     let out = cmd.output().await.context("running fleet load")?;
-    let rss_peak_mib = sampler.finish();
+    let peaks = sampler.finish();
     let after = procfs::cpu_snapshot(&system.procs);
     if !out.status.success() {
         bail!(
@@ -160,7 +162,8 @@ pub async fn run(
         } else {
             0.0
         },
-        rss_peak_mib,
+        rss_peak_mib: peaks.rss,
+        pss_peak_mib: peaks.pss,
     })
 }
 

@@ -14,6 +14,19 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status_field(pid, "VmRSS:")
 }
 
+/// `Pss` of a process, in KiB (`/proc/<pid>/smaps_rollup`): its resident pages with each page
+/// shared by N processes counted 1/N. The fleet's processes are one binary (`fleet run
+/// <service>`), whose code pages every one of them maps: RSS counts those once per process,
+/// PSS once in all.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -100,24 +113,38 @@ pub fn rss_snapshot(procs: &Procs) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Samples resident memory every 250 ms until dropped; keeps each process's maximum.
+/// Proportional set size of each process, in MiB (see [`pss_kib`]).
+pub fn pss_snapshot(procs: &Procs) -> BTreeMap<String, f64> {
+    procs
+        .iter()
+        .filter_map(|(n, p)| pss_kib(*p).map(|k| (n.clone(), k as f64 / 1024.0)))
+        .collect()
+}
+
+/// Each process's maximum RSS and PSS, in MiB.
+#[derive(Debug, Clone, Default)]
+pub struct Peaks {
+    pub rss: BTreeMap<String, f64>,
+    pub pss: BTreeMap<String, f64>,
+}
+
+/// Samples resident memory (RSS and PSS) every 250 ms until dropped; keeps each process's
+/// maximum of each.
 pub struct RssSampler {
-    max: Arc<Mutex<BTreeMap<String, f64>>>,
+    max: Arc<Mutex<Peaks>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RssSampler {
     pub fn start(procs: Procs) -> Self {
-        let max = Arc::new(Mutex::new(BTreeMap::new()));
+        let max = Arc::new(Mutex::new(Peaks::default()));
         let max2 = max.clone();
         let task = tokio::spawn(async move {
             loop {
-                let now = rss_snapshot(&procs);
+                let (rss, pss) = (rss_snapshot(&procs), pss_snapshot(&procs));
                 if let Ok(mut m) = max2.lock() {
-                    for (name, mib) in now {
-                        let e = m.entry(name).or_insert(0.0);
-                        *e = f64::max(*e, mib);
-                    }
+                    max_merge(&mut m.rss, &rss);
+                    max_merge(&mut m.pss, &pss);
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -126,9 +153,17 @@ impl RssSampler {
     }
 
     /// The maxima seen, in MiB.
-    pub fn finish(self) -> BTreeMap<String, f64> {
+    pub fn finish(self) -> Peaks {
         self.task.abort();
         self.max.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// `into` keeps, per name, the larger of its value and `from`'s.
+pub fn max_merge(into: &mut BTreeMap<String, f64>, from: &BTreeMap<String, f64>) {
+    for (k, v) in from {
+        let e = into.entry(k.clone()).or_insert(0.0);
+        *e = e.max(*v);
     }
 }
 

@@ -144,7 +144,9 @@ pub async fn run(
                 s,
                 Model::Open {
                     rate,
-                    max_in_flight: 256,
+                    // The fleet's own limit: the bench never sheds, so every answer is a
+                    // whole checkout and its spans can be counted.
+                    max_in_flight: crate::system::FLEET_MAX_IN_FLIGHT,
                 },
                 mode.window,
                 &scratch,

@@ -647,7 +647,9 @@ async fn fleet_sections(
                 &traced,
                 Model::Open {
                     rate,
-                    max_in_flight: 256,
+                    // The fleet's own limit: the bench never sheds, so every answer is a
+                    // whole checkout and its spans can be counted.
+                    max_in_flight: crate::system::FLEET_MAX_IN_FLIGHT,
                 },
                 window,
                 &scratch,
@@ -701,12 +703,13 @@ async fn fleet_sections(
             "%",
             target,
             format!(
-                "{} created ({} checkouts × {per_checkout} + {per_products}), {got} received; fleet answered {} /s ({} 2xx, {non_ok} other, {} not sent at the cap of 256 in flight), p99 {} ms{}",
+                "{} created ({} checkouts × {per_checkout} + {per_products}), {got} received; fleet answered {} /s ({} 2xx, {non_ok} other, {} not sent at the cap of {} in flight), p99 {} ms{}",
                 created,
                 r.ok,
                 num(r.ok as f64 / r.elapsed_s.max(0.001)),
                 r.ok,
                 r.dropped,
+                system::FLEET_MAX_IN_FLIGHT,
                 num(r.p99_ms),
                 if long { "; the full-mode 60 s run" } else { "" }
             ),
@@ -725,6 +728,54 @@ async fn fleet_sections(
         },
         "the lowest offered rate of the short steps with any span missing at the desk",
     );
+
+    // Overload past the services' limit: they shed, and what they hold stays bounded.
+    let over_rate = args.delivery_rates.iter().copied().fold(0.0, f64::max);
+    let over_cap = system::FLEET_MAX_IN_FLIGHT * 4;
+    let over_name = format!(
+        "overload: {} checkouts/s offered, up to {over_cap} in flight (4× MAX_IN_FLIGHT)",
+        num(over_rate)
+    );
+    eprintln!("fleet-bench: overload at {over_rate}/s, up to {over_cap} in flight");
+    let over = load::run(
+        fleet_bin,
+        &traced,
+        Model::Open {
+            rate: over_rate,
+            max_in_flight: over_cap,
+        },
+        mode.delivery_window,
+        &scratch,
+    )
+    .await;
+    match over {
+        Ok(r) => {
+            max_merge(
+                peak_all.entry("traced".into()).or_default(),
+                &r.rss_peak_mib,
+            );
+            max_merge(&mut traced_pss_all, &r.pss_peak_mib);
+            let shed = r.statuses.get("503").copied().unwrap_or(0);
+            table.add(
+                "2",
+                over_name,
+                r.ok as f64 / r.elapsed_s.max(0.001),
+                "served/s",
+                None,
+                format!(
+                    "{} served (2xx), {shed} shed at once (503 overloaded, Retry-After), {} other; p50 {} ms, p99 {} ms over every answer; the four services' peak RSS {} MiB, PSS {} MiB (in the footprint rows). Spans are not counted here: a shed checkout is a shorter trace",
+                    r.ok,
+                    r.answered.saturating_sub(r.ok + shed),
+                    num(r.p50_ms),
+                    num(r.p99_ms),
+                    num(sum_services(&r.rss_peak_mib)),
+                    num(sum_services(&r.pss_peak_mib)),
+                ),
+            );
+            details.insert("overload".into(), json!(r));
+        }
+        Err(e) => table.text("2", over_name, "not measured", format!("{e:#}")),
+    }
 
     // 3. Footprint.
     let traced_all = peak_all.get("traced").cloned().unwrap_or_default();

@@ -101,6 +101,11 @@ async fn spawn_logged(
     Ok((child, seen))
 }
 
+/// The services' default `MAX_IN_FLIGHT` (`fleet_server_kit::DEFAULT_MAX_IN_FLIGHT`; a test
+/// keeps the two equal). The bench's open-model runs stop sending at it, so the fleet never
+/// sheds one of their requests and every answer is a whole checkout whose spans can be counted.
+pub const FLEET_MAX_IN_FLIGHT: u64 = 64;
+
 impl System {
     /// `fleet up` with every port 0 and a fresh SQLite file (or `database_url`).
     pub async fn fleet(
@@ -127,6 +132,7 @@ impl System {
         };
         cmd.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("DATABASE_URL")
+            .env_remove("MAX_IN_FLIGHT")
             .env("OTEL_SDK_DISABLED", if traced { "false" } else { "true" })
             .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let (child, lines) = spawn_logged(cmd, &dir.join("fleet.log"), |l| l == "fleet:up")
@@ -293,4 +299,15 @@ pub fn scratch_dir(label: &str) -> anyhow::Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod limit_tests {
+    #[test]
+    fn the_bench_caps_at_the_fleets_own_limit() {
+        assert_eq!(
+            super::FLEET_MAX_IN_FLIGHT,
+            fleet_server_kit::DEFAULT_MAX_IN_FLIGHT as u64
+        );
+    }
 }

@@ -22,9 +22,11 @@ use crate::ApiError;
 use crate::metrics::{Counter, Metrics};
 
 /// `MAX_IN_FLIGHT`'s default: requests one service serves at once before it sheds. Normal load
-/// is far below it (200 checkouts/s at ~35 ms is ~7 in flight); `fleet load`'s open model
-/// stops sending at 256 in flight, so the bench's overload steps reach it but never pass it.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// is far below it (200 checkouts/s at ~35 ms is ~7 in flight), and so is saturation on 2 cores
+/// (~420 checkouts/s at ~75 ms: ~32). Past that, more in flight is only a longer queue: with
+/// 256 allowed, 800 checkouts/s offered got the same throughput as with 64 at a p50 of 777 ms
+/// instead of 183 ms and 1.5x the memory (docs/performance.md).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// The `error.type` of a shed request's server span, and the JSON error code it is answered with.
 pub const OVERLOADED: &str = "overloaded";

@@ -17,7 +17,7 @@ pub struct Config {
     pub notification_addr: String,
     /// `NOTIFICATION_TIMEOUT_MS`, default 3000.
     pub notification_timeout: Duration,
-    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// `MAX_IN_FLIGHT`, default 64: requests served at once; past it the service sheds
     /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
     pub max_in_flight: usize,
 }

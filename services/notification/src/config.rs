@@ -10,7 +10,7 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// `OUTBOX_MAX_BYTES`, default 4 MiB: the outbox's bound in bytes (oldest emails go first).
     pub outbox_max_bytes: usize,
-    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// `MAX_IN_FLIGHT`, default 64: requests served at once; past it the service sheds
     /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
     pub max_in_flight: usize,
 }

@@ -23,7 +23,7 @@ pub struct Config {
     pub pending_bound: Duration,
     /// `ORDER_RECONCILE_INTERVAL_MS`, default 5000: how often the reconciler looks.
     pub reconcile_interval: Duration,
-    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// `MAX_IN_FLIGHT`, default 64: requests served at once; past it the service sheds
     /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
     pub max_in_flight: usize,
 }

@@ -13,7 +13,7 @@ pub struct Config {
     pub provider_url: String,
     /// `PAYMENT_PROVIDER_TIMEOUT_MS`, default 5000.
     pub provider_timeout: Duration,
-    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// `MAX_IN_FLIGHT`, default 64: requests served at once; past it the service sheds
     /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
     pub max_in_flight: usize,
 }

@@ -10,7 +10,7 @@ pub struct Config {
     pub listen_addr: String,
     /// `PROVIDER_LATENCY_MS`, default 30: how long the provider "thinks" per charge.
     pub latency: Duration,
-    /// `MAX_IN_FLIGHT`, default 256: requests served at once; past it the service sheds
+    /// `MAX_IN_FLIGHT`, default 64: requests served at once; past it the service sheds
     /// (503 `overloaded` with `Retry-After`, gRPC `UNAVAILABLE`) instead of queueing.
     pub max_in_flight: usize,
 }

@@ -427,7 +427,9 @@ async fn fleet_sections(
                 s,
                 Model::Open {
                     rate: args.latency_rate,
-                    max_in_flight: 1000,
+                    // At the services' limit, as the delivery steps: near saturation a
+                    // burst past it would be shed and read as errors.
+                    max_in_flight: system::FLEET_MAX_IN_FLIGHT,
                 },
                 mode.window,
                 &scratch,

@@ -32,7 +32,7 @@ pub async fn start(config: Config, faults: fleet_faults::Faults) -> anyhow::Resu
     faults.count_in(&metrics);
     let max_in_flight = fleet_server_kit::InFlightLimit::new(config.max_in_flight)
         .lowered_by(faults.in_flight_limit(server::SHED));
-    let app = server::router(&config, faults, background.clone())?;
+    let app = server::router(&config, faults, background.clone(), &metrics)?;
     let dropped = metrics.counter(
         "gateway_emails_dropped_at_stop",
         &format!(

@@ -45,7 +45,18 @@ pub struct AppState {
     faults: Faults,
     /// Work that outlives a reply (the confirmation email); drained on shutdown.
     background: TaskTracker,
+    /// Confirmation emails sent again after notification answered UNAVAILABLE.
+    email_retries: fleet_server_kit::metrics::Counter,
+    /// Confirmation emails given up on (an error other than UNAVAILABLE, or every attempt).
+    emails_not_sent: fleet_server_kit::metrics::Counter,
 }
+
+/// Attempts per confirmation email when notification answers UNAVAILABLE (it sheds past its
+/// `MAX_IN_FLIGHT`, and the emails that go out beside the replies are not bounded by the
+/// gateway's own limit): the first, then after 100 ms and 200 ms. 300 ms in all, inside the
+/// 1 s a stopping gateway gives its emails.
+pub const EMAIL_ATTEMPTS: u32 = 3;
+const EMAIL_FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// order-api's own errors pass through with their status and body; transport failures name it.
 fn upstream(err: OrderApiError) -> Response {
@@ -198,13 +209,31 @@ async fn send_email(state: &AppState, order: &Order) -> bool {
             })
             .collect(),
     };
-    match state.notifications.send_email(request).await {
-        Ok(_) => true,
-        Err(status) => {
-            tracing::warn!(code = ?status.code(), message = status.message(), "confirmation email not sent");
-            false
+    let mut backoff = EMAIL_FIRST_BACKOFF;
+    for attempt in 1..=EMAIL_ATTEMPTS {
+        match state.notifications.send_email(request.clone()).await {
+            Ok(_) => return true,
+            // Each attempt is its own CLIENT span; a shed one is red with `UNAVAILABLE`.
+            Err(status)
+                if status.code() == tonic::Code::Unavailable && attempt < EMAIL_ATTEMPTS =>
+            {
+                state.email_retries.inc();
+                tracing::info!(
+                    attempt,
+                    message = status.message(),
+                    "notification unavailable; sending the email again"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(status) => {
+                state.emails_not_sent.inc();
+                tracing::warn!(code = ?status.code(), message = status.message(), attempt, "confirmation email not sent");
+                return false;
+            }
         }
     }
+    false
 }
 
 async fn get_order(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
@@ -234,8 +263,20 @@ pub fn router(
     config: &Config,
     faults: Faults,
     background: TaskTracker,
+    metrics: &fleet_server_kit::Metrics,
 ) -> anyhow::Result<axum::Router> {
     let state = Arc::new(AppState {
+        email_retries: metrics.counter(
+            "gateway_email_retries",
+            &format!(
+                "Confirmation emails sent again after notification answered UNAVAILABLE (at most {} attempts each).",
+                EMAIL_ATTEMPTS
+            ),
+        ),
+        emails_not_sent: metrics.counter(
+            "gateway_emails_not_sent",
+            "Confirmation emails given up on: notification failed with an error other than UNAVAILABLE, or on every attempt.",
+        ),
         orders: OrderApiClient::new(&config.order_api_url, config.order_api_timeout)?,
         faults: faults.clone(),
         background,

@@ -196,3 +196,81 @@ async fn span_values_past_the_length_limit_are_counted_and_one_at_it_is_not() {
     );
     stop(services, dir).await;
 }
+
+/// notification sheds past its limit (here 1, with each email taking 100 ms), and the emails
+/// that go out beside the replies are not bounded by the gateway's own limit: a shed email is
+/// sent again after 100 ms and 200 ms (`EMAIL_ATTEMPTS` = 3), so two checkouts at once both get
+/// their email. Fails only if the first email takes more than the 300 ms of backoff.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_shed_by_notification_is_sent_again_and_counted() {
+    assert_eq!(api_gateway::server::EMAIL_ATTEMPTS, 3);
+    let faults = none("notification", notification::server::FAULT_POINTS);
+    faults
+        .replace(
+            fleet_faults::parse_faults(
+                "notification.shed:max_in_flight=1;notification.send:latency=100ms",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let (services, url, dir) = start_with(faults).await;
+    let http = reqwest::Client::new();
+    let send = || async {
+        let v: serde_json::Value = http
+            .post(format!("{url}/checkout"))
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["email"], "queued", "{v}");
+    };
+    tokio::join!(send(), send());
+    let gateway_metric = |name: &str| {
+        sample(
+            &services[0].metrics().render(),
+            name,
+            Some(("service", "api-gateway")),
+        )
+    };
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    let outbox = notification::client::NotificationClient::connect_lazy(
+        &services[2].url(),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    loop {
+        // This read is shed too while an email holds notification's one slot.
+        let held = match outbox.list_outbox("ada@example.com", 10).await {
+            Ok(held) => held.emails.len(),
+            Err(status) if status.code() == tonic::Code::Unavailable => 0,
+            Err(status) => panic!("{status:?}"),
+        };
+        if held == 2 {
+            break;
+        }
+        assert_eq!(
+            gateway_metric("fleet_gateway_emails_not_sent_total"),
+            Some(0)
+        );
+        assert!(std::time::Instant::now() < give_up, "{held} emails");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gateway_metric("fleet_gateway_email_retries_total").unwrap() >= 1);
+    assert_eq!(
+        gateway_metric("fleet_gateway_emails_not_sent_total"),
+        Some(0)
+    );
+    let shed = sample(
+        &services[2].metrics().render(),
+        "fleet_requests_shed_total",
+        Some(("service", "notification")),
+    );
+    assert!(
+        shed.unwrap_or(0) >= 1,
+        "notification shed nothing: {shed:?}"
+    );
+    stop(services, dir).await;
+}

@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 mod support;
 
 use fleet_server_kit::metrics::sample;
-use support::{checkout_body, none, start, start_with, stop};
+use support::{
+    checkout_body, checkout_with_queued_email, start, start_with_notification_faults, stop,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkout_is_one_trace_and_carries_its_idempotency_key() {
@@ -118,24 +120,9 @@ async fn emails_still_sending_at_the_stop_deadline_are_counted_and_those_done_in
     let name = "fleet_gateway_emails_dropped_at_stop_total";
     // The mail server takes 300 ms (done within the 1 s deadline), then 2 s (not).
     for (latency, dropped) in [("300ms", 0), ("2s", 1)] {
-        let faults = none("notification", notification::server::FAULT_POINTS);
-        faults
-            .replace(
-                fleet_faults::parse_faults(&format!("notification.send:latency={latency}"))
-                    .unwrap(),
-            )
-            .unwrap();
-        let (services, url, dir) = start_with(faults).await;
-        let answer: serde_json::Value = reqwest::Client::new()
-            .post(format!("{url}/checkout"))
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["email"], "queued", "{answer}");
+        let (services, url, dir) =
+            start_with_notification_faults(&format!("notification.send:latency={latency}")).await;
+        checkout_with_queued_email(&url).await;
         // Read after the stop: the count is made at the deadline, when nothing serves /metrics.
         let metrics = services[0].metrics().clone();
         stop(services, dir).await;
@@ -204,30 +191,14 @@ async fn span_values_past_the_length_limit_are_counted_and_one_at_it_is_not() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_email_shed_by_notification_is_sent_again_and_counted() {
     assert_eq!(api_gateway::server::EMAIL_ATTEMPTS, 3);
-    let faults = none("notification", notification::server::FAULT_POINTS);
-    faults
-        .replace(
-            fleet_faults::parse_faults(
-                "notification.shed:max_in_flight=1;notification.send:latency=100ms",
-            )
-            .unwrap(),
-        )
-        .unwrap();
-    let (services, url, dir) = start_with(faults).await;
-    let http = reqwest::Client::new();
-    let send = || async {
-        let v: serde_json::Value = http
-            .post(format!("{url}/checkout"))
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(v["email"], "queued", "{v}");
-    };
-    tokio::join!(send(), send());
+    let (services, url, dir) = start_with_notification_faults(
+        "notification.shed:max_in_flight=1;notification.send:latency=100ms",
+    )
+    .await;
+    tokio::join!(
+        checkout_with_queued_email(&url),
+        checkout_with_queued_email(&url)
+    );
     let gateway_metric = |name: &str| {
         sample(
             &services[0].metrics().render(),

@@ -101,3 +101,30 @@ pub fn checkout_body() -> serde_json::Value {
         "card_number": "4242424242424242",
     })
 }
+
+/// The fleet with `spec` (the `FLEET_FAULTS` grammar) armed on notification.
+#[allow(dead_code)] // this module is compiled into every test binary; service.rs uses it
+pub async fn start_with_notification_faults(
+    spec: &str,
+) -> (Vec<Running>, String, std::path::PathBuf) {
+    let faults = none("notification", notification::server::FAULT_POINTS);
+    faults
+        .replace(fleet_faults::parse_faults(spec).unwrap())
+        .unwrap();
+    start_with(faults).await
+}
+
+/// One checkout, answered before its confirmation email goes out.
+#[allow(dead_code)] // as above
+pub async fn checkout_with_queued_email(url: &str) {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/checkout"))
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["email"], "queued", "{answer}");
+}

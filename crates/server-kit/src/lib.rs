@@ -3,6 +3,7 @@
 
 mod error;
 pub mod metrics;
+mod retry;
 mod running;
 mod runtime;
 mod serve;
@@ -13,6 +14,7 @@ pub use error::{
     idempotency_key, valid_email,
 };
 pub use metrics::Metrics;
+pub use retry::Backoff;
 pub use running::{DRAIN_DEADLINE, Running, run, run_untraced};
 pub use runtime::{
     DEFAULT_MAX_BLOCKING_THREADS, DEFAULT_WORKER_THREADS, ProcessMain, RuntimeSize,

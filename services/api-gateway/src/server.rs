@@ -209,31 +209,36 @@ async fn send_email(state: &AppState, order: &Order) -> bool {
             })
             .collect(),
     };
-    let mut backoff = EMAIL_FIRST_BACKOFF;
-    for attempt in 1..=EMAIL_ATTEMPTS {
-        match state.notifications.send_email(request.clone()).await {
-            Ok(_) => return true,
-            // Each attempt is its own CLIENT span; a shed one is red with `UNAVAILABLE`.
-            Err(status)
-                if status.code() == tonic::Code::Unavailable && attempt < EMAIL_ATTEMPTS =>
-            {
-                state.email_retries.inc();
-                tracing::info!(
-                    attempt,
-                    message = status.message(),
-                    "notification unavailable; sending the email again"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            Err(status) => {
-                state.emails_not_sent.inc();
-                tracing::warn!(code = ?status.code(), message = status.message(), attempt, "confirmation email not sent");
-                return false;
-            }
+    let backoff = fleet_server_kit::Backoff {
+        attempts: EMAIL_ATTEMPTS,
+        first_backoff: EMAIL_FIRST_BACKOFF,
+    };
+    // Each attempt is its own CLIENT span; a shed one is red with `UNAVAILABLE`.
+    let sent = backoff
+        .run(
+            |_| state.notifications.send_email(request.clone()),
+            |status, attempt| {
+                let again = status.code() == tonic::Code::Unavailable;
+                if again {
+                    state.email_retries.inc();
+                    tracing::info!(
+                        attempt,
+                        message = status.message(),
+                        "notification unavailable; sending the email again"
+                    );
+                }
+                again
+            },
+        )
+        .await;
+    match sent {
+        Ok(_) => true,
+        Err(status) => {
+            state.emails_not_sent.inc();
+            tracing::warn!(code = ?status.code(), message = status.message(), "confirmation email not sent");
+            false
         }
     }
-    false
 }
 
 async fn get_order(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {

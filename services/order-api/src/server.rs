@@ -526,24 +526,27 @@ pub async fn finish_with_retries(
     payment_id: Option<&str>,
     failure: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let mut backoff = FINISH_FIRST_BACKOFF;
-    let mut attempt = 1;
-    loop {
-        match store.finish_order(id, status, payment_id, failure).await {
-            Ok(()) => return Ok(()),
-            Err(err) if attempt < FINISH_ATTEMPTS && transient(&err) => {
-                tracing::warn!(error = %err, attempt, "finishing the order failed; retrying");
-                counters.finish_retries.inc();
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                attempt += 1;
-            }
-            Err(err) => {
-                counters.finish_gave_up.inc();
-                return Err(err);
-            }
-        }
+    let backoff = fleet_server_kit::Backoff {
+        attempts: FINISH_ATTEMPTS,
+        first_backoff: FINISH_FIRST_BACKOFF,
+    };
+    let result = backoff
+        .run(
+            |_| store.finish_order(id, status, payment_id, failure),
+            |err, attempt| {
+                let again = transient(err);
+                if again {
+                    tracing::warn!(error = %err, attempt, "finishing the order failed; retrying");
+                    counters.finish_retries.inc();
+                }
+                again
+            },
+        )
+        .await;
+    if result.is_err() {
+        counters.finish_gave_up.inc();
     }
+    result
 }
 
 /// Routes plus `/healthz` and `/readyz` (ready when the database answers).

@@ -86,41 +86,41 @@ impl ProviderClient {
             app.payment.amount_cents = amount_cents
         );
         async {
-            let (retries, mut backoff) = retry.unwrap_or((0, std::time::Duration::ZERO));
-            let mut attempt = 0;
-            loop {
-                let result = self
-                    .attempt(
-                        amount_cents,
-                        currency,
-                        card_number,
-                        description,
-                        idempotency_key,
-                        attempt,
-                    )
-                    .await;
-                match result {
-                    Err(
-                        ProviderError::Unreachable(_)
-                        | ProviderError::Failed(_)
-                        | ProviderError::Timeout,
-                    ) if attempt < retries => {
-                        tokio::time::sleep(backoff).await;
-                        backoff *= 2;
-                        attempt += 1;
-                    }
-                    other => {
-                        if let Err(kind) = other.as_ref().map_err(ProviderError::fault_kind)
-                            && let Some(kind) = kind
-                        {
-                            let span = tracing::Span::current();
-                            span.record("otel.status_code", "ERROR");
-                            span.record("error.type", kind);
-                        }
-                        return other;
-                    }
-                }
+            let (retries, first_backoff) = retry.unwrap_or((0, std::time::Duration::ZERO));
+            let backoff = fleet_server_kit::Backoff {
+                attempts: retries.saturating_add(1),
+                first_backoff,
+            };
+            let result = backoff
+                .run(
+                    |n| {
+                        self.attempt(
+                            amount_cents,
+                            currency,
+                            card_number,
+                            description,
+                            idempotency_key,
+                            n - 1,
+                        )
+                    },
+                    |err, _| {
+                        matches!(
+                            err,
+                            ProviderError::Unreachable(_)
+                                | ProviderError::Failed(_)
+                                | ProviderError::Timeout
+                        )
+                    },
+                )
+                .await;
+            if let Err(kind) = result.as_ref().map_err(ProviderError::fault_kind)
+                && let Some(kind) = kind
+            {
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", kind);
             }
+            result
         }
         .instrument(span)
         .await

@@ -375,9 +375,7 @@ async fn fleet_sections(
 
     // Peaks over the overhead runs (the same load on all three systems), and over every run.
     let mut peak: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    let mut peak_all: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    // PSS peaks of the traced fleet over every run.
-    let mut traced_pss_all: BTreeMap<String, f64> = BTreeMap::new();
+    let mut peak_all: BTreeMap<String, procfs::Peaks> = BTreeMap::new();
     let mut saturation: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     let mut fixed: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     for round in 0..mode.rounds {
@@ -405,13 +403,7 @@ async fn fleet_sections(
             )
             .await?;
             max_merge(peak.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
-            max_merge(
-                peak_all.entry(s.label.clone()).or_default(),
-                &r.rss_peak_mib,
-            );
-            if s.label == "traced" {
-                max_merge(&mut traced_pss_all, &r.pss_peak_mib);
-            }
+            peak_all.entry(s.label.clone()).or_default().merge(&r);
             saturation.entry(s.label.clone()).or_default().push(r);
         }
         for s in order.iter().rev() {
@@ -436,13 +428,7 @@ async fn fleet_sections(
             )
             .await?;
             max_merge(peak.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
-            max_merge(
-                peak_all.entry(s.label.clone()).or_default(),
-                &r.rss_peak_mib,
-            );
-            if s.label == "traced" {
-                max_merge(&mut traced_pss_all, &r.pss_peak_mib);
-            }
+            peak_all.entry(s.label.clone()).or_default().merge(&r);
             fixed.entry(s.label.clone()).or_default().push(r);
         }
     }
@@ -548,11 +534,7 @@ async fn fleet_sections(
         f / u,
         "×",
         None,
-        format!(
-            "floor {} checkouts/s; traced fleet reaches {}% of the floor",
-            num(f),
-            num(t / f * 100.0)
-        ),
+        format!("floor {} checkouts/s", num(f)),
     );
     table.add(
         "5",
@@ -585,11 +567,7 @@ async fn fleet_sections(
         cpu("untraced") / fcpu,
         "×",
         None,
-        format!(
-            "floor {} CPU-ms; traced fleet ÷ floor {}×",
-            num(fcpu),
-            num(cpu("traced") / fcpu)
-        ),
+        format!("floor {} CPU-ms", num(fcpu)),
     );
     table.add(
         "5",
@@ -678,11 +656,7 @@ async fn fleet_sections(
                 break;
             }
         };
-        max_merge(
-            peak_all.entry("traced".into()).or_default(),
-            &r.rss_peak_mib,
-        );
-        max_merge(&mut traced_pss_all, &r.pss_peak_mib);
+        peak_all.entry("traced".into()).or_default().merge(&r);
         let got = after - before;
         let non_ok = r.answered.saturating_sub(r.ok);
         // Healthy checkouts are exactly `per_checkout` spans; the setup read is one products
@@ -752,11 +726,7 @@ async fn fleet_sections(
     .await;
     match over {
         Ok(r) => {
-            max_merge(
-                peak_all.entry("traced".into()).or_default(),
-                &r.rss_peak_mib,
-            );
-            max_merge(&mut traced_pss_all, &r.pss_peak_mib);
+            peak_all.entry("traced".into()).or_default().merge(&r);
             let shed = r.statuses.get("503").copied().unwrap_or(0);
             table.add(
                 "2",
@@ -780,7 +750,8 @@ async fn fleet_sections(
     }
 
     // 3. Footprint.
-    let traced_all = peak_all.get("traced").cloned().unwrap_or_default();
+    let traced_peaks = peak_all.remove("traced").unwrap_or_default();
+    let traced_all = &traced_peaks.rss;
     let traced_peak = peak.get("traced").cloned().unwrap_or_default();
     let untraced_peak = peak.get("untraced").cloned().unwrap_or_default();
     let floor_peak = peak.get("floor").cloned().unwrap_or_default();
@@ -789,7 +760,7 @@ async fn fleet_sections(
         table.add(
             "3",
             format!("RSS {name} under load (traced)"),
-            get(&traced_all),
+            get(traced_all),
             "MiB",
             None,
             format!(
@@ -801,7 +772,7 @@ async fn fleet_sections(
             ),
         );
     }
-    let four = sum_services(&traced_all);
+    let four = sum_services(traced_all);
     let four_mb = four * 1.048_576;
     table.add(
         "3",
@@ -824,7 +795,7 @@ async fn fleet_sections(
         "VmRSS of each once the fleet answers, before any load",
     );
     let (pss_peak, pss_idle) = (
-        sum_services(&traced_pss_all),
+        sum_services(&traced_peaks.pss),
         sum_services(&idle_traced_pss),
     );
     table.add(
@@ -870,7 +841,7 @@ async fn fleet_sections(
         json!({
             "idle": {"traced": idle_traced, "untraced": idle_untraced, "floor": idle_floor},
             "idle_pss": {"traced": idle_traced_pss},
-            "all_runs_peak_pss": {"traced": traced_pss_all},
+            "all_runs_peak_pss": {"traced": traced_peaks.pss},
             "overhead_runs_peak": {"traced": traced_peak, "untraced": untraced_peak, "floor": floor_peak},
             "all_runs_peak": {"traced": traced_all},
         }),

@@ -128,6 +128,14 @@ pub struct Peaks {
     pub pss: BTreeMap<String, f64>,
 }
 
+impl Peaks {
+    /// Keeps, per process, the larger of these peaks and `run`'s.
+    pub fn merge(&mut self, run: &crate::load::Run) {
+        max_merge(&mut self.rss, &run.rss_peak_mib);
+        max_merge(&mut self.pss, &run.pss_peak_mib);
+    }
+}
+
 /// Samples resident memory (RSS and PSS) every 250 ms until dropped; keeps each process's
 /// maximum of each.
 pub struct RssSampler {

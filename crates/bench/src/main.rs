@@ -403,7 +403,10 @@ async fn fleet_sections(
             )
             .await?;
             max_merge(peak.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
-            peak_all.entry(s.label.clone()).or_default().merge(&r);
+            peak_all
+                .entry(s.label.clone())
+                .or_default()
+                .merge(&r.rss_peak_mib, &r.pss_peak_mib);
             saturation.entry(s.label.clone()).or_default().push(r);
         }
         for s in order.iter().rev() {
@@ -428,7 +431,10 @@ async fn fleet_sections(
             )
             .await?;
             max_merge(peak.entry(s.label.clone()).or_default(), &r.rss_peak_mib);
-            peak_all.entry(s.label.clone()).or_default().merge(&r);
+            peak_all
+                .entry(s.label.clone())
+                .or_default()
+                .merge(&r.rss_peak_mib, &r.pss_peak_mib);
             fixed.entry(s.label.clone()).or_default().push(r);
         }
     }
@@ -656,7 +662,10 @@ async fn fleet_sections(
                 break;
             }
         };
-        peak_all.entry("traced".into()).or_default().merge(&r);
+        peak_all
+            .entry("traced".into())
+            .or_default()
+            .merge(&r.rss_peak_mib, &r.pss_peak_mib);
         let got = after - before;
         let non_ok = r.answered.saturating_sub(r.ok);
         // Healthy checkouts are exactly `per_checkout` spans; the setup read is one products
@@ -726,7 +735,10 @@ async fn fleet_sections(
     .await;
     match over {
         Ok(r) => {
-            peak_all.entry("traced".into()).or_default().merge(&r);
+            peak_all
+                .entry("traced".into())
+                .or_default()
+                .merge(&r.rss_peak_mib, &r.pss_peak_mib);
             let shed = r.statuses.get("503").copied().unwrap_or(0);
             table.add(
                 "2",

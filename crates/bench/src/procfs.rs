@@ -129,10 +129,10 @@ pub struct Peaks {
 }
 
 impl Peaks {
-    /// Keeps, per process, the larger of these peaks and `run`'s.
-    pub fn merge(&mut self, run: &crate::load::Run) {
-        max_merge(&mut self.rss, &run.rss_peak_mib);
-        max_merge(&mut self.pss, &run.pss_peak_mib);
+    /// Keeps, per process, the larger of these peaks and a run's (`rss`, `pss`).
+    pub fn merge(&mut self, rss: &BTreeMap<String, f64>, pss: &BTreeMap<String, f64>) {
+        max_merge(&mut self.rss, rss);
+        max_merge(&mut self.pss, pss);
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ColdBuild {
     pub cargo: String,
     /// The ten longest compiler units from `cargo build --timings`, longest first.
     pub longest_units: Vec<UnitTime>,
+    /// Every unit's time added up: the core-seconds the build needs, however it overlaps.
+    pub unit_seconds: f64,
 }
 
 /// One compiler unit of `cargo build --timings`: a crate's lib, bin, build script, ...
@@ -35,10 +37,10 @@ pub struct UnitTime {
     pub seconds: f64,
 }
 
-/// The `UNIT_DATA` array of a `cargo-timing.html` report, longest units first. Cargo has no
-/// stable machine-readable timings (`--timings=json` is nightly-only), so this reads the JSON
-/// the HTML report embeds for its charts.
-pub fn longest_units(html: &str, n: usize) -> anyhow::Result<Vec<UnitTime>> {
+/// The `UNIT_DATA` array of a `cargo-timing.html` report, every unit, longest first. Cargo has
+/// no stable machine-readable timings (`--timings=json` is nightly-only), so this reads the
+/// JSON the HTML report embeds for its charts.
+pub fn unit_times(html: &str) -> anyhow::Result<Vec<UnitTime>> {
     let start = html
         .find("const UNIT_DATA = ")
         .context("no UNIT_DATA in the timings report")?
@@ -63,7 +65,6 @@ pub fn longest_units(html: &str, n: usize) -> anyhow::Result<Vec<UnitTime>> {
         })
         .collect();
     units.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
-    units.truncate(n);
     Ok(units)
 }
 
@@ -149,13 +150,15 @@ pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let report = target.join("cargo-timings").join("cargo-timing.html");
-    let longest = longest_units(
+    let mut all = unit_times(
         &std::fs::read_to_string(&report).with_context(|| format!("{}", report.display()))?,
-        10,
     )?;
     let _ = std::fs::remove_dir_all(&scratch);
+    let unit_seconds = all.iter().map(|u| u.seconds).sum();
+    all.truncate(10);
     Ok(ColdBuild {
-        longest_units: longest,
+        longest_units: all,
+        unit_seconds,
         command: "cargo build --release --workspace --locked --offline --timings (fresh CARGO_TARGET_DIR)"
             .into(),
         seconds,
@@ -183,9 +186,11 @@ const UNIT_DATA = [
 ];
 const CONCURRENCY_DATA = [];
 </script>"#;
-        let units = longest_units(html, 2).unwrap();
+        let units = unit_times(html).unwrap();
+        assert_eq!(units.len(), 3);
+        assert_eq!(units.iter().map(|u| u.seconds).sum::<f64>(), 46.75);
         assert_eq!(
-            units,
+            units[..2],
             vec![
                 UnitTime {
                     name: "fleet".into(),
@@ -201,6 +206,6 @@ const CONCURRENCY_DATA = [];
                 },
             ]
         );
-        assert!(longest_units("<html></html>", 10).is_err());
+        assert!(unit_times("<html></html>").is_err());
     }
 }

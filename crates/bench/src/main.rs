@@ -220,8 +220,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "s",
             Some(("< 240 s", b.seconds < 240.0)),
             format!(
-                "{} jobs on a shared machine; registry already downloaded (--offline); {}",
-                b.jobs, b.cargo
+                "{} jobs on a shared machine; registry already downloaded (--offline); {}. Its units add up to {} s of compiler time, {} s per job even if they overlapped perfectly; the ten longest alone {} s (below)",
+                b.jobs,
+                b.cargo,
+                num(b.unit_seconds),
+                num(b.unit_seconds / b.jobs.max(1) as f64),
+                num(b.longest_units.iter().map(|u| u.seconds).sum::<f64>())
             ),
         );
         table.add(
@@ -355,6 +359,7 @@ async fn fleet_sections(
     let mut traced = System::fleet(fleet_bin, "traced", true, database_url, &[]).await?;
     let idle_traced = procfs::rss_snapshot(&traced.procs);
     let idle_traced_pss = procfs::pss_snapshot(&traced.procs);
+    let idle_traced_anon = procfs::anon_snapshot(&traced.procs);
     let untraced = System::fleet(fleet_bin, "untraced", false, database_url, &[]).await?;
     let idle_untraced = procfs::rss_snapshot(&untraced.procs);
     let floor = System::floor(30).await?;
@@ -549,10 +554,11 @@ async fn fleet_sections(
         "%",
         Some(("≥ 70%", t / f >= 0.70)),
         format!(
-            "{} vs {} checkouts/s ({} workers)",
+            "{} vs {} checkouts/s ({} workers). The untraced fleet reaches {}% already: the gap is the fleet's own work (six processes, the database, the handlers), not tracing",
             num(t),
             num(f),
-            args.concurrency
+            args.concurrency,
+            num(u / f * 100.0)
         ),
     );
     table.add(
@@ -562,9 +568,10 @@ async fn fleet_sections(
         "×",
         Some(("≤ 2.5×", cpu("traced") / fcpu <= 2.5)),
         format!(
-            "{} vs {} CPU-ms per checkout, the four services (the floor's four stand-ins)",
+            "{} vs {} CPU-ms per checkout, the four services (the floor's four stand-ins). Untraced {}× already (next row): tracing's share is the traced ÷ untraced CPU row",
             num(cpu("traced")),
-            num(fcpu)
+            num(fcpu),
+            num(cpu("untraced") / fcpu)
         ),
     );
     table.add(
@@ -628,6 +635,7 @@ async fn fleet_sections(
         );
         let step = async {
             let before = received(&desk_url).await?;
+            let made_before = sources(&traced).await?;
             let r = load::run(
                 fleet_bin,
                 &traced,
@@ -642,9 +650,10 @@ async fn fleet_sections(
             )
             .await?;
             let after = settled_received(&desk_url).await?;
-            anyhow::Ok((before, r, after))
+            let made = sources(&traced).await? - made_before;
+            anyhow::Ok((before, r, after, made))
         };
-        let (before, r, after) = match step.await {
+        let (before, r, after, made) = match step.await {
             Ok(v) => v,
             Err(e) => {
                 // Keep what was measured so far; say what happened instead of aborting.
@@ -668,9 +677,12 @@ async fn fleet_sections(
             .merge(&r.rss_peak_mib, &r.pss_peak_mib);
         let got = after - before;
         let non_ok = r.answered.saturating_sub(r.ok);
-        // Healthy checkouts are exactly `per_checkout` spans; the setup read is one products
-        // trace. Failed checkouts (if any) make fewer spans: they are reported, not guessed.
-        let created = r.ok * per_checkout + per_products;
+        // What the services' SDKs ended (sampled), counted where they were made: a retried
+        // email or a failed checkout changes a trace's shape, not this count. The shapes'
+        // arithmetic (healthy checkouts × `per_checkout` + the setup read's trace) stays as a
+        // cross-check in the note.
+        let created = made.ended;
+        let by_shape = r.ok * per_checkout + per_products;
         let lost = created.saturating_sub(got);
         let loss_pct = lost as f64 / created.max(1) as f64 * 100.0;
         if lost > 0 && loss_begins.is_none() && window == mode.delivery_window {
@@ -688,8 +700,10 @@ async fn fleet_sections(
             "%",
             target,
             format!(
-                "{} created ({} checkouts × {per_checkout} + {per_products}), {got} received; fleet answered {} /s ({} 2xx, {non_ok} other, {} not sent at the cap of {} in flight), p99 {} ms{}",
+                "{} spans ended in the services ({} exported, {} in failed exports; by shape {} checkouts × {per_checkout} + {per_products} = {by_shape}), {got} received by the desk; fleet answered {} /s ({} 2xx, {non_ok} other, {} not sent at the cap of {} in flight), p99 {} ms{}",
                 created,
+                made.exported,
+                made.failed,
                 r.ok,
                 num(r.ok as f64 / r.elapsed_s.max(0.001)),
                 r.ok,
@@ -699,7 +713,7 @@ async fn fleet_sections(
                 if long { "; the full-mode 60 s run" } else { "" }
             ),
         );
-        delivery.push(json!({"rate": rate, "window_s": window.as_secs_f64(), "created": created, "received": got, "lost": lost, "run": r}));
+        delivery.push(json!({"rate": rate, "window_s": window.as_secs_f64(), "created": created, "exported": made.exported, "export_failed": made.failed, "by_shape": by_shape, "received": got, "lost": lost, "run": r}));
     }
     table.text(
         "2",
@@ -793,18 +807,25 @@ async fn fleet_sections(
         "MiB",
         Some(("< 50 MiB", four < 50.0)),
         format!(
-            "= {} MB: the peak VmRSS of each (sampled every 250 ms) over every traced run, delivery steps included",
+            "= {} MB: the peak VmRSS of each (sampled every 250 ms) over every traced run, delivery steps included. Their peak PSS (below) is {} MiB: {} MiB of this sum are pages each process maps of the one binary they all run, counted once per process",
             num(four_mb),
+            num(sum_services(&traced_peaks.pss)),
+            num(four - sum_services(&traced_peaks.pss)),
         ),
     );
     let idle_four = sum_services(&idle_traced);
+    let idle_anon = sum_services(&idle_traced_anon);
     table.add(
         "3",
         "RSS of the four services together, idle after start (traced)",
         idle_four,
         "MiB",
         Some(("< 30 MiB", idle_four < 30.0)),
-        "VmRSS of each once the fleet answers, before any load",
+        format!(
+            "VmRSS of each once the fleet answers, before any load: {} MiB anonymous (heap, stacks: each process's own) + {} MiB file pages (mostly the code and read-only data of the one `fleet` binary, which every process maps: per-service binaries or less code per service would shrink this part)",
+            num(idle_anon),
+            num(idle_four - idle_anon)
+        ),
     );
     let (pss_peak, pss_idle) = (
         sum_services(&traced_peaks.pss),
@@ -853,6 +874,7 @@ async fn fleet_sections(
         json!({
             "idle": {"traced": idle_traced, "untraced": idle_untraced, "floor": idle_floor},
             "idle_pss": {"traced": idle_traced_pss},
+            "idle_anonymous": {"traced": idle_traced_anon},
             "all_runs_peak_pss": {"traced": traced_peaks.pss},
             "overhead_runs_peak": {"traced": traced_peak, "untraced": untraced_peak, "floor": floor_peak},
             "all_runs_peak": {"traced": traced_all},
@@ -974,6 +996,50 @@ async fn received(desk: &str) -> anyhow::Result<u64> {
         .text()
         .await?;
     Ok(desk::metric(&text, "trace_desk_spans_received_total").unwrap_or(0.0) as u64)
+}
+
+/// The span counts of every process of `fleet` but the desk (`fleet_spans_*_total`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Made {
+    ended: u64,
+    exported: u64,
+    failed: u64,
+}
+
+impl std::ops::Sub for Made {
+    type Output = Made;
+    fn sub(self, before: Made) -> Made {
+        Made {
+            ended: self.ended.saturating_sub(before.ended),
+            exported: self.exported.saturating_sub(before.exported),
+            failed: self.failed.saturating_sub(before.failed),
+        }
+    }
+}
+
+async fn sources(fleet: &System) -> anyhow::Result<Made> {
+    let mut made = Made::default();
+    for (name, url) in &fleet.urls {
+        if name == "desk" {
+            continue;
+        }
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        // One process, one service: the series carries its `service` label.
+        let read = |metric: &str| {
+            text.lines()
+                .filter(|l| l.split(['{', ' ']).next() == Some(metric))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        made.ended += read("fleet_spans_ended_total");
+        made.exported += read("fleet_spans_exported_total");
+        made.failed += read("fleet_spans_export_failed_total");
+    }
+    Ok(made)
 }
 
 /// The received count once it has stopped moving (the SDK exports every second).

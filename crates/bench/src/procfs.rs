@@ -19,10 +19,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 /// <service>`), whose code pages every one of them maps: RSS counts those once per process,
 /// PSS once in all.
 pub fn pss_kib(pid: u32) -> Option<u64> {
+    rollup_field(pid, "Pss:")
+}
+
+/// `Anonymous` of a process, in KiB (`/proc/<pid>/smaps_rollup`): heap, stacks and other
+/// memory of its own; the rest of its RSS is file pages (the binary's code and read-only data,
+/// shared with every process running it, and files it reads).
+pub fn anon_kib(pid: u32) -> Option<u64> {
+    rollup_field(pid, "Anonymous:")
+}
+
+fn rollup_field(pid: u32, field: &str) -> Option<u64> {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     rollup
         .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -107,17 +118,23 @@ pub fn cpu_snapshot(procs: &Procs) -> BTreeMap<String, f64> {
 
 /// Resident memory of each process, in MiB.
 pub fn rss_snapshot(procs: &Procs) -> BTreeMap<String, f64> {
-    procs
-        .iter()
-        .filter_map(|(n, p)| rss_kib(*p).map(|k| (n.clone(), k as f64 / 1024.0)))
-        .collect()
+    snapshot(procs, rss_kib)
 }
 
 /// Proportional set size of each process, in MiB (see [`pss_kib`]).
 pub fn pss_snapshot(procs: &Procs) -> BTreeMap<String, f64> {
+    snapshot(procs, pss_kib)
+}
+
+/// Anonymous memory of each process, in MiB (see [`anon_kib`]).
+pub fn anon_snapshot(procs: &Procs) -> BTreeMap<String, f64> {
+    snapshot(procs, anon_kib)
+}
+
+fn snapshot(procs: &Procs, kib: fn(u32) -> Option<u64>) -> BTreeMap<String, f64> {
     procs
         .iter()
-        .filter_map(|(n, p)| pss_kib(*p).map(|k| (n.clone(), k as f64 / 1024.0)))
+        .filter_map(|(n, p)| kib(*p).map(|k| (n.clone(), k as f64 / 1024.0)))
         .collect()
 }
 

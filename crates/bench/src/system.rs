@@ -25,6 +25,9 @@ pub struct System {
     pub label: String,
     pub gateway: String,
     pub desk: Option<String>,
+    /// Every process that announced itself ready (for a fleet: each service and the desk), by
+    /// name, with its URL.
+    pub urls: HashMap<String, String>,
     /// The measured processes, by name (for a fleet: the `fleet run X` children).
     pub procs: Procs,
     children: Vec<Child>,
@@ -158,6 +161,7 @@ impl System {
                 .cloned()
                 .ok_or_else(|| anyhow!("no api-gateway ready line"))?,
             desk: ready.get("desk").cloned(),
+            urls: ready,
             procs,
             children: vec![child],
             dir,
@@ -227,6 +231,7 @@ impl System {
             label: "floor".to_owned(),
             gateway: format!("http://{gateway}"),
             desk: None,
+            urls: HashMap::new(),
             procs,
             children,
             dir,

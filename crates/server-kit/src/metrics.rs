@@ -66,6 +66,47 @@ impl Collector for SpanTruncation {
     }
 }
 
+/// Where this process's sampled spans went (`fleet_telemetry::delivery`): ended, exported,
+/// failed. What the batch processor dropped at its full queue is `ended − exported − failed`
+/// once the queue has drained.
+#[derive(Debug)]
+struct SpanDelivery;
+
+impl Collector for SpanDelivery {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let d = fleet_telemetry::delivery::delivery();
+        let queue = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE").unwrap_or_else(|_| "2048".into());
+        for (name, help, value) in [
+            (
+                "spans_ended",
+                format!(
+                    "Sampled spans this process ended and queued for export (queue of \
+                     {queue} spans, OTEL_BSP_MAX_QUEUE_SIZE; a span ended while it is full is \
+                     dropped: ended - exported - export_failed, once the queue has drained)."
+                ),
+                d.ended,
+            ),
+            (
+                "spans_exported",
+                "Spans in OTLP exports that succeeded, from this process.".to_owned(),
+                d.exported,
+            ),
+            (
+                "spans_export_failed",
+                "Spans in OTLP exports that failed after the exporter's own retries (export \
+                 timeout OTEL_EXPORTER_OTLP_TIMEOUT), from this process."
+                    .to_owned(),
+                d.failed,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, &help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
     /// The counters of `service` (its `service` label), with the kit's own registered.
     pub fn new(service: &str) -> Self {
@@ -108,6 +149,7 @@ impl Metrics {
             client_errors.clone(),
         );
         registry.register_collector(Box::new(SpanTruncation));
+        registry.register_collector(Box::new(SpanDelivery));
         Self {
             registry: Arc::new(Mutex::new(registry)),
             body_too_large,

@@ -9,6 +9,7 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor};
 use tracing_subscriber::filter::FilterExt as _;
 
+use crate::delivery::{CountEnded, CountExported};
 use crate::limits::ValueLengthLimit;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -398,14 +399,18 @@ pub(crate) fn install(
     // No with_sampler(): the SDK then honours OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let provider = match export {
-        Export::Otlp(exporter) => builder.with_span_processor(ValueLengthLimit::new(
-            BatchSpanProcessor::builder(*exporter).build(),
-            limit,
-        )),
-        Export::Simple(exporter) => builder.with_span_processor(ValueLengthLimit::new(
-            SimpleSpanProcessor::new(exporter),
-            limit,
-        )),
+        Export::Otlp(exporter) => {
+            builder.with_span_processor(CountEnded::new(ValueLengthLimit::new(
+                BatchSpanProcessor::builder(CountExported::new(*exporter)).build(),
+                limit,
+            )))
+        }
+        Export::Simple(exporter) => {
+            builder.with_span_processor(CountEnded::new(ValueLengthLimit::new(
+                SimpleSpanProcessor::new(CountExported::new(exporter)),
+                limit,
+            )))
+        }
     }
     .build();
     let tracer = provider.tracer_with_scope(

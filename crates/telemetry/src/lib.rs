@@ -11,6 +11,7 @@
 mod cancel;
 mod captured;
 pub mod db;
+pub mod delivery;
 pub mod grpc_client;
 pub mod http_client;
 mod init;

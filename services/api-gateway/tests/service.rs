@@ -184,6 +184,42 @@ async fn span_values_past_the_length_limit_are_counted_and_one_at_it_is_not() {
     stop(services, dir).await;
 }
 
+/// Every sampled span the process ends is counted once as ended and once as exported, so a
+/// sink can be checked against its sources whatever the traces' shapes (the bench's delivery
+/// rows do).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_span_a_checkout_makes_is_counted_as_ended_and_exported() {
+    let (_guard, spans) = fleet_telemetry::testing::capture("api-gateway").unwrap();
+    let (services, url, dir) = start().await;
+    checkout_with_queued_email(&url).await;
+    // The email's spans end after the answer: wait (bounded) until it is in and nothing moves.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = spans.spans().len();
+        if now == last && !spans.named("sendEmail").is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now} spans");
+        last = now;
+    }
+    // Counted before the scrape: its own server span ends after the answer is rendered.
+    let made = spans.spans().len() as u64;
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let read = |name| sample(&text, name, Some(("service", "api-gateway")));
+    assert!(made >= 20, "a checkout is at least 20 spans, got {made}");
+    assert_eq!(read("fleet_spans_ended_total"), Some(made));
+    assert_eq!(read("fleet_spans_exported_total"), Some(made));
+    assert_eq!(read("fleet_spans_export_failed_total"), Some(0));
+    stop(services, dir).await;
+}
+
 /// notification sheds past its limit (here 1, with each email taking 100 ms), and the emails
 /// that go out beside the replies are not bounded by the gateway's own limit: a shed email is
 /// sent again after 100 ms and 200 ms (`EMAIL_ATTEMPTS` = 3), so two checkouts at once both get

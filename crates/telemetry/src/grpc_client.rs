@@ -133,13 +133,36 @@ where
     }
 }
 
+/// Why a gRPC client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The fleet's gRPC hops are plain h2c and tonic is built without TLS here: an `https://`
+    /// address would be dialled in plain text, so it is refused at start instead.
+    #[error(
+        "{0} is an https:// address, but the fleet's gRPC clients speak plain h2c only (tonic is built without TLS): use http://, with TLS ended by a proxy in front of the service"
+    )]
+    NeedsTls(String),
+    #[error("{address} is not a gRPC address (http://host:port): {source}")]
+    Invalid {
+        address: String,
+        source: tonic::transport::Error,
+    },
+}
+
 /// A lazily connecting channel to `addr` (`http://host:port`) with the trace layer on it, so a
 /// service may start before the one it calls.
 pub fn traced_channel(
     addr: &str,
     timeout: std::time::Duration,
-) -> Result<GrpcClientTrace<tonic::transport::Channel>, tonic::transport::Error> {
-    let endpoint = tonic::transport::Endpoint::from_shared(addr.to_owned())?
+) -> Result<GrpcClientTrace<tonic::transport::Channel>, ChannelError> {
+    if crate::http_client::is_https(addr) {
+        return Err(ChannelError::NeedsTls(addr.to_owned()));
+    }
+    let endpoint = tonic::transport::Endpoint::from_shared(addr.to_owned())
+        .map_err(|source| ChannelError::Invalid {
+            address: addr.to_owned(),
+            source,
+        })?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(timeout);
     let uri = endpoint.uri().clone();
@@ -160,4 +183,23 @@ fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
         next = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_https_address_is_refused_and_a_plain_one_is_made() {
+        let timeout = std::time::Duration::from_secs(1);
+        let err = traced_channel("https://payment-api:50051", timeout).unwrap_err();
+        assert!(matches!(err, ChannelError::NeedsTls(_)), "{err}");
+        assert!(
+            err.to_string().contains("https://payment-api:50051"),
+            "{err}"
+        );
+        assert!(traced_channel("http://payment-api:50051", timeout).is_ok());
+        let err = traced_channel("not a uri", timeout).unwrap_err();
+        assert!(err.to_string().contains("not a uri"), "{err}");
+    }
 }

@@ -17,7 +17,7 @@ impl NotificationClient {
     pub fn connect_lazy(
         addr: &str,
         timeout: std::time::Duration,
-    ) -> Result<Self, tonic::transport::Error> {
+    ) -> Result<Self, fleet_telemetry::grpc_client::ChannelError> {
         Ok(Self {
             inner: NotificationServiceClient::new(traced_channel(addr, timeout)?),
         })

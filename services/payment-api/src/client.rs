@@ -32,7 +32,7 @@ impl PaymentClient {
     pub fn connect_lazy(
         addr: &str,
         timeout: std::time::Duration,
-    ) -> Result<Self, tonic::transport::Error> {
+    ) -> Result<Self, fleet_telemetry::grpc_client::ChannelError> {
         Ok(Self {
             inner: PaymentServiceClient::new(traced_channel(addr, timeout)?),
         })

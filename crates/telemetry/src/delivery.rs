@@ -169,6 +169,70 @@ mod tests {
         }
     }
 
+    /// An exporter whose calls each say they started, then wait to be let go.
+    #[derive(Debug)]
+    struct Held {
+        started: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl SpanExporter for Held {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            let _ = self.started.lock().map(|s| s.send(()));
+            // The batch processor's own thread blocks on this future: blocking here is the point.
+            let _ = self
+                .release
+                .lock()
+                .map(|r| r.recv_timeout(Duration::from_secs(10)));
+            Ok(())
+        }
+    }
+
+    /// The batch queue's bound (`OTEL_BSP_MAX_QUEUE_SIZE`, here 4) at its edge: with one export
+    /// held, four more spans wait in the queue and the fifth is dropped, which shows as
+    /// `ended − exported − failed` = 1 once the queue has drained.
+    #[test]
+    fn a_span_ended_while_the_batch_queue_is_full_is_the_difference() {
+        use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let held = Held {
+            started: std::sync::Mutex::new(started_tx),
+            release: std::sync::Mutex::new(release_rx),
+        };
+        let batches = BatchSpanProcessor::builder(CountExported::new(held))
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(4)
+                    .with_max_export_batch_size(1)
+                    .build(),
+            )
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(CountEnded::new(batches))
+            .build();
+        let tracer = provider.tracer("test");
+        tracer.in_span("first", |_| {});
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        for _ in 0..5 {
+            tracer.in_span("next", |_| {});
+        }
+        for _ in 0..5 {
+            release.send(()).unwrap();
+        }
+        provider.force_flush().unwrap();
+        let d = delivery();
+        assert_eq!(
+            d,
+            Delivery {
+                ended: 6,
+                exported: 5,
+                failed: 0
+            }
+        );
+        assert_eq!(d.ended - d.exported - d.failed, 1);
+    }
+
     fn provider(exporter_succeeds: bool) -> SdkTracerProvider {
         SdkTracerProvider::builder()
             .with_sampler(KeepNamedKeep)

@@ -8,7 +8,7 @@ help: ## List the targets
 
 .PHONY: run
 run: ## Run the whole fleet on this machine (desk, provider, four services); Ctrl-C stops it
-	$(CARGO) run --release -p fleet -- up
+	$(CARGO) run --profile quick -p fleet -- up
 
 .PHONY: build
 build: ## Build every binary (release)

@@ -68,7 +68,14 @@ pub fn unit_times(html: &str) -> anyhow::Result<Vec<UnitTime>> {
     Ok(units)
 }
 
-pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
+/// What `make bench` builds cold: the workspace as the release images are built.
+pub const WORKSPACE: &[&str] = &["--release", "--workspace"];
+
+/// A newcomer's first `fleet up` from a fresh clone (the README's command).
+pub const NEWCOMER: &[&str] = &["--profile", "quick", "-p", "fleet"];
+
+/// `cargo build <selection> --locked --offline --timings` in a fresh copy of the repository.
+pub async fn run(repo: &Path, selection: &[&str]) -> anyhow::Result<ColdBuild> {
     let scratch = crate::system::scratch_dir("cold-build")?;
     let files = std::process::Command::new("git")
         .args([
@@ -99,10 +106,9 @@ pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let t0 = Instant::now();
     let out = tokio::process::Command::new(&cargo)
+        .arg("build")
+        .args(selection)
         .args([
-            "build",
-            "--release",
-            "--workspace",
             "--locked",
             "--offline",
             "--timings",
@@ -159,8 +165,10 @@ pub async fn run(repo: &Path) -> anyhow::Result<ColdBuild> {
     Ok(ColdBuild {
         longest_units: all,
         unit_seconds,
-        command: "cargo build --release --workspace --locked --offline --timings (fresh CARGO_TARGET_DIR)"
-            .into(),
+        command: format!(
+            "cargo build {} --locked --offline --timings (fresh CARGO_TARGET_DIR)",
+            selection.join(" ")
+        ),
         seconds,
         crates_compiled: packages.len(),
         workspace_crates: workspace.len(),

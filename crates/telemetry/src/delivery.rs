@@ -11,10 +11,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use opentelemetry::Context;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 static ENDED: AtomicU64 = AtomicU64::new(0);
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
@@ -40,41 +39,16 @@ pub fn delivery() -> Delivery {
     }
 }
 
-/// Counts each sampled span as it ends, then hands it on. Unsampled spans are not exported
-/// (the batch processor skips them), so they are not counted either.
+/// Counts each sampled span as it ends (a step of [`crate::on_end::OnEnd`]). Unsampled spans
+/// are not exported (the batch processor skips them), so they are not counted either.
 #[derive(Debug)]
-pub struct CountEnded<P> {
-    inner: P,
-}
+pub struct CountEnded;
 
-impl<P> CountEnded<P> {
-    pub fn new(inner: P) -> Self {
-        Self { inner }
-    }
-}
-
-impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
+impl crate::on_end::EndStep for CountEnded {
+    fn on_end(&self, span: &mut SpanData) {
         if span.span_context.is_sampled() {
             ENDED.fetch_add(1, Ordering::Relaxed);
         }
-        self.inner.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 
@@ -121,6 +95,8 @@ impl<E: SpanExporter> SpanExporter for CountExported<E> {
 mod tests {
     //! The counters are process-wide; nextest runs each test in its own process.
     use super::*;
+    use crate::on_end::OnEnd;
+    use opentelemetry::Context;
     use opentelemetry::trace::{SpanKind, TraceId, TraceState, Tracer as _, TracerProvider as _};
     use opentelemetry::{KeyValue, trace::Link};
     use opentelemetry_sdk::trace::{
@@ -209,7 +185,7 @@ mod tests {
             )
             .build();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(CountEnded::new(batches))
+            .with_span_processor(OnEnd::new(CountEnded, batches))
             .build();
         let tracer = provider.tracer("test");
         tracer.in_span("first", |_| {});
@@ -236,9 +212,10 @@ mod tests {
     fn provider(exporter_succeeds: bool) -> SdkTracerProvider {
         SdkTracerProvider::builder()
             .with_sampler(KeepNamedKeep)
-            .with_span_processor(CountEnded::new(SimpleSpanProcessor::new(
-                CountExported::new(Answers(exporter_succeeds)),
-            )))
+            .with_span_processor(OnEnd::new(
+                CountEnded,
+                SimpleSpanProcessor::new(CountExported::new(Answers(exporter_succeeds))),
+            ))
             .build()
     }
 

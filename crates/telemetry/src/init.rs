@@ -11,6 +11,7 @@ use tracing_subscriber::filter::FilterExt as _;
 
 use crate::delivery::{CountEnded, CountExported};
 use crate::limits::ValueLengthLimit;
+use crate::on_end::OnEnd;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -398,19 +399,19 @@ pub(crate) fn install(
     let limit = crate::limits::value_length_limit_from_env();
     // No with_sampler(): the SDK then honours OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
     let builder = SdkTracerProvider::builder().with_resource(resource);
+    // Each finished span: counted as ended, its values cut to the limit, then queued for export.
+    fn steps<P>(limit: usize, inner: P) -> OnEnd<CountEnded, OnEnd<ValueLengthLimit, P>> {
+        OnEnd::new(CountEnded, OnEnd::new(ValueLengthLimit::new(limit), inner))
+    }
     let provider = match export {
-        Export::Otlp(exporter) => {
-            builder.with_span_processor(CountEnded::new(ValueLengthLimit::new(
-                BatchSpanProcessor::builder(CountExported::new(*exporter)).build(),
-                limit,
-            )))
-        }
-        Export::Simple(exporter) => {
-            builder.with_span_processor(CountEnded::new(ValueLengthLimit::new(
-                SimpleSpanProcessor::new(CountExported::new(exporter)),
-                limit,
-            )))
-        }
+        Export::Otlp(exporter) => builder.with_span_processor(steps(
+            limit,
+            BatchSpanProcessor::builder(CountExported::new(*exporter)).build(),
+        )),
+        Export::Simple(exporter) => builder.with_span_processor(steps(
+            limit,
+            SimpleSpanProcessor::new(CountExported::new(exporter)),
+        )),
     }
     .build();
     let tracer = provider.tracer_with_scope(

@@ -17,6 +17,7 @@ pub mod http_client;
 mod init;
 pub mod limits;
 mod logs;
+pub mod on_end;
 pub mod propagation;
 pub mod redact;
 pub mod server;

@@ -4,12 +4,9 @@
 //! makes the whole export batch too large for the collector, and every span in it is lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::SpanData;
 
 /// The fleet's default when neither variable is set: long enough for any SQL statement or URL
 /// the fleet makes, short enough that a batch of 512 spans stays far below 4 MiB.
@@ -27,17 +24,22 @@ pub fn value_length_limit_from_env() -> usize {
 }
 
 /// Truncates string (and string array) attribute values of spans and their events to `limit`
-/// characters before handing the span on, as the specification says: on a char boundary,
-/// other types untouched.
+/// characters before they are exported, as the specification says: on a char boundary, other
+/// types untouched. A step of [`crate::on_end::OnEnd`].
 #[derive(Debug)]
-pub struct ValueLengthLimit<P> {
-    inner: P,
+pub struct ValueLengthLimit {
     limit: usize,
 }
 
-impl<P> ValueLengthLimit<P> {
-    pub fn new(inner: P, limit: usize) -> Self {
-        Self { inner, limit }
+impl ValueLengthLimit {
+    pub fn new(limit: usize) -> Self {
+        Self { limit }
+    }
+}
+
+impl crate::on_end::EndStep for ValueLengthLimit {
+    fn on_end(&self, span: &mut SpanData) {
+        limit_span(span, self.limit);
     }
 }
 
@@ -86,29 +88,6 @@ pub fn limit_span(span: &mut SpanData, limit: usize) {
     limit_all(&mut span.attributes, limit);
     for event in span.events.events.iter_mut() {
         limit_all(&mut event.attributes, limit);
-    }
-}
-
-impl<P: SpanProcessor> SpanProcessor for ValueLengthLimit<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, mut span: SpanData) {
-        limit_span(&mut span, self.limit);
-        self.inner.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 

@@ -14,6 +14,17 @@ use support::{
     checkout_body, checkout_with_queued_email, start, start_with_notification_faults, stop,
 };
 
+/// The gateway's `GET /metrics` now, and a reader of its counters.
+async fn gateway_metrics(url: &str) -> impl Fn(&str) -> Option<u64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    move |name| sample(&text, name, Some(("service", "api-gateway")))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkout_is_one_trace_and_carries_its_idempotency_key() {
     let (_guard, spans) = fleet_telemetry::testing::capture("api-gateway").unwrap();
@@ -140,15 +151,7 @@ async fn span_values_past_the_length_limit_are_counted_and_one_at_it_is_not() {
     let (services, url, dir) = start().await;
     let limit = fleet_telemetry::limits::value_length_limit_from_env();
     let name = "fleet_span_attribute_values_truncated_total";
-    let read = || async {
-        let text = reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        sample(&text, name, Some(("service", "api-gateway"))).unwrap()
-    };
+    let read = || async { gateway_metrics(&url).await(name).unwrap() };
     let before = read().await;
     let http = reqwest::Client::new();
     // A User-Agent is recorded whole on the server span: at the limit, then one character past.
@@ -206,14 +209,9 @@ async fn every_span_a_checkout_makes_is_counted_as_ended_and_exported() {
     }
     // Counted before the scrape: its own server span ends after the answer is rendered.
     let made = spans.spans().len() as u64;
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let read = |name| sample(&text, name, Some(("service", "api-gateway")));
     assert!(made >= 20, "a checkout is at least 20 spans, got {made}");
+    // One scrape: a scrape's own server span would count in the next.
+    let read = gateway_metrics(&url).await;
     assert_eq!(read("fleet_spans_ended_total"), Some(made));
     assert_eq!(read("fleet_spans_exported_total"), Some(made));
     assert_eq!(read("fleet_spans_export_failed_total"), Some(0));

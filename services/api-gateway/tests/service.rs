@@ -221,7 +221,9 @@ async fn every_span_a_checkout_makes_is_counted_as_ended_and_exported() {
 /// notification sheds past its limit (here 1, with each email taking 100 ms), and the emails
 /// that go out beside the replies are not bounded by the gateway's own limit: a shed email is
 /// sent again after 100 ms and 200 ms (`EMAIL_ATTEMPTS` = 3), so two checkouts at once both get
-/// their email. Fails only if the first email takes more than the 300 ms of backoff.
+/// their email. Two checkouts sent together only overlap their emails if they finish within
+/// 100 ms of each other, which a loaded machine does not promise: pairs are sent (at most 5)
+/// until one email has been retried, and every email of every pair must arrive.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_email_shed_by_notification_is_sent_again_and_counted() {
     assert_eq!(api_gateway::server::EMAIL_ATTEMPTS, 3);
@@ -229,10 +231,6 @@ async fn an_email_shed_by_notification_is_sent_again_and_counted() {
         "notification.shed:max_in_flight=1;notification.send:latency=100ms",
     )
     .await;
-    tokio::join!(
-        checkout_with_queued_email(&url),
-        checkout_with_queued_email(&url)
-    );
     let gateway_metric = |name: &str| {
         sample(
             &services[0].metrics().render(),
@@ -240,30 +238,45 @@ async fn an_email_shed_by_notification_is_sent_again_and_counted() {
             Some(("service", "api-gateway")),
         )
     };
-    let give_up = std::time::Instant::now() + Duration::from_secs(10);
     let outbox = notification::client::NotificationClient::connect_lazy(
         &services[2].url(),
         Duration::from_secs(3),
     )
     .unwrap();
-    loop {
-        // This read is shed too while an email holds notification's one slot.
-        let held = match outbox.list_outbox("ada@example.com", 10).await {
-            Ok(held) => held.emails.len(),
-            Err(status) if status.code() == tonic::Code::Unavailable => 0,
-            Err(status) => panic!("{status:?}"),
-        };
-        if held == 2 {
-            break;
-        }
-        assert_eq!(
-            gateway_metric("fleet_gateway_emails_not_sent_total"),
-            Some(0)
+    let mut pairs = 0;
+    while pairs < 5 && gateway_metric("fleet_gateway_email_retries_total") == Some(0) {
+        pairs += 1;
+        tokio::join!(
+            checkout_with_queued_email(&url),
+            checkout_with_queued_email(&url)
         );
-        assert!(std::time::Instant::now() < give_up, "{held} emails");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // This read is shed too while an email holds notification's one slot.
+            let held = match outbox.list_outbox("ada@example.com", 100).await {
+                Ok(held) => held.emails.len(),
+                Err(status) if status.code() == tonic::Code::Unavailable => 0,
+                Err(status) => panic!("{status:?}"),
+            };
+            if held == 2 * pairs {
+                break;
+            }
+            assert_eq!(
+                gateway_metric("fleet_gateway_emails_not_sent_total"),
+                Some(0)
+            );
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{held} of {} emails",
+                2 * pairs
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    assert!(gateway_metric("fleet_gateway_email_retries_total").unwrap() >= 1);
+    assert!(
+        gateway_metric("fleet_gateway_email_retries_total").unwrap() >= 1,
+        "no email retried in {pairs} pairs of checkouts"
+    );
     assert_eq!(
         gateway_metric("fleet_gateway_emails_not_sent_total"),
         Some(0)

@@ -35,7 +35,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: ## Measure the fleet (full, ~20 min incl. a cold build): table on stdout, bench/results/latest.json
+bench: ## Measure the fleet (full, ~26 min incl. two cold builds): table on stdout, bench/results/latest.json
 	$(CARGO) build --release -p fleet -p fleet-bench
 	target/release/fleet-bench --fleet-bin target/release/fleet $(BENCH_FLAGS)
 

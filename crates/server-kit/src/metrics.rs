@@ -75,7 +75,11 @@ struct SpanDelivery;
 impl Collector for SpanDelivery {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let d = fleet_telemetry::delivery::delivery();
-        let queue = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE").unwrap_or_else(|_| "2048".into());
+        // As the SDK reads it: an unset or unparsable value means its default.
+        let queue = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(2048);
         for (name, help, value) in [
             (
                 "spans_ended",

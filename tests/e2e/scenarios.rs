@@ -377,9 +377,15 @@ async fn noisy_neighbour_makes_an_ordinary_insert_wait_on_a_lock() {
     let slow: Vec<_> = checkouts(&traces)
         .into_iter()
         .map(|spans| find(spans, "order-api", "INSERT orders").clone())
-        .filter(|s| s.duration_ms() >= 350.0)
+        // The neighbour holds the lock 400 ms from the moment it has it; the INSERT starts a
+        // little later, and on a loaded machine later still, so it waits somewhat less. Over
+        // 200 ms is what the scenario's TraceQL looks for (an ordinary INSERT takes a few ms).
+        .filter(|s| s.duration_ms() > 200.0)
         .collect();
-    assert!(!slow.is_empty(), "some INSERT waited ~400 ms on the lock");
+    assert!(
+        !slow.is_empty(),
+        "some INSERT waited on the lock (over 200 ms)"
+    );
     for insert in slow {
         assert!(
             insert

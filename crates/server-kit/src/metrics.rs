@@ -44,49 +44,34 @@ impl fmt::Debug for Metrics {
     }
 }
 
-/// Span attribute values truncated in this process (the tracer provider is process-wide).
+/// The counters the tracer provider keeps for the whole process (it is process-wide):
+/// attribute values truncated (`fleet_telemetry::limits`), and where sampled spans went
+/// (`fleet_telemetry::delivery`): ended, exported, failed. What the batch processor dropped at
+/// its full queue is `ended − exported − failed` once the queue has drained.
 #[derive(Debug)]
-struct SpanTruncation;
+struct ProcessSpans;
 
-impl Collector for SpanTruncation {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let counter = ConstCounter::new(fleet_telemetry::limits::truncated_values());
-        let metric = encoder.encode_descriptor(
-            "span_attribute_values_truncated",
-            // A collector's HELP is written as given: the full stop is ours.
-            &format!(
-                "Span attribute values cut to {} characters \
-                 (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT), in this process.",
-                fleet_telemetry::limits::value_length_limit_from_env()
-            ),
-            None,
-            counter.metric_type(),
-        )?;
-        counter.encode(metric)
-    }
-}
-
-/// Where this process's sampled spans went (`fleet_telemetry::delivery`): ended, exported,
-/// failed. What the batch processor dropped at its full queue is `ended − exported − failed`
-/// once the queue has drained.
-#[derive(Debug)]
-struct SpanDelivery;
-
-impl Collector for SpanDelivery {
+impl Collector for ProcessSpans {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let d = fleet_telemetry::delivery::delivery();
-        // As the SDK reads it: an unset or unparsable value means its default.
-        let queue = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(2048);
+        // A collector's HELP is written as given: the full stops are ours.
         for (name, help, value) in [
+            (
+                "span_attribute_values_truncated",
+                format!(
+                    "Span attribute values cut to {} characters \
+                     (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT), in this process.",
+                    fleet_telemetry::limits::value_length_limit_from_env()
+                ),
+                fleet_telemetry::limits::truncated_values(),
+            ),
             (
                 "spans_ended",
                 format!(
                     "Sampled spans this process ended and queued for export (queue of \
-                     {queue} spans, OTEL_BSP_MAX_QUEUE_SIZE; a span ended while it is full is \
-                     dropped: ended - exported - export_failed, once the queue has drained)."
+                     {} spans, OTEL_BSP_MAX_QUEUE_SIZE; a span ended while it is full is \
+                     dropped: ended - exported - export_failed, once the queue has drained).",
+                    fleet_telemetry::delivery::max_queue_size()
                 ),
                 d.ended,
             ),
@@ -152,8 +137,7 @@ impl Metrics {
              (invalid_quantity, invalid_items, body_too_large, …; docs/configuration.md)",
             client_errors.clone(),
         );
-        registry.register_collector(Box::new(SpanTruncation));
-        registry.register_collector(Box::new(SpanDelivery));
+        registry.register_collector(Box::new(ProcessSpans));
         Self {
             registry: Arc::new(Mutex::new(registry)),
             body_too_large,

@@ -30,6 +30,15 @@ pub struct Delivery {
     pub failed: u64,
 }
 
+/// The batch queue's bound as the SDK reads it: `OTEL_BSP_MAX_QUEUE_SIZE`, or its default
+/// (2,048) when unset or not a number.
+pub fn max_queue_size() -> usize {
+    std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048)
+}
+
 /// This process's counts so far.
 pub fn delivery() -> Delivery {
     Delivery {

@@ -267,7 +267,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "s",
             Some(("< 240 s", n.seconds < 240.0)),
             format!(
-                "the README's command from a fresh clone, registry downloaded: {} crates, {} s of compiler time; the `quick` profile is release at opt-level 1 (docs/performance.md: 0.97× the throughput, 1.08× the CPU of a release build, measured side by side)",
+                "the README's command from a fresh clone, registry downloaded: {} crates, {} s of compiler time; the `quick` profile is release at opt-level 1 (its cost against release, measured side by side: docs/performance.md, fourth pass)",
                 n.crates_compiled,
                 num(n.unit_seconds)
             ),
@@ -1045,16 +1045,14 @@ async fn sources(fleet: &System) -> anyhow::Result<Made> {
             .error_for_status()?
             .text()
             .await?;
-        // One process, one service: the series carries its `service` label.
+        // A missing counter is an error, not a zero: it would hide spans from the count.
         let read = |metric: &str| {
-            text.lines()
-                .filter(|l| l.split(['{', ' ']).next() == Some(metric))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>() as u64
+            fleet_server_kit::metrics::sample(&text, metric, Some(("service", name.as_str())))
+                .ok_or_else(|| anyhow::anyhow!("{name} at {url} has no {metric}"))
         };
-        made.ended += read("fleet_spans_ended_total");
-        made.exported += read("fleet_spans_exported_total");
-        made.failed += read("fleet_spans_export_failed_total");
+        made.ended += read("fleet_spans_ended_total")?;
+        made.exported += read("fleet_spans_exported_total")?;
+        made.failed += read("fleet_spans_export_failed_total")?;
     }
     Ok(made)
 }

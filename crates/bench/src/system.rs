@@ -104,10 +104,9 @@ async fn spawn_logged(
     Ok((child, seen))
 }
 
-/// The services' default `MAX_IN_FLIGHT` (`fleet_server_kit::DEFAULT_MAX_IN_FLIGHT`; a test
-/// keeps the two equal). The bench's open-model runs stop sending at it, so the fleet never
-/// sheds one of their requests and every answer is a whole checkout whose spans can be counted.
-pub const FLEET_MAX_IN_FLIGHT: u64 = 64;
+/// The services' default `MAX_IN_FLIGHT`. The bench's open-model runs stop sending at it, so
+/// the fleet never sheds one of their requests and every answer is a whole checkout.
+pub const FLEET_MAX_IN_FLIGHT: u64 = fleet_server_kit::DEFAULT_MAX_IN_FLIGHT as u64;
 
 impl System {
     /// `fleet up` with every port 0 and a fresh SQLite file (or `database_url`).
@@ -304,15 +303,4 @@ pub fn scratch_dir(label: &str) -> anyhow::Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
-}
-
-#[cfg(test)]
-mod limit_tests {
-    #[test]
-    fn the_bench_caps_at_the_fleets_own_limit() {
-        assert_eq!(
-            super::FLEET_MAX_IN_FLIGHT,
-            fleet_server_kit::DEFAULT_MAX_IN_FLIGHT as u64
-        );
-    }
 }

@@ -341,6 +341,29 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     install(config, export)
 }
 
+/// The OpenTelemetry layer, set up the same whether spans are exported or not (the untraced
+/// fleet must not pay for work the traced one skips).
+fn otel_layer<S, T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<S, T>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    T: opentelemetry::trace::Tracer + 'static,
+    T::Span: Send + Sync,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_level(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        // Every hop reads its context from the tracing span (`OpenTelemetrySpanExt::context`),
+        // never from OpenTelemetry's thread-local `Context::current()`, so nothing needs the
+        // span attached there on each poll (a lock, a clone and a push per enter, a pop per exit).
+        .with_context_activation(false)
+        .with_error_records_to_exceptions(false)
+        .with_error_fields_to_exceptions(false)
+}
+
 pub(crate) fn install(
     config: TelemetryConfig,
     export: Option<Export>,
@@ -381,9 +404,8 @@ pub(crate) fn install(
 
     let Some(export) = export else {
         // The no-op tracer still carries an incoming context downstream, as the API specifies.
-        let otel_layer = tracing_opentelemetry::layer()
-            .with_tracer(opentelemetry::trace::noop::NoopTracer::new())
-            .with_filter(spans_only()?);
+        let otel_layer =
+            otel_layer(opentelemetry::trace::noop::NoopTracer::new()).with_filter(spans_only()?);
         let layers: Vec<BoxedLayer> = vec![otel_layer.boxed(), fmt_layer];
         tracing_subscriber::registry().with(layers).try_init()?;
         return Ok(TelemetryGuard {
@@ -420,16 +442,7 @@ pub(crate) fn install(
             .build(),
     );
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        .with_level(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_error_records_to_exceptions(false)
-        .with_error_fields_to_exceptions(false)
-        .with_filter(spans_only()?);
+    let otel_layer = otel_layer(tracer).with_filter(spans_only()?);
     let layers: Vec<BoxedLayer> = vec![otel_layer.boxed(), fmt_layer];
     tracing_subscriber::registry().with(layers).try_init()?;
     Ok(TelemetryGuard {

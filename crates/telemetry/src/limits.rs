@@ -54,6 +54,11 @@ pub fn truncated_values() -> u64 {
 }
 
 fn truncate(s: &str, limit: usize) -> Option<String> {
+    // No more bytes than the limit means no more chars: nothing to walk. (Walking every value
+    // char by char was 9% of what tracing added to order-api's instructions.)
+    if s.len() <= limit {
+        return None;
+    }
     let (cut, _) = s.char_indices().nth(limit)?;
     TRUNCATED_VALUES.fetch_add(1, Ordering::Relaxed);
     Some(s[..cut].to_owned())
@@ -100,6 +105,9 @@ mod tests {
         assert_eq!(truncate("abc", 3), None, "at the limit: kept whole");
         assert_eq!(truncate("abcd", 3).as_deref(), Some("abc"));
         assert_eq!(truncate("ééé", 2).as_deref(), Some("éé"));
+        // More bytes than the limit, no more chars: kept whole.
+        assert_eq!(truncate("éé", 2), None);
+        assert_eq!(truncate("éé", 3), None);
         let mut v = Value::Array(Array::String(vec!["xyz".into(), "x".into()]));
         limit_value(&mut v, 2);
         assert_eq!(v.to_string(), r#"["xy","x"]"#);
